@@ -1,0 +1,99 @@
+// mpmc.h — multi-producer multi-consumer channel: fixed-size slots, competing consumers.
+//
+//   // master process                            // each worker process
+//   auto producer = shmring::MpmcProducer::Attach("/jobs");
+//   producer->send(job_bytes, deadline);         auto consumer = shmring::MpmcConsumer::Attach("/jobs");
+//                                                shmring::Frame f = consumer->read(deadline);
+//                                                run(f.data); consumer->release();
+//
+// Every committed frame is delivered to exactly one consumer; frames of one producer arrive in
+// the order that producer committed them. A frame's sequence number is its ticket in the ring
+// (0, 1, 2, ... per channel, across all producers), so a gap in what consumers see together is a
+// claim abandoned by a producer that died between claim and commit: such a slot is skipped as
+// soon as the owner is known dead (its liveness lock is gone), and counted.
+//
+// Any number of producers and consumers (up to the channel's max_endpoints) attach at once, each
+// in any process. Each endpoint belongs to the thread and process that attached it; do not use
+// it in a child after fork().
+#ifndef SHMRING_MPMC_H_
+#define SHMRING_MPMC_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "shmring/result.h"
+
+namespace shmring {
+namespace internal {
+struct MpmcProducerState;
+struct MpmcConsumerState;
+}  // namespace internal
+
+// MpmcProducer: one of the writing ends of an MPMC channel.
+class MpmcProducer {
+ public:
+  // Attach opens the channel `name` and takes a free endpoint entry. Errors: NotFound,
+  // InvalidArgument, PermissionDenied, FailedPrecondition (not an MPMC channel, ABI mismatch),
+  // ResourceExhausted (max_endpoints live endpoints attached), DataLoss, DeadlineExceeded.
+  static absl::StatusOr<MpmcProducer> Attach(std::string_view name,
+                                             const EndpointOptions& options = {});
+  MpmcProducer(MpmcProducer&&) noexcept;
+  MpmcProducer& operator=(MpmcProducer&&) noexcept;
+  ~MpmcProducer();  // aborts an outstanding claim (visible as an abandoned slot), detaches
+
+  // Same contracts as SpscProducer: try_claim returns a span of `size` bytes in a slot
+  // (kWouldBlock if every slot is taken, kTooLarge if size > max_frame(), kClosed).
+  [[nodiscard]] Claim try_claim(std::size_t size);
+  [[nodiscard]] Claim claim(std::size_t size, absl::Time deadline);
+  // commit publishes the claimed slot. It returns kAbandoned if the channel took this endpoint
+  // for dead (its lock was lost) and skipped the slot.
+  Result commit();
+  Result commit(std::size_t size);
+  // abort gives the claimed slot up; consumers skip it (its ticket is a counted gap).
+  void abort();
+  [[nodiscard]] Result try_send(std::span<const std::byte> payload);
+  [[nodiscard]] Result send(std::span<const std::byte> payload, absl::Time deadline);
+  // close marks end-of-stream for the whole channel: every consumer drains, then gets kClosed.
+  void close();
+
+  std::size_t max_frame() const;
+  std::string_view name() const;
+
+ private:
+  explicit MpmcProducer(std::unique_ptr<internal::MpmcProducerState> state);
+  std::unique_ptr<internal::MpmcProducerState> state_;
+};
+
+// MpmcConsumer: one of the competing reading ends of an MPMC channel.
+class MpmcConsumer {
+ public:
+  static absl::StatusOr<MpmcConsumer> Attach(std::string_view name,
+                                             const EndpointOptions& options = {});
+  MpmcConsumer(MpmcConsumer&&) noexcept;
+  MpmcConsumer& operator=(MpmcConsumer&&) noexcept;
+  ~MpmcConsumer();  // a held (unreleased) frame is handed to the next consumer
+
+  // Same contracts as SpscConsumer. kClosed once the channel is closed and no committed frame
+  // is left for anyone.
+  [[nodiscard]] Frame try_read();
+  [[nodiscard]] Frame read(absl::Time deadline);
+  void release();
+  [[nodiscard]] Received try_receive(std::span<std::byte> buffer);
+  [[nodiscard]] Received receive(std::span<std::byte> buffer, absl::Time deadline);
+
+  std::size_t max_frame() const;
+  std::string_view name() const;
+
+ private:
+  explicit MpmcConsumer(std::unique_ptr<internal::MpmcConsumerState> state);
+  std::unique_ptr<internal::MpmcConsumerState> state_;
+};
+
+}  // namespace shmring
+
+#endif  // SHMRING_MPMC_H_

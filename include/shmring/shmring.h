@@ -1,0 +1,36 @@
+// shmring.h — umbrella header: lock-free shared-memory channels between processes.
+//
+// A channel is a POSIX shm object holding a ring: SPSC (one producer, one consumer, variable-length
+// frames) or MPMC (many producers, competing consumers, fixed-size slots). The data path is a few
+// loads and stores in shared memory; idle endpoints sleep on a futex in the segment and every
+// blocking call takes a deadline. Every frame carries a sequence number.
+//
+//   #include "shmring/shmring.h"
+//
+//   // Process A: create the channel and produce.
+//   shmring::ChannelOptions options;           // SPSC, 1 MiB ring by default
+//   absl::Status created = shmring::CreateChannel("/ticks", options);
+//   absl::StatusOr<shmring::SpscProducer> producer = shmring::SpscProducer::Attach("/ticks");
+//   if (!producer.ok()) return producer.status();
+//   const char tick[] = "EURUSD 1.0842";
+//   shmring::Result r = producer->send(std::as_bytes(std::span(tick)), absl::Now() + absl::Seconds(1));
+//   producer->close();                         // end of stream
+//
+//   // Process B: consume, zero-copy.
+//   absl::StatusOr<shmring::SpscConsumer> consumer = shmring::SpscConsumer::Attach("/ticks");
+//   for (;;) {
+//     shmring::Frame frame = consumer->read(absl::InfiniteFuture());
+//     if (frame.result == shmring::Result::kClosed) break;   // drained and closed
+//     handle(frame.sequence, frame.data);                    // bytes in place, in the ring
+//     consumer->release();
+//   }
+//   absl::Status removed = shmring::RemoveChannel("/ticks");
+#ifndef SHMRING_SHMRING_H_
+#define SHMRING_SHMRING_H_
+
+#include "shmring/channel.h"  // IWYU pragma: export
+#include "shmring/mpmc.h"     // IWYU pragma: export
+#include "shmring/result.h"   // IWYU pragma: export
+#include "shmring/spsc.h"     // IWYU pragma: export
+
+#endif  // SHMRING_SHMRING_H_

@@ -1,0 +1,122 @@
+// spsc.h — single-producer single-consumer channel: variable-length frames, zero-copy.
+//
+//   // process A                                  // process B
+//   auto producer = shmring::SpscProducer::Attach("/quotes");
+//   shmring::Claim c = producer->claim(64, absl::InfiniteFuture());
+//   std::memcpy(c.data.data(), bytes, 64);        auto consumer = shmring::SpscConsumer::Attach("/quotes");
+//   producer->commit();                           shmring::Frame f = consumer->read(deadline);
+//                                                 use(f.data, f.sequence);  // in place
+//                                                 consumer->release();
+//
+// Roles: at most one SpscProducer and one SpscConsumer are attached to a channel at a time, each
+// in any process. A second Attach for a taken role fails with FailedPrecondition naming the pid
+// that holds it — unless that process is dead, then the newcomer takes the role over: a new
+// consumer continues with the first frame the dead one had not released, a new producer continues
+// the sequence numbers. An endpoint belongs to the thread and process that attached it: do not
+// share one between threads without a lock, and do not use it in a child after fork().
+//
+// Cost: try_claim/commit/try_read/release are a handful of loads and stores on cache lines owned
+// by their side, plus one fence per commit/release so a sleeping peer is never missed; they make
+// a syscall only when the peer sleeps. Blocking forms spin and/or sleep per EndpointOptions::wait.
+#ifndef SHMRING_SPSC_H_
+#define SHMRING_SPSC_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "shmring/result.h"
+
+namespace shmring {
+namespace internal {
+struct SpscProducerState;
+struct SpscConsumerState;
+}  // namespace internal
+
+// SpscProducer: the writing end of an SPSC channel.
+class SpscProducer {
+ public:
+  // Attach opens the channel `name` and takes the producer role.
+  // Errors: NotFound, InvalidArgument (bad name), PermissionDenied, FailedPrecondition (not an
+  // SPSC channel, ABI mismatch, role held by a live process), DataLoss (truncated/corrupted),
+  // DeadlineExceeded (creator still initialising after options.open_timeout).
+  static absl::StatusOr<SpscProducer> Attach(std::string_view name,
+                                             const EndpointOptions& options = {});
+
+  SpscProducer(SpscProducer&&) noexcept;
+  SpscProducer& operator=(SpscProducer&&) noexcept;
+  ~SpscProducer();  // detaches: the role becomes free; does not close the stream
+
+  // try_claim reserves room for a frame of `size` payload bytes and returns a writable span of
+  // exactly `size` bytes inside the ring. kWouldBlock if the ring is full, kTooLarge if size >
+  // max_frame(), kClosed if the channel is closed. At most one claim is outstanding: claim again
+  // only after commit() or abort().
+  [[nodiscard]] Claim try_claim(std::size_t size);
+  // claim waits for room until `deadline` (absl::InfiniteFuture() waits forever): kTimeout then.
+  [[nodiscard]] Claim claim(std::size_t size, absl::Time deadline);
+  // commit publishes the claimed frame (all of it, or its first `size` bytes) to the consumer and
+  // wakes it if it sleeps.
+  void commit();
+  void commit(std::size_t size);
+  // abort drops the outstanding claim; no sequence number is used.
+  void abort();
+
+  // try_send/send: claim + copy + commit.
+  [[nodiscard]] Result try_send(std::span<const std::byte> payload);
+  [[nodiscard]] Result send(std::span<const std::byte> payload, absl::Time deadline);
+
+  // close marks end-of-stream: the consumer reads what was committed, then gets kClosed.
+  // Any outstanding claim is aborted. Further claims return kClosed.
+  void close();
+
+  std::size_t max_frame() const;
+  std::uint64_t next_sequence() const;  // sequence number of the next committed frame
+  std::string_view name() const;
+
+ private:
+  explicit SpscProducer(std::unique_ptr<internal::SpscProducerState> state);
+  std::unique_ptr<internal::SpscProducerState> state_;
+};
+
+// SpscConsumer: the reading end of an SPSC channel.
+class SpscConsumer {
+ public:
+  // Attach opens the channel `name` and takes the consumer role. Errors as SpscProducer::Attach.
+  static absl::StatusOr<SpscConsumer> Attach(std::string_view name,
+                                             const EndpointOptions& options = {});
+
+  SpscConsumer(SpscConsumer&&) noexcept;
+  SpscConsumer& operator=(SpscConsumer&&) noexcept;
+  ~SpscConsumer();  // detaches; an unreleased frame stays unread for the next consumer
+
+  // try_read returns the next frame in place (valid until release()). kWouldBlock if the ring is
+  // empty, kClosed once the channel is closed and drained, kCorrupted if the segment holds an
+  // impossible frame. Calling it again before release() returns the same frame.
+  [[nodiscard]] Frame try_read();
+  // read waits for a frame until `deadline`: kTimeout then.
+  [[nodiscard]] Frame read(absl::Time deadline);
+  // release frees the frame returned by the last successful read, letting the producer reuse its
+  // room, and wakes a producer sleeping on a full ring.
+  void release();
+
+  // try_receive/receive: read + copy into `buffer` + release. kTooLarge (frame left unread) if
+  // the buffer is smaller than the frame; Received::size then says how large it is.
+  [[nodiscard]] Received try_receive(std::span<std::byte> buffer);
+  [[nodiscard]] Received receive(std::span<std::byte> buffer, absl::Time deadline);
+
+  std::size_t max_frame() const;
+  std::uint64_t next_sequence() const;  // sequence number of the next frame to read
+  std::string_view name() const;
+
+ private:
+  explicit SpscConsumer(std::unique_ptr<internal::SpscConsumerState> state);
+  std::unique_ptr<internal::SpscConsumerState> state_;
+};
+
+}  // namespace shmring
+
+#endif  // SHMRING_SPSC_H_

@@ -1,0 +1,135 @@
+#include "endpoint.h"
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace shmring::internal {
+namespace {
+
+void Retire(ControlBlock* control, EndpointEntry* entry) {
+  auto fold = [&](AtomicU64 Counters::*field) {
+    // Relaxed: counters are statistics; no other data depends on their order.
+    const std::uint64_t v = (entry->counters.*field).exchange(0, std::memory_order_relaxed);
+    if (v != 0) (control->retired.*field).fetch_add(v, std::memory_order_relaxed);
+  };
+  fold(&Counters::frames);
+  fold(&Counters::bytes);
+  fold(&Counters::wakeups);
+  fold(&Counters::waits);
+  fold(&Counters::abandoned);
+  fold(&Counters::takeovers);
+  fold(&Counters::redelivered);
+}
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kProducer:
+      return "producer";
+    case Role::kConsumer:
+      return "consumer";
+    default:
+      return "none";
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name, Kind kind,
+                                                           Role role,
+                                                           const EndpointOptions& options) {
+  OpenOptions open;
+  open.access = Access::kReadWrite;
+  open.expected_kind = kind;
+  open.deadline = absl::Now() + options.open_timeout;
+  open.allow_shared_mode = options.allow_shared_mode;
+  absl::StatusOr<std::unique_ptr<Segment>> segment = Segment::Open(name, open);
+  if (!segment.ok()) return segment.status();
+  Segment& seg = **segment;
+  const int fd = seg.fd();
+  const std::uint32_t count = seg.geometry().max_endpoints;
+
+  std::uint32_t index = count;
+  if (kind == Kind::kSpsc) {
+    const std::uint32_t fixed = role == Role::kProducer ? 0 : 1;
+    if (!TryLockByte(fd, kEndpointLockBase + fixed)) {
+      // Relaxed: informational only; the lock decides.
+      const std::uint32_t pid = seg.endpoint(fixed)->pid.load(std::memory_order_relaxed);
+      return absl::FailedPreconditionError(absl::StrCat(Prefix(seg.name()), "the ",
+                                                        RoleName(role), " role is held by pid ",
+                                                        pid, " (alive)"));
+    }
+    index = fixed;
+  } else {
+    // Prefer never-used or cleanly detached entries; then those of dead owners.
+    for (int pass = 0; pass < 2 && index == count; ++pass) {
+      for (std::uint32_t i = 0; i < count; ++i) {
+        const bool free = seg.endpoint(i)->role.load(std::memory_order_relaxed) ==
+                          static_cast<std::uint32_t>(Role::kNone);
+        if ((pass == 0) != free) continue;
+        if (TryLockByte(fd, kEndpointLockBase + i)) {
+          index = i;
+          break;
+        }
+      }
+    }
+    if (index == count) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          Prefix(seg.name()), "all ", count, " endpoints are attached by live processes"));
+    }
+  }
+
+  auto endpoint = std::unique_ptr<Endpoint>(new Endpoint());
+  endpoint->segment_ = std::move(*segment);
+  endpoint->control_ = seg.control();
+  endpoint->entry_ = seg.endpoint(index);
+  endpoint->index_ = index;
+  endpoint->mode_ = options.wait;
+  endpoint->spin_iterations_ = options.spin_iterations;
+  EndpointEntry* e = endpoint->entry_;
+  // We hold the entry's lock, so whoever wrote it is gone: read what it left (acquire pairs with
+  // the previous owner's release store of `role`).
+  PreviousOwner& prev = endpoint->previous_;
+  prev.role = static_cast<Role>(e->role.load(std::memory_order_acquire));
+  prev.pid = e->pid.load(std::memory_order_relaxed);
+  prev.claim_ticket = e->claim_ticket.load(std::memory_order_relaxed);
+  prev.held_ticket = e->held_ticket.load(std::memory_order_relaxed);
+  Retire(endpoint->control_, e);
+  e->pid.store(static_cast<std::uint32_t>(getpid()), std::memory_order_relaxed);
+  e->attach_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
+  e->generation.fetch_add(1, std::memory_order_relaxed);
+  e->sleeping.store(0, std::memory_order_relaxed);
+  if (prev.role != Role::kNone) {
+    // Taking over from a dead process: the ring code inspects `previous()` before it resets the
+    // tickets.
+    endpoint->Count(&Counters::takeovers);
+  } else {
+    e->claim_ticket.store(kNoTicket, std::memory_order_relaxed);
+    e->held_ticket.store(kNoTicket, std::memory_order_relaxed);
+  }
+  // Release: publishes pid/attach time with the role (pairs with acquire loads in readers).
+  e->role.store(static_cast<std::uint32_t>(role), std::memory_order_release);
+  return endpoint;
+}
+
+Endpoint::~Endpoint() {
+  if (!segment_) return;
+  Retire(control_, entry_);
+  entry_->claim_ticket.store(kNoTicket, std::memory_order_relaxed);
+  entry_->held_ticket.store(kNoTicket, std::memory_order_relaxed);
+  entry_->pid.store(0, std::memory_order_relaxed);
+  // Release: the entry's final state is visible before it reads as free.
+  entry_->role.store(static_cast<std::uint32_t>(Role::kNone), std::memory_order_release);
+  // Closing the segment's fd drops the liveness lock.
+}
+
+void Endpoint::WakeSlow(WakeWord& wake, int count) {
+  // Clearing the flag first bounds what a waiter that died asleep costs us: one wake-up.
+  wake.waiting.store(0, std::memory_order_relaxed);
+  // Release: pairs with the waiter's acquire load of `word` before it sleeps.
+  wake.word.fetch_add(1, std::memory_order_release);
+  FutexWake(&wake.word, count);
+  Count(&Counters::wakeups);
+}
+
+}  // namespace shmring::internal

@@ -1,0 +1,139 @@
+// endpoint.h — an attached producer or consumer: its segment, its endpoint-table entry, its
+// counters, and the spin-then-futex wait protocol shared by both ring kinds.
+#ifndef SHMRING_LIB_ENDPOINT_H_
+#define SHMRING_LIB_ENDPOINT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "futex.h"
+#include "layout.h"
+#include "segment.h"
+#include "shmring/result.h"
+
+namespace shmring::internal {
+
+// What an entry held when this endpoint took it over from a dead owner.
+struct PreviousOwner {
+  Role role = Role::kNone;  // kNone: the entry was free
+  std::uint32_t pid = 0;
+  std::uint64_t claim_ticket = kNoTicket;
+  std::uint64_t held_ticket = kNoTicket;
+};
+
+inline Result ResultOf(Result r) { return r; }
+inline Result ResultOf(const Claim& c) { return c.result; }
+inline Result ResultOf(const Frame& f) { return f.result; }
+template <typename R>
+R WithResult(Result r) {
+  if constexpr (std::is_same_v<R, Result>) {
+    return r;
+  } else {
+    R out;
+    out.result = r;
+    return out;
+  }
+}
+
+// The longest single futex sleep. A waker killed between publishing and waking (or a hostile
+// peer) delays a sleeper by at most this much; each sleep re-checks the condition.
+inline constexpr absl::Duration kMaxSleep = absl::Milliseconds(100);
+
+class Endpoint {
+ public:
+  // Attach opens `name`, checks its kind, and takes an entry of the endpoint table:
+  // SPSC: entry 0 (producer) or 1 (consumer); MPMC: any entry whose owner is gone.
+  static absl::StatusOr<std::unique_ptr<Endpoint>> Attach(std::string_view name, Kind kind,
+                                                         Role role,
+                                                         const EndpointOptions& options);
+  ~Endpoint();  // detaches: folds the counters into the segment's, frees the entry
+
+  Segment& segment() const { return *segment_; }
+  ControlBlock* control() const { return control_; }
+  EndpointEntry* entry() const { return entry_; }
+  std::uint32_t index() const { return index_; }
+  const PreviousOwner& previous() const { return previous_; }
+  const std::string& name() const { return segment_->name(); }
+
+  // Counters, written by this endpoint only: relaxed stores of a local copy (no RMW).
+  void CountFrame(std::uint64_t bytes) {
+    entry_->counters.frames.store(++frames_, std::memory_order_relaxed);
+    entry_->counters.bytes.store(bytes_ += bytes, std::memory_order_relaxed);
+  }
+  void Count(AtomicU64 Counters::*counter, std::uint64_t n = 1) {
+    (entry_->counters.*counter).fetch_add(n, std::memory_order_relaxed);
+  }
+
+  // Wait polls `poll` (a callable returning Result, Claim or Frame) until it returns something
+  // other than kWouldBlock, spinning and/or sleeping on `wake` per the wait mode, until
+  // `deadline` (then kTimeout).
+  template <typename Poll>
+  auto Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltype(poll());
+
+  // Notify: call after publishing (a frame or free room). Wakes the sleepers on `wake`, if any.
+  // Cost when nobody sleeps: one fence and one load of a line that is rarely written.
+  void Notify(WakeWord& wake, int count) {
+    // seq_cst fence: pairs with the fence in Wait between `waiting.store(1)` and the re-check —
+    // either the waiter's re-check sees what we published, or we see its `waiting` flag.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // Relaxed: the fence above orders it.
+    if (wake.waiting.load(std::memory_order_relaxed) != 0) WakeSlow(wake, count);
+  }
+
+ private:
+  Endpoint() = default;
+  void WakeSlow(WakeWord& wake, int count);
+
+  std::unique_ptr<Segment> segment_;
+  ControlBlock* control_ = nullptr;
+  EndpointEntry* entry_ = nullptr;
+  std::uint32_t index_ = 0;
+  PreviousOwner previous_;
+  WaitMode mode_ = WaitMode::kHybrid;
+  std::uint32_t spin_iterations_ = 0;
+  std::uint64_t frames_ = 0;
+  std::uint64_t bytes_ = 0;
+};
+
+template <typename Poll>
+auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltype(poll()) {
+  using R = decltype(poll());
+  R r = poll();
+  if (ResultOf(r) != Result::kWouldBlock) return r;
+  if (mode_ != WaitMode::kBlock) {
+    for (std::uint32_t i = 1;; ++i) {
+      CpuRelax();
+      r = poll();
+      if (ResultOf(r) != Result::kWouldBlock) return r;
+      // Reading the clock costs ~20 ns; do it every 1024 polls.
+      if ((i & 1023) == 0 && absl::Now() >= deadline) return WithResult<R>(Result::kTimeout);
+      if (mode_ == WaitMode::kHybrid && i >= spin_iterations_) break;
+    }
+  }
+  for (;;) {
+    // Acquire: pairs with the waker's release fetch_add in WakeSlow. Loading the word before
+    // announcing ourselves means a wake that happens after the load makes FUTEX_WAIT return.
+    const std::uint32_t seen = wake.word.load(std::memory_order_acquire);
+    wake.waiting.store(1, std::memory_order_relaxed);  // ordered by the fence below
+    // seq_cst fence: pairs with the one in Notify (Dekker): the re-check below sees the peer's
+    // publication, or the peer sees waiting == 1 and wakes us.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    r = poll();
+    if (ResultOf(r) != Result::kWouldBlock) return r;
+    const absl::Time now = absl::Now();
+    if (now >= deadline) return WithResult<R>(Result::kTimeout);
+    entry_->sleeping.store(1, std::memory_order_relaxed);  // informational (shm-inspect)
+    Count(&Counters::waits);
+    FutexWait(&wake.word, seen, std::min(deadline - now, kMaxSleep));
+    entry_->sleeping.store(0, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace shmring::internal
+
+#endif  // SHMRING_LIB_ENDPOINT_H_

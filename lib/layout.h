@@ -1,0 +1,239 @@
+// layout.h — the shared-memory ABI of a shmring segment. Nothing else defines offsets.
+//
+// One POSIX shm object is one channel. Every process that maps it — producers, consumers,
+// shm-inspect, a process built from another release — reads these structs, so they are plain
+// standard-layout types with a static_assert on every offset, size and alignment. Changing any of
+// them means bumping kAbiVersion.
+//
+//   offset 0                      SegmentHeader        (immutable once init_state == kReady)
+//   header.control_offset         ControlBlock         (cursors, wake words, shared counters;
+//                                                       one writer per 128-byte line)
+//   header.endpoints_offset       EndpointEntry[max]   (who is attached, in which role)
+//   header.data_offset            data area            (SPSC byte ring or MPMC slot array)
+//   header.total_size             end of the object
+//
+// SPSC frame, always 16-byte aligned, never wrapping (a padding frame fills the end of the ring):
+//
+//    0                   4                   8                                  16
+//   +-------------------+-------------------+-----------------------------------+
+//   | length (payload)  | flags             | sequence number (0, 1, 2, ...)    |
+//   +-------------------+-------------------+-----------------------------------+
+//   | payload: `length` bytes, then padding up to the next 16-byte boundary     |
+//   +---------------------------------------------------------------------------+
+//
+// MPMC slot (fixed stride, header.slot_stride bytes):
+//
+//    0                                       8                                  16
+//   +---------------------------------------+-----------------------------------+
+//   | turn (atomic; Vyukov ticket state)    | sequence number (= ticket)        |
+//   +-------------------+-------------------+-----------------------------------+
+//   | length (payload)  | flags             | producer endpoint | reserved      |
+//   +-------------------+-------------------+-------------------+---------------+
+//   | payload: up to max_frame bytes                                            |
+//   +---------------------------------------------------------------------------+
+//
+// Liveness: endpoint i is alive while some open file description holds an OFD write lock on the
+// byte at kEndpointLockBase + i of the shm object (the kernel drops it when the process dies). The
+// creator holds the byte at kInitLockOffset while it initialises.
+#ifndef SHMRING_LIB_LAYOUT_H_
+#define SHMRING_LIB_LAYOUT_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace shmring::internal {
+
+// A fixed line size, not std::hardware_destructive_interference_size (it varies with -mtune and
+// would change the ABI). 128 covers the adjacent-line prefetcher on x86 and Apple/ARM lines.
+inline constexpr std::size_t kLineSize = 128;
+inline constexpr std::size_t kPageSize = 4096;
+
+inline constexpr std::uint64_t kMagic = 0x31474E4952'4D4853ULL;  // "SHMRING1" little-endian
+inline constexpr std::uint32_t kAbiVersion = 1;
+
+enum class InitState : std::uint32_t { kInitializing = 0, kReady = 1 };
+inline constexpr std::uint32_t kKindSpsc = 1;  // == shmring::Kind::kSpsc
+inline constexpr std::uint32_t kKindMpmc = 2;  // == shmring::Kind::kMpmc
+enum class Role : std::uint32_t { kNone = 0, kProducer = 1, kConsumer = 2 };
+
+// Byte offsets used only for OFD locks (never read or written); beyond any plausible object size.
+inline constexpr std::int64_t kInitLockOffset = std::int64_t{1} << 40;
+inline constexpr std::int64_t kEndpointLockBase = kInitLockOffset + 1;
+
+using AtomicU32 = std::atomic<std::uint32_t>;
+using AtomicU64 = std::atomic<std::uint64_t>;
+static_assert(AtomicU32::is_always_lock_free && AtomicU64::is_always_lock_free,
+              "cross-process atomics must be lock-free (address-free)");
+static_assert(sizeof(AtomicU32) == 4 && sizeof(AtomicU64) == 8);
+
+// SegmentHeader: written once by the creator before it publishes init_state = kReady
+// (release; paired with the opener's acquire load in ValidateHeader). Everything but init_state
+// is immutable afterwards.
+struct SegmentHeader {
+  std::uint64_t magic;            // kMagic
+  std::uint32_t abi_version;      // kAbiVersion
+  std::uint32_t header_size;      // sizeof(SegmentHeader)
+  std::uint32_t kind;             // Kind
+  std::uint32_t flags;            // reserved, 0
+  std::uint64_t total_size;       // bytes of the whole object
+  std::uint64_t capacity;         // SPSC: data bytes (power of two); MPMC: slot count (power of 2)
+  std::uint32_t max_frame;        // largest payload a frame may carry
+  std::uint32_t slot_stride;      // MPMC: bytes per slot; SPSC: 0
+  std::uint64_t control_offset;   // ControlBlock
+  std::uint64_t endpoints_offset; // EndpointEntry[max_endpoints]
+  std::uint32_t max_endpoints;    // SPSC: 2 (0 = producer, 1 = consumer)
+  std::uint32_t endpoint_size;    // sizeof(EndpointEntry)
+  std::uint64_t data_offset;      // page aligned
+  std::uint64_t data_size;        // SPSC: capacity; MPMC: capacity * slot_stride
+  std::uint32_t creator_uid;
+  std::uint32_t creator_pid;
+  std::uint64_t creation_time_ns; // CLOCK_REALTIME
+  AtomicU32 init_state;           // InitState
+  std::uint32_t reserved0;
+  std::uint8_t reserved[kLineSize * 2 - 112];
+};
+static_assert(std::is_standard_layout_v<SegmentHeader>);
+static_assert(sizeof(SegmentHeader) == 2 * kLineSize);
+static_assert(offsetof(SegmentHeader, magic) == 0);
+static_assert(offsetof(SegmentHeader, abi_version) == 8);
+static_assert(offsetof(SegmentHeader, header_size) == 12);
+static_assert(offsetof(SegmentHeader, kind) == 16);
+static_assert(offsetof(SegmentHeader, total_size) == 24);
+static_assert(offsetof(SegmentHeader, capacity) == 32);
+static_assert(offsetof(SegmentHeader, max_frame) == 40);
+static_assert(offsetof(SegmentHeader, slot_stride) == 44);
+static_assert(offsetof(SegmentHeader, control_offset) == 48);
+static_assert(offsetof(SegmentHeader, endpoints_offset) == 56);
+static_assert(offsetof(SegmentHeader, max_endpoints) == 64);
+static_assert(offsetof(SegmentHeader, endpoint_size) == 68);
+static_assert(offsetof(SegmentHeader, data_offset) == 72);
+static_assert(offsetof(SegmentHeader, data_size) == 80);
+static_assert(offsetof(SegmentHeader, creator_uid) == 88);
+static_assert(offsetof(SegmentHeader, creator_pid) == 92);
+static_assert(offsetof(SegmentHeader, creation_time_ns) == 96);
+static_assert(offsetof(SegmentHeader, init_state) == 104);
+
+// Counters kept per endpoint (written only by the endpoint's owner, so plain relaxed stores of a
+// local copy suffice — no RMW on the hot path) and, for endpoints that went away, folded into
+// ControlBlock::retired by whoever reclaims the entry.
+struct Counters {
+  AtomicU64 frames;         // frames committed (producer) / released (consumer)
+  AtomicU64 bytes;          // payload bytes of those frames
+  AtomicU64 wakeups;        // FUTEX_WAKE calls issued
+  AtomicU64 waits;          // times this endpoint slept on a futex (ring empty or full)
+  AtomicU64 abandoned;      // claims of dead producers this endpoint skipped or cleaned up
+  AtomicU64 takeovers;      // roles or entries taken over from a dead process
+  AtomicU64 redelivered;    // frames re-read after a dead consumer's hand-over
+  AtomicU64 reserved;
+};
+static_assert(sizeof(Counters) == 64);
+
+// A futex word and the flag that says somebody sleeps on it. Written rarely by both sides (only
+// around a sleep), so it gets a line of its own away from the cursors.
+//
+// Protocol (Dekker-style; both sides issue a seq_cst fence between their store and their load):
+//   waiter:  v = word.load(acquire); waiting.store(1); fence; re-check the condition;
+//            futex_wait(&word, v, timeout)
+//   waker:   publish the condition; fence; if (waiting.load(relaxed)) {
+//              waiting.store(0); word.fetch_add(1, release); futex_wake(&word) }
+// The waker clears `waiting`, so a waiter that died asleep costs at most one wake-up, not one per
+// frame.
+struct alignas(kLineSize) WakeWord {
+  AtomicU32 word;
+  AtomicU32 waiting;
+  std::uint8_t pad[kLineSize - 8];
+};
+static_assert(sizeof(WakeWord) == kLineSize);
+
+// ControlBlock: the cursors and wake words. One writer per line.
+struct ControlBlock {
+  // Producer line (SPSC: written by the producer only; MPMC: the enqueue ticket, CAS by producers).
+  alignas(kLineSize) AtomicU64 write_position;  // SPSC: byte position; MPMC: next ticket
+  AtomicU64 next_write_seq;                     // SPSC: sequence number of the next frame
+  std::uint8_t producer_pad[kLineSize - 16];
+  // Consumer line (SPSC: written by the consumer only; MPMC: the dequeue ticket).
+  alignas(kLineSize) AtomicU64 read_position;  // SPSC: byte position; MPMC: next ticket
+  AtomicU64 next_read_seq;                     // SPSC: sequence number of the next unread frame
+  std::uint8_t consumer_pad[kLineSize - 16];
+  WakeWord data_ready;   // consumers sleep here when the ring is empty
+  WakeWord space_ready;  // producers sleep here when the ring is full
+  // Rarely written state.
+  alignas(kLineSize) AtomicU32 closed;  // 1 once a producer called close() (release store)
+  AtomicU32 reserved_u32;
+  AtomicU64 close_time_ns;
+  std::uint8_t state_pad[kLineSize - 16];
+  alignas(kLineSize) Counters retired;  // counters of endpoints that are gone
+  std::uint8_t retired_pad[kLineSize - sizeof(Counters)];
+};
+static_assert(std::is_standard_layout_v<ControlBlock>);
+static_assert(offsetof(ControlBlock, write_position) == 0);
+static_assert(offsetof(ControlBlock, next_write_seq) == 8);
+static_assert(offsetof(ControlBlock, read_position) == 1 * kLineSize);
+static_assert(offsetof(ControlBlock, next_read_seq) == 1 * kLineSize + 8);
+static_assert(offsetof(ControlBlock, data_ready) == 2 * kLineSize);
+static_assert(offsetof(ControlBlock, space_ready) == 3 * kLineSize);
+static_assert(offsetof(ControlBlock, closed) == 4 * kLineSize);
+static_assert(offsetof(ControlBlock, retired) == 5 * kLineSize);
+static_assert(sizeof(ControlBlock) == 6 * kLineSize);
+
+inline constexpr std::uint64_t kNoTicket = ~std::uint64_t{0};
+
+// EndpointEntry: one attached producer or consumer. Owned by whoever holds its OFD lock byte;
+// written by that owner only (a newcomer writes it after taking the lock of a dead owner).
+struct alignas(kLineSize) EndpointEntry {
+  AtomicU32 role;             // Role; kNone when free
+  AtomicU32 pid;              // owner's pid (informational: liveness is the OFD lock)
+  AtomicU64 attach_time_ns;   // CLOCK_REALTIME
+  AtomicU64 generation;       // bumped at every attach of this entry
+  AtomicU64 claim_ticket;     // MPMC producer: ticket claimed but not committed, or kNoTicket
+  AtomicU64 held_ticket;      // MPMC consumer: ticket read but not released, or kNoTicket
+  AtomicU32 sleeping;         // 1 while the owner sleeps on a futex (informational)
+  AtomicU32 reserved_u32;
+  std::uint8_t pad0[64 - 48];
+  Counters counters;
+};
+static_assert(std::is_standard_layout_v<EndpointEntry>);
+static_assert(sizeof(EndpointEntry) == kLineSize);
+static_assert(offsetof(EndpointEntry, claim_ticket) == 24);
+static_assert(offsetof(EndpointEntry, counters) == 64);
+
+// SPSC frame header (see the diagram above).
+inline constexpr std::uint32_t kFrameFlagPadding = 1u << 0;  // skip to the start of the ring
+inline constexpr std::size_t kFrameAlign = 16;
+struct FrameHeader {
+  std::uint32_t length;
+  std::uint32_t flags;
+  std::uint64_t sequence;
+};
+static_assert(std::is_standard_layout_v<FrameHeader>);
+static_assert(sizeof(FrameHeader) == kFrameAlign);
+
+// MPMC slot header (see the diagram above).
+// turn: for the slot of ticket t (t % capacity == index):
+//   t              free, the producer holding ticket t may write it
+//   t + 1          committed frame of ticket t, a consumer may read it
+//   (t + 1) | kTurnAbandoned   ticket t's producer died; consumers skip the slot
+//   t + capacity   released by the consumer, free for ticket t + capacity
+inline constexpr std::uint64_t kTurnAbandoned = std::uint64_t{1} << 63;
+struct MpmcSlotHeader {
+  AtomicU64 turn;
+  std::uint64_t sequence;
+  std::uint32_t length;
+  std::uint32_t flags;
+  std::uint32_t producer;
+  std::uint32_t reserved;
+};
+static_assert(std::is_standard_layout_v<MpmcSlotHeader>);
+static_assert(sizeof(MpmcSlotHeader) == 32);
+static_assert(offsetof(MpmcSlotHeader, length) == 16);
+
+inline constexpr std::uint64_t AlignUp(std::uint64_t v, std::uint64_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
+inline constexpr bool IsPowerOfTwo(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+}  // namespace shmring::internal
+
+#endif  // SHMRING_LIB_LAYOUT_H_

@@ -1,0 +1,505 @@
+#include "segment.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace shmring {
+
+static_assert(static_cast<std::uint32_t>(Kind::kSpsc) == internal::kKindSpsc);
+static_assert(static_cast<std::uint32_t>(Kind::kMpmc) == internal::kKindMpmc);
+
+namespace {
+
+constexpr std::size_t kMaxNameLength = 200;
+constexpr std::uint64_t kMinSpscCapacity = 4096;
+constexpr std::uint64_t kMaxDataSize = std::uint64_t{1} << 40;
+constexpr std::uint32_t kMaxMpmcFrame = 16u << 20;
+constexpr std::uint32_t kMaxEndpoints = 4096;
+constexpr std::uint32_t kDefaultMpmcFrame = 1024 - sizeof(internal::MpmcSlotHeader);
+
+bool NameCharOk(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+
+absl::Status ErrnoStatus(int err, std::string_view canonical, std::string_view what) {
+  std::string message = absl::StrCat(internal::Prefix(canonical), internal::AV(what), ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(absl::StrCat(internal::Prefix(canonical), "no such channel"));
+    case EEXIST:
+      return absl::AlreadyExistsError(absl::StrCat(internal::Prefix(canonical), "already exists"));
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(message);
+    case EINVAL:
+    case ENAMETOOLONG:
+      return absl::InvalidArgumentError(message);
+    case ENOSPC:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+}  // namespace
+
+absl::Status ValidateName(std::string_view name) {
+  std::string_view body = name;
+  if (!body.empty() && body.front() == '/') body.remove_prefix(1);
+  if (body.empty() || body.size() > kMaxNameLength || body == "." || body == "..") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid shmring channel name '", absl::CHexEscape(internal::AV(name)), "': want 1..", kMaxNameLength,
+        " characters of [A-Za-z0-9._-], optionally after one leading '/'"));
+  }
+  for (char c : body) {
+    if (!NameCharOk(c)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid shmring channel name '", absl::CHexEscape(internal::AV(name)),
+                       "': character '", absl::CHexEscape(absl::string_view(&c, 1)),
+                       "' is not allowed (use [A-Za-z0-9._-])"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string CanonicalName(std::string_view name) {
+  if (!name.empty() && name.front() == '/') return std::string(name);
+  return absl::StrCat("/", internal::AV(name));
+}
+
+namespace internal {
+
+std::string Prefix(std::string_view canonical_name) {
+  return absl::StrCat("shmring channel '", AV(canonical_name), "': ");
+}
+
+std::uint64_t NowRealtimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind kind,
+                                         std::uint64_t capacity, std::uint32_t max_frame,
+                                         std::uint32_t max_endpoints) {
+  const std::string p = Prefix(name);
+  Geometry g;
+  g.kind = kind;
+  g.capacity = capacity;
+  if (kind == shmring::Kind::kSpsc) {
+    if (!IsPowerOfTwo(capacity) || capacity < kMinSpscCapacity || capacity > kMaxDataSize) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          p, "SPSC capacity ", capacity, " bytes is not a power of two in [", kMinSpscCapacity,
+          ", ", kMaxDataSize, "]"));
+    }
+    // A frame must fit in half the ring: then it fits either before the end or, after a padding
+    // frame, at the start, whatever the write position.
+    const std::uint64_t largest = capacity / 2 - sizeof(FrameHeader);
+    const std::uint64_t limit = largest > UINT32_MAX ? UINT32_MAX : largest;
+    if (max_frame == 0) max_frame = static_cast<std::uint32_t>(limit);
+    if (max_frame > limit) {
+      return absl::InvalidArgumentError(absl::StrCat(p, "max_frame ", max_frame,
+                                                     " bytes does not fit an SPSC ring of ",
+                                                     capacity, " bytes (at most ", limit, ")"));
+    }
+    g.max_frame = max_frame;
+    g.slot_stride = 0;
+    g.max_endpoints = 2;
+    g.data_size = capacity;
+  } else if (kind == shmring::Kind::kMpmc) {
+    if (!IsPowerOfTwo(capacity) || capacity < 2 || capacity > (std::uint64_t{1} << 24)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          p, "MPMC capacity ", capacity, " slots is not a power of two in [2, 16777216]"));
+    }
+    if (max_frame == 0) max_frame = kDefaultMpmcFrame;
+    if (max_frame > kMaxMpmcFrame) {
+      return absl::InvalidArgumentError(absl::StrCat(p, "max_frame ", max_frame,
+                                                     " bytes exceeds the MPMC limit of ",
+                                                     kMaxMpmcFrame));
+    }
+    if (max_endpoints == 0 || max_endpoints > kMaxEndpoints) {
+      return absl::InvalidArgumentError(absl::StrCat(p, "max_endpoints ", max_endpoints,
+                                                     " is not in [1, ", kMaxEndpoints, "]"));
+    }
+    g.max_frame = max_frame;
+    g.slot_stride = static_cast<std::uint32_t>(AlignUp(sizeof(MpmcSlotHeader) + max_frame, 64));
+    g.max_endpoints = max_endpoints;
+    g.data_size = capacity * g.slot_stride;
+    if (g.data_size > kMaxDataSize) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, "MPMC ring of ", capacity, " slots of ", g.slot_stride,
+                       " bytes exceeds the size limit of ", kMaxDataSize, " bytes"));
+    }
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "unknown ring kind ", static_cast<std::uint32_t>(kind)));
+  }
+  g.control_offset = sizeof(SegmentHeader);
+  g.endpoints_offset = g.control_offset + sizeof(ControlBlock);
+  g.data_offset =
+      AlignUp(g.endpoints_offset + std::uint64_t{g.max_endpoints} * sizeof(EndpointEntry),
+              kPageSize);
+  g.total_size = g.data_offset + g.data_size;
+  return g;
+}
+
+absl::StatusOr<Geometry> ValidateHeader(std::string_view name, const SegmentHeader& h,
+                                        std::uint64_t object_size) {
+  const std::string p = Prefix(name);
+  if (object_size < sizeof(SegmentHeader)) {
+    return absl::DataLossError(absl::StrCat(p, "object is ", object_size,
+                                            " bytes, smaller than a shmring header (",
+                                            sizeof(SegmentHeader), "): truncated or not shmring"));
+  }
+  if (h.magic != kMagic) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%snot a shmring segment (magic 0x%016x, want 0x%016x)", p, h.magic, kMagic));
+  }
+  if (h.abi_version != kAbiVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(p, "segment has ABI version ", h.abi_version,
+                                                      ", this library speaks version ",
+                                                      kAbiVersion));
+  }
+  if (h.header_size != sizeof(SegmentHeader) || h.endpoint_size != sizeof(EndpointEntry)) {
+    return absl::DataLossError(absl::StrCat(p, "corrupted header: header_size ", h.header_size,
+                                            ", endpoint_size ", h.endpoint_size));
+  }
+  if (h.kind != kKindSpsc && h.kind != kKindMpmc) {
+    return absl::DataLossError(absl::StrCat(p, "corrupted header: unknown ring kind ", h.kind));
+  }
+  auto expected = ComputeGeometry(name, static_cast<shmring::Kind>(h.kind), h.capacity,
+                                  h.max_frame, h.max_endpoints);
+  if (!expected.ok() || expected->max_frame != h.max_frame) {
+    return absl::DataLossError(absl::StrCat(
+        p, "corrupted header: impossible geometry (capacity ", h.capacity, ", max_frame ",
+        h.max_frame, ", max_endpoints ", h.max_endpoints, ")"));
+  }
+  Geometry g = *expected;
+  if (h.slot_stride != g.slot_stride || h.control_offset != g.control_offset ||
+      h.endpoints_offset != g.endpoints_offset || h.data_offset != g.data_offset ||
+      h.data_size != g.data_size || h.total_size != g.total_size) {
+    return absl::DataLossError(absl::StrCat(
+        p, "corrupted header: offsets/sizes disagree with the geometry (total_size ",
+        h.total_size, ", expected ", g.total_size, ")"));
+  }
+  if (g.total_size > object_size) {
+    return absl::DataLossError(absl::StrCat(p, "truncated: header says ", g.total_size,
+                                            " bytes, the object has ", object_size));
+  }
+  g.creator_uid = h.creator_uid;
+  g.creator_pid = h.creator_pid;
+  g.creation_time_ns = h.creation_time_ns;
+  return g;
+}
+
+bool TryLockByte(int fd, std::int64_t offset) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = offset;
+  fl.l_len = 1;
+  return fcntl(fd, F_OFD_SETLK, &fl) == 0;
+}
+
+void UnlockByte(int fd, std::int64_t offset) {
+  struct flock fl {};
+  fl.l_type = F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = offset;
+  fl.l_len = 1;
+  (void)fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+bool IsByteLocked(int fd, std::int64_t offset) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = offset;
+  fl.l_len = 1;
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return false;
+  return fl.l_type != F_UNLCK;
+}
+
+Segment::~Segment() {
+  if (base_ != nullptr) munmap(base_, geometry_.total_size);
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name,
+                                                       const OpenOptions& options) {
+  if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
+  const std::string name = CanonicalName(raw_name);
+  const std::string p = Prefix(name);
+  const bool writable = options.access == Access::kReadWrite;
+  // glibc's shm_open adds O_NOFOLLOW and O_CLOEXEC: a symlink at the name is refused (ELOOP).
+  int fd = shm_open(name.c_str(), writable ? O_RDWR : O_RDONLY, 0);
+  if (fd < 0) {
+    if (errno == ELOOP) {
+      return absl::PermissionDeniedError(absl::StrCat(p, "is a symbolic link; refused"));
+    }
+    return ErrnoStatus(errno, name, "cannot open");
+  }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() {
+      if (fd >= 0) close(fd);
+    }
+  } closer{fd};
+
+  // A creator that is alive but not done holds the init lock: wait for it up to the deadline.
+  // One that died (or an object no shmring creator made) does not: then a short grace period
+  // covers the window between the creator's shm_open and its taking the lock.
+  const absl::Time grace_end = absl::Now() + absl::Milliseconds(50);
+  for (;;) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return ErrnoStatus(errno, name, "fstat failed");
+    if (!S_ISREG(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(p, "not a regular shm object"));
+    }
+    if (!options.allow_shared_mode) {
+      if (st.st_uid != geteuid()) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            p, "owned by uid ", st.st_uid, ", not by this user (uid ", geteuid(),
+            "); refused unless shared mode is allowed"));
+      }
+      if ((st.st_mode & 022) != 0) {
+        return absl::PermissionDeniedError(absl::StrFormat(
+            "%smode %04o lets group/other write it; refused unless shared mode is allowed", p,
+            st.st_mode & 07777));
+      }
+    }
+    const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+    absl::Status not_ready;
+    if (size >= sizeof(SegmentHeader)) {
+      // Map only the header first: the object may be too short for what the header claims.
+      void* hdr = mmap(nullptr, sizeof(SegmentHeader), PROT_READ, MAP_SHARED, fd, 0);
+      if (hdr == MAP_FAILED) return ErrnoStatus(errno, name, "mmap of the header failed");
+      const auto* shared = static_cast<const SegmentHeader*>(hdr);
+      // Acquire: pairs with the creator's release store of kReady in CreateChannel, so the
+      // header fields copied below are the initialised ones.
+      const std::uint32_t state = shared->init_state.load(std::memory_order_acquire);
+      SegmentHeader copy;
+      std::memcpy(static_cast<void*>(&copy), hdr, sizeof(copy));
+      munmap(hdr, sizeof(SegmentHeader));
+      if (copy.magic != kMagic && copy.magic != 0) {
+        // Not ours, whatever its state: fail at once.
+        return ValidateHeader(name, copy, size).status();
+      }
+      if (state == static_cast<std::uint32_t>(InitState::kReady)) {
+        absl::StatusOr<Geometry> g = ValidateHeader(name, copy, size);
+        if (!g.ok()) return g.status();
+        if (options.expected_kind.has_value() && g->kind != *options.expected_kind) {
+          auto kind_name = [](shmring::Kind k) {
+            return k == shmring::Kind::kSpsc ? "SPSC" : "MPMC";
+          };
+          return absl::FailedPreconditionError(absl::StrCat(p, "is an ", kind_name(g->kind),
+                                                            " channel, opened as ",
+                                                            kind_name(*options.expected_kind)));
+        }
+        void* base = mmap(nullptr, g->total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                          MAP_SHARED, fd, 0);
+        if (base == MAP_FAILED) return ErrnoStatus(errno, name, "mmap failed");
+        closer.fd = -1;
+        return std::unique_ptr<Segment>(
+            new Segment(name, fd, static_cast<std::byte*>(base), *g));
+      }
+      not_ready = absl::FailedPreconditionError(absl::StrCat(
+          p, "was never initialised: its creator died before finishing (remove it, or create "
+             "it with reclaim_stale)"));
+    } else if (size == 0) {
+      not_ready = absl::DataLossError(absl::StrCat(
+          p, "zero-length object: not a shmring segment, or its creator died before sizing it"));
+    } else {
+      not_ready = ValidateHeader(name, SegmentHeader{}, size).status();
+    }
+    const absl::Time now = absl::Now();
+    const bool creator_alive = IsByteLocked(fd, kInitLockOffset);
+    if (!creator_alive && now >= grace_end) return not_ready;
+    if (now >= options.deadline && (creator_alive || now >= grace_end)) {
+      if (!creator_alive) return not_ready;
+      return absl::DeadlineExceededError(
+          absl::StrCat(p, "still being initialised by its creator; gave up at the deadline"));
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+}
+
+}  // namespace internal
+
+namespace {
+
+// Removes a stale object `name` if every endpoint recorded in it is dead. Returns true if it
+// removed it (the caller then retries the exclusive create).
+absl::StatusOr<bool> ReclaimIfStale(const std::string& name) {
+  const std::string p = internal::Prefix(name);
+  int fd = shm_open(name.c_str(), O_RDWR, 0);
+  if (fd < 0) {
+    if (errno == ENOENT) return true;  // gone already: just retry
+    return ErrnoStatus(errno, name, "cannot open the existing object to check it");
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  // Holding the init lock keeps a concurrent reclaimer (and openers) off this object while we
+  // decide; a live creator holds it too, so then the object is not stale.
+  if (!internal::TryLockByte(fd, internal::kInitLockOffset)) {
+    return absl::AlreadyExistsError(absl::StrCat(p, "already exists and is being initialised"));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, name, "fstat failed");
+  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+  bool ready = false;
+  std::uint32_t endpoints = 0;
+  if (size >= sizeof(internal::SegmentHeader)) {
+    void* hdr = mmap(nullptr, sizeof(internal::SegmentHeader), PROT_READ, MAP_SHARED, fd, 0);
+    if (hdr == MAP_FAILED) return ErrnoStatus(errno, name, "mmap failed");
+    internal::SegmentHeader copy;
+    std::memcpy(static_cast<void*>(&copy), hdr, sizeof(copy));
+    ready = static_cast<const internal::SegmentHeader*>(hdr)->init_state.load(
+                std::memory_order_acquire) == static_cast<std::uint32_t>(internal::InitState::kReady);
+    munmap(hdr, sizeof(internal::SegmentHeader));
+    if (copy.magic != internal::kMagic && copy.magic != 0) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(p, "already exists and is not a shmring segment; not removing it"));
+    }
+    if (ready) {
+      absl::StatusOr<internal::Geometry> g = internal::ValidateHeader(name, copy, size);
+      if (!g.ok()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            p, "already exists and fails validation; not removing it: ", g.status().message()));
+      }
+      endpoints = g->max_endpoints;
+    }
+  }
+  for (std::uint32_t i = 0; i < endpoints; ++i) {
+    if (internal::IsByteLocked(fd, internal::kEndpointLockBase + i)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(p, "already exists and has a live endpoint; not reclaiming it"));
+    }
+  }
+  // Unlink only if the name still refers to the object we checked.
+  struct stat by_name;
+  const std::string path = absl::StrCat("/dev/shm", name);
+  if (stat(path.c_str(), &by_name) == 0 &&
+      (by_name.st_ino != st.st_ino || by_name.st_dev != st.st_dev)) {
+    return true;  // somebody replaced it; retry
+  }
+  if (shm_unlink(name.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, name, "cannot remove the stale object");
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& options) {
+  if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
+  const std::string name = CanonicalName(raw_name);
+  const std::string p = internal::Prefix(name);
+  absl::StatusOr<internal::Geometry> geometry = internal::ComputeGeometry(
+      name, options.kind, options.capacity, options.max_frame, options.max_endpoints);
+  if (!geometry.ok()) return geometry.status();
+  if ((options.mode & ~mode_t{0777}) != 0 || (options.mode & 0600) != 0600) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%smode %o: want permission bits (0..0777) including owner read/write (0600)", p,
+        options.mode));
+  }
+  int fd = -1;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0 || errno != EEXIST || !options.reclaim_stale) break;
+    absl::StatusOr<bool> reclaimed = ReclaimIfStale(name);
+    if (!reclaimed.ok()) return reclaimed.status();
+  }
+  if (fd < 0) return ErrnoStatus(errno, name, "cannot create");
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  auto fail = [&](absl::Status status) {
+    shm_unlink(name.c_str());
+    return status;
+  };
+  // Openers see the init lock held while we initialise (see Segment::Open).
+  if (!internal::TryLockByte(fd, internal::kInitLockOffset)) {
+    return fail(absl::InternalError(absl::StrCat(p, "cannot take the init lock")));
+  }
+  if (fchmod(fd, options.mode) != 0) return fail(ErrnoStatus(errno, name, "fchmod failed"));
+  const internal::Geometry& g = *geometry;
+  if (ftruncate(fd, static_cast<off_t>(g.total_size)) != 0) {
+    return fail(ErrnoStatus(errno, name, absl::StrCat("cannot size to ", g.total_size, " bytes")));
+  }
+  // Reserve the memory now so a full /dev/shm fails here, not with SIGBUS on first touch.
+  if (int err = posix_fallocate(fd, 0, static_cast<off_t>(g.total_size)); err != 0) {
+    return fail(ErrnoStatus(err, name, absl::StrCat("cannot allocate ", g.total_size, " bytes")));
+  }
+  void* base = mmap(nullptr, g.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) return fail(ErrnoStatus(errno, name, "mmap failed"));
+  auto* bytes = static_cast<std::byte*>(base);
+  // The object is zero-filled by ftruncate; construct the atomics in place and set the fields
+  // that are not zero.
+  auto* header = new (bytes) internal::SegmentHeader{};
+  header->magic = internal::kMagic;
+  header->abi_version = internal::kAbiVersion;
+  header->header_size = sizeof(internal::SegmentHeader);
+  header->kind = static_cast<std::uint32_t>(g.kind);
+  header->total_size = g.total_size;
+  header->capacity = g.capacity;
+  header->max_frame = g.max_frame;
+  header->slot_stride = g.slot_stride;
+  header->control_offset = g.control_offset;
+  header->endpoints_offset = g.endpoints_offset;
+  header->max_endpoints = g.max_endpoints;
+  header->endpoint_size = sizeof(internal::EndpointEntry);
+  header->data_offset = g.data_offset;
+  header->data_size = g.data_size;
+  header->creator_uid = static_cast<std::uint32_t>(geteuid());
+  header->creator_pid = static_cast<std::uint32_t>(getpid());
+  header->creation_time_ns = internal::NowRealtimeNs();
+  new (bytes + g.control_offset) internal::ControlBlock{};
+  for (std::uint32_t i = 0; i < g.max_endpoints; ++i) {
+    auto* e = new (bytes + g.endpoints_offset + i * sizeof(internal::EndpointEntry))
+        internal::EndpointEntry{};
+    e->claim_ticket.store(internal::kNoTicket, std::memory_order_relaxed);
+    e->held_ticket.store(internal::kNoTicket, std::memory_order_relaxed);
+  }
+  if (g.kind == Kind::kMpmc) {
+    for (std::uint64_t i = 0; i < g.capacity; ++i) {
+      auto* slot =
+          new (bytes + g.data_offset + i * g.slot_stride) internal::MpmcSlotHeader{};
+      slot->turn.store(i, std::memory_order_relaxed);  // free for ticket i
+    }
+  }
+  // Release: publishes every field above; pairs with the acquire load in Segment::Open.
+  header->init_state.store(static_cast<std::uint32_t>(internal::InitState::kReady),
+                           std::memory_order_release);
+  munmap(base, g.total_size);
+  internal::UnlockByte(fd, internal::kInitLockOffset);
+  return absl::OkStatus();
+}
+
+absl::Status RemoveChannel(std::string_view raw_name) {
+  if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
+  const std::string name = CanonicalName(raw_name);
+  if (shm_unlink(name.c_str()) != 0) return ErrnoStatus(errno, name, "cannot remove");
+  return absl::OkStatus();
+}
+
+}  // namespace shmring

@@ -1,0 +1,332 @@
+// spsc.cc — the single-producer single-consumer byte ring.
+//
+// Ordering protocol
+// -----------------
+// Shared fields (lib/layout.h), positions are byte counts that only grow (offset = pos & mask):
+//   control.write_position  written by the producer only, release store in commit() [P1];
+//                           read by the consumer with acquire [C1].
+//   control.next_write_seq  producer, relaxed, before [P1] (for a producer taking over, and
+//                           shm-inspect).
+//   control.read_position   written by the consumer only, release store in release() [C2];
+//                           read by the producer with acquire [P2].
+//   control.next_read_seq   consumer, relaxed, before [C2].
+//   control.closed          producer, release store in close() [P3]; consumer acquire [C3].
+//   frames in the data area plain bytes: the producer writes a frame (header + payload) before
+//                           [P1]; the consumer reads it after [C1] and stops touching it before
+//                           [C2]; the producer overwrites it only after [P2] saw [C2].
+// Pairs: P1→C1 (frame contents visible), C2→P2 (room is really free), P3→C3 then a reload of
+// write_position (everything committed before close() is seen before end-of-stream).
+// Each side keeps a cached copy of the other side's position and reloads it only when the cached
+// value says full/empty, so the other side's line moves between cores at most once per batch.
+// Wake-ups: after [P1] the producer calls Notify(data_ready); after [C2] the consumer calls
+// Notify(space_ready) (the Dekker fence pairs are described in endpoint.h).
+//
+// The consumer treats every byte it loads from the segment as hostile: positions are bounded
+// against the capacity, frame lengths against max_frame and the published region, and each is
+// loaded once into a local before use. A violation returns kCorrupted, never an out-of-bounds read.
+#include "shmring/spsc.h"
+
+#include <climits>
+#include <cstring>
+
+#include "endpoint.h"
+
+namespace shmring {
+namespace internal {
+
+struct RingView {
+  ControlBlock* control;
+  std::byte* data;
+  std::uint64_t capacity;
+  std::uint64_t mask;
+  std::uint32_t max_frame;
+  explicit RingView(const Endpoint& ep)
+      : control(ep.control()),
+        data(ep.segment().data()),
+        capacity(ep.segment().geometry().capacity),
+        mask(ep.segment().geometry().capacity - 1),
+        max_frame(ep.segment().geometry().max_frame) {}
+};
+
+inline std::uint64_t FrameBytes(std::uint64_t payload) {
+  return AlignUp(sizeof(FrameHeader) + payload, kFrameAlign);
+}
+
+struct SpscProducerState {
+  std::unique_ptr<Endpoint> endpoint;
+  RingView ring;
+  std::uint64_t write_position;    // == control.write_position while no claim is outstanding
+  std::uint64_t cached_read_position;
+  std::uint64_t next_sequence;
+  // Outstanding claim.
+  bool claimed = false;
+  std::uint64_t claim_position = 0;  // where the claimed frame's header goes
+  std::uint64_t claim_size = 0;
+
+  explicit SpscProducerState(std::unique_ptr<Endpoint> ep)
+      : endpoint(std::move(ep)),
+        ring(*endpoint),
+        // Acquire: pairs with [P1] of a previous (dead) producer: its frames and
+        // next_write_seq are visible.
+        write_position(ring.control->write_position.load(std::memory_order_acquire)),
+        cached_read_position(ring.control->read_position.load(std::memory_order_acquire)),
+        next_sequence(ring.control->next_write_seq.load(std::memory_order_relaxed)) {}
+
+  Claim TryClaim(std::size_t size) {
+    // Relaxed is enough to see a close eventually; ordering with the consumer is via [P3]/[C3].
+    if (ring.control->closed.load(std::memory_order_relaxed) != 0) return {Result::kClosed, {}, 0};
+    if (size > ring.max_frame) return {Result::kTooLarge, {}, 0};
+    if (claimed) claimed = false;  // a second claim replaces an uncommitted one
+    const std::uint64_t frame = FrameBytes(size);
+    const std::uint64_t offset = write_position & ring.mask;
+    const std::uint64_t to_end = ring.capacity - offset;
+    const std::uint64_t need = frame <= to_end ? frame : to_end + frame;
+    if (write_position + need - cached_read_position > ring.capacity) {
+      // [P2] acquire: pairs with the consumer's release in release() [C2].
+      const std::uint64_t read = ring.control->read_position.load(std::memory_order_acquire);
+      if (read > write_position || write_position - read > ring.capacity) {
+        return {Result::kCorrupted, {}, 0};
+      }
+      cached_read_position = read;
+      if (write_position + need - cached_read_position > ring.capacity) {
+        return {Result::kWouldBlock, {}, 0};
+      }
+    }
+    std::uint64_t position = write_position;
+    if (frame > to_end) {
+      // The frame would wrap: fill the end with a padding frame, published together with the
+      // claimed frame by commit().
+      FrameHeader pad{static_cast<std::uint32_t>(to_end - sizeof(FrameHeader)), kFrameFlagPadding,
+                      next_sequence};
+      std::memcpy(ring.data + offset, &pad, sizeof(pad));
+      position += to_end;
+    }
+    claimed = true;
+    claim_position = position;
+    claim_size = size;
+    std::byte* payload = ring.data + (position & ring.mask) + sizeof(FrameHeader);
+    return {Result::kOk, std::span<std::byte>(payload, size), next_sequence};
+  }
+
+  void Commit(std::size_t size) {
+    if (!claimed) return;
+    if (size > claim_size) size = claim_size;
+    claimed = false;
+    const FrameHeader header{static_cast<std::uint32_t>(size), 0, next_sequence};
+    std::memcpy(ring.data + (claim_position & ring.mask), &header, sizeof(header));
+    write_position = claim_position + FrameBytes(size);
+    ++next_sequence;
+    // Relaxed: ordered before [P1] below, read after [C1] / by a successor after its acquire.
+    ring.control->next_write_seq.store(next_sequence, std::memory_order_relaxed);
+    // [P1] release: publishes the frame (and any padding before it). Pairs with [C1].
+    ring.control->write_position.store(write_position, std::memory_order_release);
+    endpoint->CountFrame(size);
+    endpoint->Notify(ring.control->data_ready, 1);
+  }
+
+  void Close() {
+    claimed = false;
+    // [P3] release: pairs with [C3]; everything committed before is visible at end-of-stream.
+    ring.control->closed.store(1, std::memory_order_release);
+    ring.control->close_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
+    // Wake unconditionally: close is rare, and a consumer must not sleep through it.
+    ring.control->data_ready.word.fetch_add(1, std::memory_order_release);
+    FutexWake(&ring.control->data_ready.word, INT_MAX);
+    ring.control->space_ready.word.fetch_add(1, std::memory_order_release);
+    FutexWake(&ring.control->space_ready.word, INT_MAX);
+  }
+};
+
+struct SpscConsumerState {
+  std::unique_ptr<Endpoint> endpoint;
+  RingView ring;
+  std::uint64_t read_position;  // local; published by release() [C2]
+  std::uint64_t cached_write_position;
+  std::uint64_t next_sequence;
+  // The frame handed out by the last successful read, until release().
+  bool holding = false;
+  Frame held;
+  std::uint64_t held_end = 0;
+
+  explicit SpscConsumerState(std::unique_ptr<Endpoint> ep)
+      : endpoint(std::move(ep)),
+        ring(*endpoint),
+        read_position(ring.control->read_position.load(std::memory_order_acquire)),
+        cached_write_position(read_position),
+        next_sequence(ring.control->next_read_seq.load(std::memory_order_relaxed)) {}
+
+  void PublishReadPosition() {
+    // Relaxed: ordered before [C2].
+    ring.control->next_read_seq.store(next_sequence, std::memory_order_relaxed);
+    // [C2] release: we are done reading everything before read_position. Pairs with [P2].
+    ring.control->read_position.store(read_position, std::memory_order_release);
+    endpoint->Notify(ring.control->space_ready, 1);
+  }
+
+  Frame TryRead() {
+    if (holding) return held;
+    for (;;) {
+      if (read_position == cached_write_position) {
+        // [C1] acquire: pairs with [P1]; the frames before write_position are complete.
+        const std::uint64_t write = ring.control->write_position.load(std::memory_order_acquire);
+        if (write < read_position || write - read_position > ring.capacity) {
+          return {Result::kCorrupted, {}, 0};
+        }
+        cached_write_position = write;
+        if (write == read_position) {
+          // [C3] acquire: pairs with [P3]. Then reload write_position: frames committed before
+          // close() must be drained before end-of-stream is reported.
+          if (ring.control->closed.load(std::memory_order_acquire) == 0) {
+            return {Result::kWouldBlock, {}, 0};
+          }
+          const std::uint64_t last = ring.control->write_position.load(std::memory_order_acquire);
+          if (last == read_position) return {Result::kClosed, {}, 0};
+          if (last < read_position || last - read_position > ring.capacity) {
+            return {Result::kCorrupted, {}, 0};
+          }
+          cached_write_position = last;
+        }
+      }
+      const std::uint64_t offset = read_position & ring.mask;
+      const std::uint64_t to_end = ring.capacity - offset;
+      const std::uint64_t available = cached_write_position - read_position;
+      if ((offset % kFrameAlign) != 0 || available < sizeof(FrameHeader)) {
+        return {Result::kCorrupted, {}, 0};
+      }
+      FrameHeader header;  // one copy: the producer (or a hostile writer) cannot change it now
+      std::memcpy(&header, ring.data + offset, sizeof(header));
+      if ((header.flags & kFrameFlagPadding) != 0) {
+        if (std::uint64_t{header.length} + sizeof(FrameHeader) != to_end || available < to_end) {
+          return {Result::kCorrupted, {}, 0};
+        }
+        read_position += to_end;
+        // Publish at once: the producer may need exactly this room to place its next frame.
+        PublishReadPosition();
+        continue;
+      }
+      const std::uint64_t length = header.length;
+      if (length > ring.max_frame) return {Result::kCorrupted, {}, 0};
+      const std::uint64_t frame = FrameBytes(length);
+      if (frame > to_end || frame > available) return {Result::kCorrupted, {}, 0};
+      holding = true;
+      held = Frame{Result::kOk,
+                   std::span<const std::byte>(ring.data + offset + sizeof(FrameHeader), length),
+                   header.sequence};
+      held_end = read_position + frame;
+      return held;
+    }
+  }
+
+  void Release() {
+    if (!holding) return;
+    holding = false;
+    read_position = held_end;
+    next_sequence = held.sequence + 1;
+    endpoint->CountFrame(held.data.size());
+    PublishReadPosition();
+  }
+};
+
+}  // namespace internal
+
+// ---- SpscProducer ----
+
+absl::StatusOr<SpscProducer> SpscProducer::Attach(std::string_view name,
+                                                  const EndpointOptions& options) {
+  auto endpoint =
+      internal::Endpoint::Attach(name, Kind::kSpsc, internal::Role::kProducer, options);
+  if (!endpoint.ok()) return endpoint.status();
+  return SpscProducer(std::make_unique<internal::SpscProducerState>(std::move(*endpoint)));
+}
+
+SpscProducer::SpscProducer(std::unique_ptr<internal::SpscProducerState> state)
+    : state_(std::move(state)) {}
+SpscProducer::SpscProducer(SpscProducer&&) noexcept = default;
+SpscProducer& SpscProducer::operator=(SpscProducer&&) noexcept = default;
+SpscProducer::~SpscProducer() = default;
+
+Claim SpscProducer::try_claim(std::size_t size) { return state_->TryClaim(size); }
+
+Claim SpscProducer::claim(std::size_t size, absl::Time deadline) {
+  return state_->endpoint->Wait(state_->ring.control->space_ready, deadline,
+                                [&] { return state_->TryClaim(size); });
+}
+
+void SpscProducer::commit() { state_->Commit(state_->claim_size); }
+void SpscProducer::commit(std::size_t size) { state_->Commit(size); }
+void SpscProducer::abort() { state_->claimed = false; }
+
+Result SpscProducer::try_send(std::span<const std::byte> payload) {
+  Claim c = state_->TryClaim(payload.size());
+  if (!c.ok()) return c.result;
+  if (!payload.empty()) std::memcpy(c.data.data(), payload.data(), payload.size());
+  state_->Commit(payload.size());
+  return Result::kOk;
+}
+
+Result SpscProducer::send(std::span<const std::byte> payload, absl::Time deadline) {
+  Claim c = claim(payload.size(), deadline);
+  if (!c.ok()) return c.result;
+  if (!payload.empty()) std::memcpy(c.data.data(), payload.data(), payload.size());
+  state_->Commit(payload.size());
+  return Result::kOk;
+}
+
+void SpscProducer::close() { state_->Close(); }
+std::size_t SpscProducer::max_frame() const { return state_->ring.max_frame; }
+std::uint64_t SpscProducer::next_sequence() const { return state_->next_sequence; }
+std::string_view SpscProducer::name() const { return state_->endpoint->name(); }
+
+// ---- SpscConsumer ----
+
+absl::StatusOr<SpscConsumer> SpscConsumer::Attach(std::string_view name,
+                                                  const EndpointOptions& options) {
+  auto endpoint =
+      internal::Endpoint::Attach(name, Kind::kSpsc, internal::Role::kConsumer, options);
+  if (!endpoint.ok()) return endpoint.status();
+  return SpscConsumer(std::make_unique<internal::SpscConsumerState>(std::move(*endpoint)));
+}
+
+SpscConsumer::SpscConsumer(std::unique_ptr<internal::SpscConsumerState> state)
+    : state_(std::move(state)) {}
+SpscConsumer::SpscConsumer(SpscConsumer&&) noexcept = default;
+SpscConsumer& SpscConsumer::operator=(SpscConsumer&&) noexcept = default;
+SpscConsumer::~SpscConsumer() = default;
+
+Frame SpscConsumer::try_read() { return state_->TryRead(); }
+
+Frame SpscConsumer::read(absl::Time deadline) {
+  return state_->endpoint->Wait(state_->ring.control->data_ready, deadline,
+                                [&] { return state_->TryRead(); });
+}
+
+void SpscConsumer::release() { state_->Release(); }
+
+namespace {
+Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
+  if (!f.ok()) return {f.result, 0, 0};
+  if (f.data.size() > buffer.size()) return {Result::kTooLarge, f.data.size(), f.sequence};
+  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
+  return {Result::kOk, f.data.size(), f.sequence};
+}
+}  // namespace
+
+Received SpscConsumer::try_receive(std::span<std::byte> buffer) {
+  Received r = CopyOut(state_->TryRead(), buffer);
+  if (r.ok()) state_->Release();
+  return r;
+}
+
+Received SpscConsumer::receive(std::span<std::byte> buffer, absl::Time deadline) {
+  Received r = CopyOut(read(deadline), buffer);
+  if (r.ok()) state_->Release();
+  return r;
+}
+
+std::size_t SpscConsumer::max_frame() const { return state_->ring.max_frame; }
+std::uint64_t SpscConsumer::next_sequence() const {
+  return state_->holding ? state_->held.sequence : state_->next_sequence;
+}
+std::string_view SpscConsumer::name() const { return state_->endpoint->name(); }
+
+}  // namespace shmring
