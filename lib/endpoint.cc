@@ -55,9 +55,8 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
     if (!TryLockByte(fd, kEndpointLockBase + fixed)) {
       // Relaxed: informational only; the lock decides.
       const std::uint32_t pid = seg.endpoint(fixed)->pid.load(std::memory_order_relaxed);
-      return absl::FailedPreconditionError(absl::StrCat(Prefix(seg.name()), "the ",
-                                                        RoleName(role), " role is held by pid ",
-                                                        pid, " (alive)"));
+      return absl::FailedPreconditionError(absl::StrCat(Prefix(seg.name()), "the ", RoleName(role),
+                                                        " role is held by pid ", pid, " (alive)"));
     }
     index = fixed;
   } else {

@@ -49,8 +49,8 @@ class Endpoint {
   // Attach opens `name`, checks its kind, and takes an entry of the endpoint table:
   // SPSC: entry 0 (producer) or 1 (consumer); MPMC: any entry whose owner is gone.
   static absl::StatusOr<std::unique_ptr<Endpoint>> Attach(std::string_view name, Kind kind,
-                                                         Role role,
-                                                         const EndpointOptions& options);
+                                                          Role role,
+                                                          const EndpointOptions& options);
   ~Endpoint();  // detaches: folds the counters into the segment's, frees the entry
 
   Segment& segment() const { return *segment_; }

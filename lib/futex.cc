@@ -18,8 +18,7 @@ void FutexWait(AtomicU32* word, std::uint32_t expected, absl::Duration timeout) 
   if (ts.tv_sec == 0 && ts.tv_nsec < 1000) ts.tv_nsec = 1000;
   // FUTEX_WAIT (shared) compares *word with `expected` atomically with going to sleep, so a wake
   // that bumped the word after our load cannot be lost. EAGAIN/EINTR/ETIMEDOUT all just return.
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr,
-          0);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
 }
 
 void FutexWake(AtomicU32* word, int count) {

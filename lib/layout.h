@@ -72,25 +72,25 @@ static_assert(sizeof(AtomicU32) == 4 && sizeof(AtomicU64) == 8);
 // (release; paired with the opener's acquire load in ValidateHeader). Everything but init_state
 // is immutable afterwards.
 struct SegmentHeader {
-  std::uint64_t magic;            // kMagic
-  std::uint32_t abi_version;      // kAbiVersion
-  std::uint32_t header_size;      // sizeof(SegmentHeader)
-  std::uint32_t kind;             // Kind
-  std::uint32_t flags;            // reserved, 0
-  std::uint64_t total_size;       // bytes of the whole object
-  std::uint64_t capacity;         // SPSC: data bytes (power of two); MPMC: slot count (power of 2)
-  std::uint32_t max_frame;        // largest payload a frame may carry
-  std::uint32_t slot_stride;      // MPMC: bytes per slot; SPSC: 0
-  std::uint64_t control_offset;   // ControlBlock
-  std::uint64_t endpoints_offset; // EndpointEntry[max_endpoints]
-  std::uint32_t max_endpoints;    // SPSC: 2 (0 = producer, 1 = consumer)
-  std::uint32_t endpoint_size;    // sizeof(EndpointEntry)
-  std::uint64_t data_offset;      // page aligned
-  std::uint64_t data_size;        // SPSC: capacity; MPMC: capacity * slot_stride
+  std::uint64_t magic;             // kMagic
+  std::uint32_t abi_version;       // kAbiVersion
+  std::uint32_t header_size;       // sizeof(SegmentHeader)
+  std::uint32_t kind;              // Kind
+  std::uint32_t flags;             // reserved, 0
+  std::uint64_t total_size;        // bytes of the whole object
+  std::uint64_t capacity;          // SPSC: data bytes (power of two); MPMC: slot count (power of 2)
+  std::uint32_t max_frame;         // largest payload a frame may carry
+  std::uint32_t slot_stride;       // MPMC: bytes per slot; SPSC: 0
+  std::uint64_t control_offset;    // ControlBlock
+  std::uint64_t endpoints_offset;  // EndpointEntry[max_endpoints]
+  std::uint32_t max_endpoints;     // SPSC: 2 (0 = producer, 1 = consumer)
+  std::uint32_t endpoint_size;     // sizeof(EndpointEntry)
+  std::uint64_t data_offset;       // page aligned
+  std::uint64_t data_size;         // SPSC: capacity; MPMC: capacity * slot_stride
   std::uint32_t creator_uid;
   std::uint32_t creator_pid;
-  std::uint64_t creation_time_ns; // CLOCK_REALTIME
-  AtomicU32 init_state;           // InitState
+  std::uint64_t creation_time_ns;  // CLOCK_REALTIME
+  AtomicU32 init_state;            // InitState
   std::uint32_t reserved0;
   std::uint8_t reserved[kLineSize * 2 - 112];
 };
@@ -119,13 +119,13 @@ static_assert(offsetof(SegmentHeader, init_state) == 104);
 // local copy suffice — no RMW on the hot path) and, for endpoints that went away, folded into
 // ControlBlock::retired by whoever reclaims the entry.
 struct Counters {
-  AtomicU64 frames;         // frames committed (producer) / released (consumer)
-  AtomicU64 bytes;          // payload bytes of those frames
-  AtomicU64 wakeups;        // FUTEX_WAKE calls issued
-  AtomicU64 waits;          // times this endpoint slept on a futex (ring empty or full)
-  AtomicU64 abandoned;      // claims of dead producers this endpoint skipped or cleaned up
-  AtomicU64 takeovers;      // roles or entries taken over from a dead process
-  AtomicU64 redelivered;    // frames re-read after a dead consumer's hand-over
+  AtomicU64 frames;       // frames committed (producer) / released (consumer)
+  AtomicU64 bytes;        // payload bytes of those frames
+  AtomicU64 wakeups;      // FUTEX_WAKE calls issued
+  AtomicU64 waits;        // times this endpoint slept on a futex (ring empty or full)
+  AtomicU64 abandoned;    // claims of dead producers this endpoint skipped or cleaned up
+  AtomicU64 takeovers;    // roles or entries taken over from a dead process
+  AtomicU64 redelivered;  // frames re-read after a dead consumer's hand-over
   AtomicU64 reserved;
 };
 static_assert(sizeof(Counters) == 64);
@@ -183,13 +183,13 @@ inline constexpr std::uint64_t kNoTicket = ~std::uint64_t{0};
 // EndpointEntry: one attached producer or consumer. Owned by whoever holds its OFD lock byte;
 // written by that owner only (a newcomer writes it after taking the lock of a dead owner).
 struct alignas(kLineSize) EndpointEntry {
-  AtomicU32 role;             // Role; kNone when free
-  AtomicU32 pid;              // owner's pid (informational: liveness is the OFD lock)
-  AtomicU64 attach_time_ns;   // CLOCK_REALTIME
-  AtomicU64 generation;       // bumped at every attach of this entry
-  AtomicU64 claim_ticket;     // MPMC producer: ticket claimed but not committed, or kNoTicket
-  AtomicU64 held_ticket;      // MPMC consumer: ticket read but not released, or kNoTicket
-  AtomicU32 sleeping;         // 1 while the owner sleeps on a futex (informational)
+  AtomicU32 role;            // Role; kNone when free
+  AtomicU32 pid;             // owner's pid (informational: liveness is the OFD lock)
+  AtomicU64 attach_time_ns;  // CLOCK_REALTIME
+  AtomicU64 generation;      // bumped at every attach of this entry
+  AtomicU64 claim_ticket;    // MPMC producer: ticket claimed but not committed, or kNoTicket
+  AtomicU64 held_ticket;     // MPMC consumer: ticket read but not released, or kNoTicket
+  AtomicU32 sleeping;        // 1 while the owner sleeps on a futex (informational)
   AtomicU32 reserved_u32;
   std::uint8_t pad0[64 - 48];
   Counters counters;

@@ -8,7 +8,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <new>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -35,7 +38,8 @@ bool NameCharOk(char c) {
 }
 
 absl::Status ErrnoStatus(int err, std::string_view canonical, std::string_view what) {
-  std::string message = absl::StrCat(internal::Prefix(canonical), internal::AV(what), ": ", std::strerror(err));
+  std::string message =
+      absl::StrCat(internal::Prefix(canonical), internal::AV(what), ": ", std::strerror(err));
   switch (err) {
     case ENOENT:
       return absl::NotFoundError(absl::StrCat(internal::Prefix(canonical), "no such channel"));
@@ -64,15 +68,14 @@ absl::Status ValidateName(std::string_view name) {
   if (!body.empty() && body.front() == '/') body.remove_prefix(1);
   if (body.empty() || body.size() > kMaxNameLength || body == "." || body == "..") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "invalid shmring channel name '", absl::CHexEscape(internal::AV(name)), "': want 1..", kMaxNameLength,
-        " characters of [A-Za-z0-9._-], optionally after one leading '/'"));
+        "invalid shmring channel name '", absl::CHexEscape(internal::AV(name)), "': want 1..",
+        kMaxNameLength, " characters of [A-Za-z0-9._-], optionally after one leading '/'"));
   }
   for (char c : body) {
     if (!NameCharOk(c)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid shmring channel name '", absl::CHexEscape(internal::AV(name)),
-                       "': character '", absl::CHexEscape(absl::string_view(&c, 1)),
-                       "' is not allowed (use [A-Za-z0-9._-])"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid shmring channel name '", absl::CHexEscape(internal::AV(name)), "': character '",
+          absl::CHexEscape(absl::string_view(&c, 1)), "' is not allowed (use [A-Za-z0-9._-])"));
     }
   }
   return absl::OkStatus();
@@ -92,7 +95,8 @@ std::string Prefix(std::string_view canonical_name) {
 std::uint64_t NowRealtimeNs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind kind,
@@ -104,9 +108,9 @@ absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind ki
   g.capacity = capacity;
   if (kind == shmring::Kind::kSpsc) {
     if (!IsPowerOfTwo(capacity) || capacity < kMinSpscCapacity || capacity > kMaxDataSize) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          p, "SPSC capacity ", capacity, " bytes is not a power of two in [", kMinSpscCapacity,
-          ", ", kMaxDataSize, "]"));
+      return absl::InvalidArgumentError(absl::StrCat(p, "SPSC capacity ", capacity,
+                                                     " bytes is not a power of two in [",
+                                                     kMinSpscCapacity, ", ", kMaxDataSize, "]"));
     }
     // A frame must fit in half the ring: then it fits either before the end or, after a padding
     // frame, at the start, whatever the write position.
@@ -129,13 +133,12 @@ absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind ki
     }
     if (max_frame == 0) max_frame = kDefaultMpmcFrame;
     if (max_frame > kMaxMpmcFrame) {
-      return absl::InvalidArgumentError(absl::StrCat(p, "max_frame ", max_frame,
-                                                     " bytes exceeds the MPMC limit of ",
-                                                     kMaxMpmcFrame));
+      return absl::InvalidArgumentError(absl::StrCat(
+          p, "max_frame ", max_frame, " bytes exceeds the MPMC limit of ", kMaxMpmcFrame));
     }
     if (max_endpoints == 0 || max_endpoints > kMaxEndpoints) {
-      return absl::InvalidArgumentError(absl::StrCat(p, "max_endpoints ", max_endpoints,
-                                                     " is not in [1, ", kMaxEndpoints, "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, "max_endpoints ", max_endpoints, " is not in [1, ", kMaxEndpoints, "]"));
     }
     g.max_frame = max_frame;
     g.slot_stride = static_cast<std::uint32_t>(AlignUp(sizeof(MpmcSlotHeader) + max_frame, 64));
@@ -152,9 +155,8 @@ absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind ki
   }
   g.control_offset = sizeof(SegmentHeader);
   g.endpoints_offset = g.control_offset + sizeof(ControlBlock);
-  g.data_offset =
-      AlignUp(g.endpoints_offset + std::uint64_t{g.max_endpoints} * sizeof(EndpointEntry),
-              kPageSize);
+  g.data_offset = AlignUp(
+      g.endpoints_offset + std::uint64_t{g.max_endpoints} * sizeof(EndpointEntry), kPageSize);
   g.total_size = g.data_offset + g.data_size;
   return g;
 }
@@ -168,8 +170,8 @@ absl::StatusOr<Geometry> ValidateHeader(std::string_view name, const SegmentHead
                                             sizeof(SegmentHeader), "): truncated or not shmring"));
   }
   if (h.magic != kMagic) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("%snot a shmring segment (magic 0x%016x, want 0x%016x)", p, h.magic, kMagic));
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%snot a shmring segment (magic 0x%016x, want 0x%016x)", p, h.magic, kMagic));
   }
   if (h.abi_version != kAbiVersion) {
     return absl::FailedPreconditionError(absl::StrCat(p, "segment has ABI version ", h.abi_version,
@@ -183,20 +185,21 @@ absl::StatusOr<Geometry> ValidateHeader(std::string_view name, const SegmentHead
   if (h.kind != kKindSpsc && h.kind != kKindMpmc) {
     return absl::DataLossError(absl::StrCat(p, "corrupted header: unknown ring kind ", h.kind));
   }
-  auto expected = ComputeGeometry(name, static_cast<shmring::Kind>(h.kind), h.capacity,
-                                  h.max_frame, h.max_endpoints);
+  auto expected = ComputeGeometry(name, static_cast<shmring::Kind>(h.kind), h.capacity, h.max_frame,
+                                  h.max_endpoints);
   if (!expected.ok() || expected->max_frame != h.max_frame) {
-    return absl::DataLossError(absl::StrCat(
-        p, "corrupted header: impossible geometry (capacity ", h.capacity, ", max_frame ",
-        h.max_frame, ", max_endpoints ", h.max_endpoints, ")"));
+    return absl::DataLossError(absl::StrCat(p, "corrupted header: impossible geometry (capacity ",
+                                            h.capacity, ", max_frame ", h.max_frame,
+                                            ", max_endpoints ", h.max_endpoints, ")"));
   }
   Geometry g = *expected;
-  if (h.slot_stride != g.slot_stride || h.control_offset != g.control_offset ||
-      h.endpoints_offset != g.endpoints_offset || h.data_offset != g.data_offset ||
-      h.data_size != g.data_size || h.total_size != g.total_size) {
-    return absl::DataLossError(absl::StrCat(
-        p, "corrupted header: offsets/sizes disagree with the geometry (total_size ",
-        h.total_size, ", expected ", g.total_size, ")"));
+  if (h.max_endpoints != g.max_endpoints || h.slot_stride != g.slot_stride ||
+      h.control_offset != g.control_offset || h.endpoints_offset != g.endpoints_offset ||
+      h.data_offset != g.data_offset || h.data_size != g.data_size ||
+      h.total_size != g.total_size) {
+    return absl::DataLossError(
+        absl::StrCat(p, "corrupted header: offsets/sizes disagree with the geometry (total_size ",
+                     h.total_size, ", expected ", g.total_size, ")"));
   }
   if (g.total_size > object_size) {
     return absl::DataLossError(absl::StrCat(p, "truncated: header says ", g.total_size,
@@ -236,10 +239,39 @@ bool IsByteLocked(int fd, std::int64_t offset) {
   return fl.l_type != F_UNLCK;
 }
 
+struct Segment::Mapping {
+  std::byte* base = nullptr;
+  std::uint64_t size = 0;
+  ~Mapping() {
+    if (base != nullptr) munmap(base, size);
+  }
+};
+
+Segment::Segment(std::string name, int fd, std::shared_ptr<Mapping> mapping, Geometry geometry)
+    : name_(std::move(name)),
+      fd_(fd),
+      mapping_(std::move(mapping)),
+      base_(mapping_->base),
+      geometry_(geometry) {}
+
 Segment::~Segment() {
-  if (base_ != nullptr) munmap(base_, geometry_.total_size);
+  mapping_.reset();
   if (fd_ >= 0) close(fd_);
 }
+
+namespace {
+
+struct MappingKey {
+  dev_t dev;
+  ino_t ino;
+  bool writable;
+  std::uint64_t size;
+  bool operator<(const MappingKey& o) const {
+    return std::tie(dev, ino, writable, size) < std::tie(o.dev, o.ino, o.writable, o.size);
+  }
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name,
                                                        const OpenOptions& options) {
@@ -274,9 +306,9 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
     }
     if (!options.allow_shared_mode) {
       if (st.st_uid != geteuid()) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            p, "owned by uid ", st.st_uid, ", not by this user (uid ", geteuid(),
-            "); refused unless shared mode is allowed"));
+        return absl::PermissionDeniedError(
+            absl::StrCat(p, "owned by uid ", st.st_uid, ", not by this user (uid ", geteuid(),
+                         "); refused unless shared mode is allowed"));
       }
       if ((st.st_mode & 022) != 0) {
         return absl::PermissionDeniedError(absl::StrFormat(
@@ -312,16 +344,28 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
                                                             " channel, opened as ",
                                                             kind_name(*options.expected_kind)));
         }
-        void* base = mmap(nullptr, g->total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                          MAP_SHARED, fd, 0);
-        if (base == MAP_FAILED) return ErrnoStatus(errno, name, "mmap failed");
+        static std::mutex registry_mutex;
+        static std::map<MappingKey, std::weak_ptr<Mapping>> registry;
+        const MappingKey key{st.st_dev, st.st_ino, writable, g->total_size};
+        std::lock_guard<std::mutex> lock(registry_mutex);
+        std::shared_ptr<Mapping> mapping = registry[key].lock();
+        if (!mapping) {
+          std::erase_if(registry, [](const auto& entry) { return entry.second.expired(); });
+          void* base = mmap(nullptr, g->total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                            MAP_SHARED, fd, 0);
+          if (base == MAP_FAILED) return ErrnoStatus(errno, name, "mmap failed");
+          mapping = std::make_shared<Mapping>();
+          mapping->base = static_cast<std::byte*>(base);
+          mapping->size = g->total_size;
+          registry[key] = mapping;
+        }
         closer.fd = -1;
-        return std::unique_ptr<Segment>(
-            new Segment(name, fd, static_cast<std::byte*>(base), *g));
+        return std::unique_ptr<Segment>(new Segment(name, fd, std::move(mapping), *g));
       }
       not_ready = absl::FailedPreconditionError(absl::StrCat(
-          p, "was never initialised: its creator died before finishing (remove it, or create "
-             "it with reclaim_stale)"));
+          p,
+          "was never initialised: its creator died before finishing (remove it, or create "
+          "it with reclaim_stale)"));
     } else if (size == 0) {
       not_ready = absl::DataLossError(absl::StrCat(
           p, "zero-length object: not a shmring segment, or its creator died before sizing it"));
@@ -372,8 +416,9 @@ absl::StatusOr<bool> ReclaimIfStale(const std::string& name) {
     if (hdr == MAP_FAILED) return ErrnoStatus(errno, name, "mmap failed");
     internal::SegmentHeader copy;
     std::memcpy(static_cast<void*>(&copy), hdr, sizeof(copy));
-    ready = static_cast<const internal::SegmentHeader*>(hdr)->init_state.load(
-                std::memory_order_acquire) == static_cast<std::uint32_t>(internal::InitState::kReady);
+    ready =
+        static_cast<const internal::SegmentHeader*>(hdr)->init_state.load(
+            std::memory_order_acquire) == static_cast<std::uint32_t>(internal::InitState::kReady);
     munmap(hdr, sizeof(internal::SegmentHeader));
     if (copy.magic != internal::kMagic && copy.magic != 0) {
       return absl::AlreadyExistsError(
@@ -482,8 +527,7 @@ absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& opti
   }
   if (g.kind == Kind::kMpmc) {
     for (std::uint64_t i = 0; i < g.capacity; ++i) {
-      auto* slot =
-          new (bytes + g.data_offset + i * g.slot_stride) internal::MpmcSlotHeader{};
+      auto* slot = new (bytes + g.data_offset + i * g.slot_stride) internal::MpmcSlotHeader{};
       slot->turn.store(i, std::memory_order_relaxed);  // free for ticket i
     }
   }

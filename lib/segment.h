@@ -106,11 +106,15 @@ class Segment {
   }
 
  private:
-  Segment(std::string name, int fd, std::byte* base, Geometry geometry)
-      : name_(std::move(name)), fd_(fd), base_(base), geometry_(geometry) {}
+  struct Mapping;
+  Segment(std::string name, int fd, std::shared_ptr<Mapping> mapping, Geometry geometry);
 
   std::string name_;
   int fd_;
+  // Endpoints of one process share one mapping of an object (keyed by device and inode): it
+  // saves address space, and it lets ThreadSanitizer see a producer thread and a consumer thread
+  // touch the same addresses. Each Segment still has its own fd, hence its own OFD locks.
+  std::shared_ptr<Mapping> mapping_;
   std::byte* base_;
   Geometry geometry_;
 };

@@ -55,7 +55,7 @@ inline std::uint64_t FrameBytes(std::uint64_t payload) {
 struct SpscProducerState {
   std::unique_ptr<Endpoint> endpoint;
   RingView ring;
-  std::uint64_t write_position;    // == control.write_position while no claim is outstanding
+  std::uint64_t write_position;  // == control.write_position while no claim is outstanding
   std::uint64_t cached_read_position;
   std::uint64_t next_sequence;
   // Outstanding claim.
@@ -233,8 +233,7 @@ struct SpscConsumerState {
 
 absl::StatusOr<SpscProducer> SpscProducer::Attach(std::string_view name,
                                                   const EndpointOptions& options) {
-  auto endpoint =
-      internal::Endpoint::Attach(name, Kind::kSpsc, internal::Role::kProducer, options);
+  auto endpoint = internal::Endpoint::Attach(name, Kind::kSpsc, internal::Role::kProducer, options);
   if (!endpoint.ok()) return endpoint.status();
   return SpscProducer(std::make_unique<internal::SpscProducerState>(std::move(*endpoint)));
 }
@@ -281,8 +280,7 @@ std::string_view SpscProducer::name() const { return state_->endpoint->name(); }
 
 absl::StatusOr<SpscConsumer> SpscConsumer::Attach(std::string_view name,
                                                   const EndpointOptions& options) {
-  auto endpoint =
-      internal::Endpoint::Attach(name, Kind::kSpsc, internal::Role::kConsumer, options);
+  auto endpoint = internal::Endpoint::Attach(name, Kind::kSpsc, internal::Role::kConsumer, options);
   if (!endpoint.ok()) return endpoint.status();
   return SpscConsumer(std::make_unique<internal::SpscConsumerState>(std::move(*endpoint)));
 }

@@ -2,7 +2,8 @@
 //
 //   // master process                            // each worker process
 //   auto producer = shmring::MpmcProducer::Attach("/jobs");
-//   producer->send(job_bytes, deadline);         auto consumer = shmring::MpmcConsumer::Attach("/jobs");
+//   producer->send(job_bytes, deadline);         auto consumer =
+//   shmring::MpmcConsumer::Attach("/jobs");
 //                                                shmring::Frame f = consumer->read(deadline);
 //                                                run(f.data); consumer->release();
 //

@@ -13,8 +13,8 @@
 //   absl::StatusOr<shmring::SpscProducer> producer = shmring::SpscProducer::Attach("/ticks");
 //   if (!producer.ok()) return producer.status();
 //   const char tick[] = "EURUSD 1.0842";
-//   shmring::Result r = producer->send(std::as_bytes(std::span(tick)), absl::Now() + absl::Seconds(1));
-//   producer->close();                         // end of stream
+//   shmring::Result r = producer->send(std::as_bytes(std::span(tick)), absl::Now() +
+//   absl::Seconds(1)); producer->close();                         // end of stream
 //
 //   // Process B: consume, zero-copy.
 //   absl::StatusOr<shmring::SpscConsumer> consumer = shmring::SpscConsumer::Attach("/ticks");

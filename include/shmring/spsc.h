@@ -3,8 +3,9 @@
 //   // process A                                  // process B
 //   auto producer = shmring::SpscProducer::Attach("/quotes");
 //   shmring::Claim c = producer->claim(64, absl::InfiniteFuture());
-//   std::memcpy(c.data.data(), bytes, 64);        auto consumer = shmring::SpscConsumer::Attach("/quotes");
-//   producer->commit();                           shmring::Frame f = consumer->read(deadline);
+//   std::memcpy(c.data.data(), bytes, 64);        auto consumer =
+//   shmring::SpscConsumer::Attach("/quotes"); producer->commit(); shmring::Frame f =
+//   consumer->read(deadline);
 //                                                 use(f.data, f.sequence);  // in place
 //                                                 consumer->release();
 //

@@ -1,0 +1,322 @@
+// SPSC ring between real processes (fork): bulk transfer with checksums and contiguous sequence
+// numbers, blocking both ways with deadlines, end-of-stream, wait modes, bad frames.
+#include "shmring/spsc.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+#include "shmring/channel.h"
+#include "test_util.h"
+
+namespace shmring {
+namespace {
+
+using testing::Child;
+using testing::ScopedName;
+
+constexpr absl::Duration kGenerous = absl::Seconds(60);
+
+std::uint64_t Mix(std::uint64_t x) {  // splitmix64 finaliser
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// The payload of frame `seq` is a function of seq alone, so the consumer can check every byte.
+std::size_t SizeOf(std::uint64_t seq, std::size_t max) { return Mix(seq) % (max + 1); }
+void Fill(std::uint64_t seq, std::span<std::byte> out) {
+  std::uint64_t state = Mix(seq ^ 0xABCDEF);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (i % 8 == 0) state = Mix(state);
+    out[i] = static_cast<std::byte>(state >> (8 * (i % 8)));
+  }
+}
+bool Check(std::uint64_t seq, std::span<const std::byte> in) {
+  std::uint64_t state = Mix(seq ^ 0xABCDEF);
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (i % 8 == 0) state = Mix(state);
+    if (in[i] != static_cast<std::byte>(state >> (8 * (i % 8)))) return false;
+  }
+  return true;
+}
+
+std::uint64_t Scaled(std::uint64_t n) {
+  const char* scale = std::getenv("SHMRING_TEST_SCALE");  // e.g. 0.1 under sanitizers
+  if (scale == nullptr) return n;
+  return std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(n * std::atof(scale)));
+}
+
+EndpointOptions Wait(WaitMode mode) {
+  EndpointOptions o;
+  o.wait = mode;
+  o.spin_iterations = 2000;
+  return o;
+}
+
+// Producer process: `count` frames of random sizes 0..max, zero-copy, then close().
+int Produce(const std::string& name, std::uint64_t count, EndpointOptions options) {
+  auto producer = SpscProducer::Attach(name, options);
+  if (!producer.ok()) return 10;
+  const std::size_t max = producer->max_frame();
+  for (std::uint64_t seq = 0; seq < count; ++seq) {
+    Claim c = producer->claim(SizeOf(seq, max), absl::Now() + kGenerous);
+    if (!c.ok()) return 11;
+    if (c.sequence != seq) return 12;
+    Fill(seq, c.data);
+    producer->commit();
+  }
+  producer->close();
+  return 0;
+}
+
+TEST_CASE("10 million frames of random sizes through a small ring, two processes") {
+  ScopedName name("bulk");
+  ChannelOptions options;
+  options.capacity = 4096;  // max frame 2032 B: thousands of wraps, padding frames
+  REQUIRE(CreateChannel(name, options).ok());
+  const std::uint64_t count = Scaled(10'000'000);
+  auto mode = GENERATE(WaitMode::kHybrid);
+  Child producer([&] { return Produce(name.str(), count, Wait(mode)); });
+
+  auto consumer = SpscConsumer::Attach(name, Wait(mode));
+  REQUIRE(consumer.ok());
+  const std::size_t max = consumer->max_frame();
+  std::uint64_t seq = 0, bad_size = 0, bad_bytes = 0, bad_seq = 0;
+  for (;;) {
+    Frame f = consumer->read(absl::Now() + kGenerous);
+    if (f.result == Result::kClosed) break;
+    REQUIRE(f.result == Result::kOk);
+    bad_seq += f.sequence != seq;
+    bad_size += f.data.size() != SizeOf(seq, max);
+    bad_bytes += !Check(seq, f.data);
+    consumer->release();
+    ++seq;
+  }
+  CHECK(seq == count);
+  CHECK(bad_seq == 0);
+  CHECK(bad_size == 0);
+  CHECK(bad_bytes == 0);
+  CHECK(producer.Wait() == 0);
+}
+
+TEST_CASE("every wait mode delivers everything, copying API") {
+  auto mode = GENERATE(WaitMode::kSpin, WaitMode::kBlock, WaitMode::kHybrid);
+  CAPTURE(static_cast<int>(mode));
+  ScopedName name("modes");
+  ChannelOptions options;
+  options.capacity = 8192;
+  REQUIRE(CreateChannel(name, options).ok());
+  const std::uint64_t count = Scaled(200'000);
+  Child producer([&] {
+    auto p = SpscProducer::Attach(name, Wait(mode));
+    if (!p.ok()) return 10;
+    std::vector<std::byte> buf(p->max_frame());
+    for (std::uint64_t seq = 0; seq < count; ++seq) {
+      std::span<std::byte> payload(buf.data(), SizeOf(seq, 300));
+      Fill(seq, payload);
+      if (p->send(payload, absl::Now() + kGenerous) != Result::kOk) return 11;
+    }
+    p->close();
+    return 0;
+  });
+  auto consumer = SpscConsumer::Attach(name, Wait(mode));
+  REQUIRE(consumer.ok());
+  std::vector<std::byte> buf(consumer->max_frame());
+  std::uint64_t seq = 0, bad = 0;
+  for (;;) {
+    Received r = consumer->receive(buf, absl::Now() + kGenerous);
+    if (r.result == Result::kClosed) break;
+    REQUIRE(r.result == Result::kOk);
+    bad += r.sequence != seq || r.size != SizeOf(seq, 300) ||
+           !Check(seq, std::span<const std::byte>(buf.data(), r.size));
+    ++seq;
+  }
+  CHECK(seq == count);
+  CHECK(bad == 0);
+  CHECK(producer.Wait() == 0);
+}
+
+TEST_CASE("empty ring: try_read would block, read times out at its deadline") {
+  ScopedName name("empty");
+  REQUIRE(CreateChannel(name, {}).ok());
+  auto producer = SpscProducer::Attach(name);
+  auto consumer = SpscConsumer::Attach(name, Wait(WaitMode::kBlock));
+  REQUIRE(producer.ok());
+  REQUIRE(consumer.ok());
+  CHECK(consumer->try_read().result == Result::kWouldBlock);
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(50);
+  CHECK(consumer->read(deadline).result == Result::kTimeout);
+  CHECK(absl::Now() >= deadline);
+  std::byte buf[8];
+  CHECK(consumer->try_receive(buf).result == Result::kWouldBlock);
+}
+
+TEST_CASE("full ring: try_claim would block, claim times out, then proceeds once drained") {
+  ScopedName name("full");
+  ChannelOptions options;
+  options.capacity = 4096;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = SpscProducer::Attach(name, Wait(WaitMode::kBlock));
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE(producer.ok());
+  REQUIRE(consumer.ok());
+  int sent = 0;
+  std::byte payload[100] = {};
+  while (producer->try_send(payload) == Result::kOk) ++sent;
+  CHECK(sent == 4096 / 128);  // 16-byte header + 100 bytes, 16-aligned = 128 bytes a frame
+  CHECK(producer->try_claim(100).result == Result::kWouldBlock);
+  CHECK(producer->send(payload, absl::Now() + absl::Milliseconds(50)) == Result::kTimeout);
+  REQUIRE(consumer->try_read().ok());
+  consumer->release();
+  CHECK(producer->try_send(payload) == Result::kOk);
+}
+
+TEST_CASE("a producer sleeping on a full ring wakes when the consumer process frees room") {
+  ScopedName name("fullwake");
+  ChannelOptions options;
+  options.capacity = 4096;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = SpscProducer::Attach(name, Wait(WaitMode::kBlock));
+  REQUIRE(producer.ok());
+  std::byte payload[1000] = {};
+  while (producer->try_send(payload) == Result::kOk) {
+  }
+  Child consumer([&] {
+    auto c = SpscConsumer::Attach(name, Wait(WaitMode::kBlock));
+    if (!c.ok()) return 10;
+    absl::SleepFor(absl::Milliseconds(100));  // let the producer fall asleep first
+    std::uint64_t n = 0;
+    for (;;) {
+      Frame f = c->read(absl::Now() + kGenerous);
+      if (f.result == Result::kClosed) return n == 4 + 100 ? 0 : 12;
+      if (!f.ok()) return 11;
+      c->release();
+      ++n;
+    }
+  });
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE(producer->send(payload, absl::Now() + kGenerous) == Result::kOk);
+  }
+  producer->close();
+  CHECK(consumer.Wait() == 0);
+}
+
+TEST_CASE("close: a sleeping consumer wakes, drains, then sees end-of-stream") {
+  ScopedName name("close");
+  REQUIRE(CreateChannel(name, {}).ok());
+  int pipefd[2];
+  REQUIRE(pipe(pipefd) == 0);
+  Child consumer([&] {
+    auto c = SpscConsumer::Attach(name, Wait(WaitMode::kBlock));
+    if (!c.ok()) return 10;
+    char ready = 1;
+    if (write(pipefd[1], &ready, 1) != 1) return 11;
+    std::uint64_t n = 0;
+    for (;;) {
+      Frame f = c->read(absl::InfiniteFuture());  // no deadline: only close() can end this
+      if (f.result == Result::kClosed) break;
+      if (!f.ok() || f.sequence != n) return 12;
+      c->release();
+      ++n;
+    }
+    if (n != 3) return 13;
+    // End-of-stream is sticky.
+    return c->try_read().result == Result::kClosed ? 0 : 14;
+  });
+  char ready;
+  REQUIRE(read(pipefd[0], &ready, 1) == 1);
+  auto producer = SpscProducer::Attach(name);
+  REQUIRE(producer.ok());
+  absl::SleepFor(absl::Milliseconds(50));  // the consumer is most likely asleep by now
+  std::byte payload[10] = {};
+  for (int i = 0; i < 3; ++i) REQUIRE(producer->try_send(payload) == Result::kOk);
+  producer->close();
+  CHECK(producer->try_send(payload) == Result::kClosed);
+  CHECK(producer->try_claim(1).result == Result::kClosed);
+  CHECK(consumer.Wait() == 0);
+  close(pipefd[0]);
+  close(pipefd[1]);
+}
+
+TEST_CASE("oversize frame -> kTooLarge, nothing written") {
+  ScopedName name("oversize");
+  ChannelOptions options;
+  options.capacity = 4096;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = SpscProducer::Attach(name);
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE(producer.ok());
+  REQUIRE(consumer.ok());
+  std::vector<std::byte> big(producer->max_frame() + 1);
+  CHECK(producer->try_claim(big.size()).result == Result::kTooLarge);
+  CHECK(producer->try_send(big) == Result::kTooLarge);
+  CHECK(producer->send(big, absl::InfiniteFuture()) == Result::kTooLarge);
+  CHECK(producer->next_sequence() == 0);
+  CHECK(consumer->try_read().result == Result::kWouldBlock);
+  // The largest frame fits, wherever the ring's write position is.
+  big.pop_back();
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(producer->try_send(std::span(big).first(i * 7)) == Result::kOk);
+    REQUIRE(producer->try_send(big) == Result::kOk);
+    std::vector<std::byte> out(big.size());
+    REQUIRE(consumer->try_receive(out).ok());
+    Received r = consumer->try_receive(out);
+    REQUIRE(r.ok());
+    CHECK(r.size == big.size());
+  }
+}
+
+TEST_CASE("receive into a small buffer -> kTooLarge and the frame stays unread") {
+  ScopedName name("smallbuf");
+  REQUIRE(CreateChannel(name, {}).ok());
+  auto producer = SpscProducer::Attach(name);
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE(producer.ok());
+  REQUIRE(consumer.ok());
+  std::byte payload[64] = {};
+  REQUIRE(producer->try_send(payload) == Result::kOk);
+  std::byte small[10];
+  Received r = consumer->try_receive(small);
+  CHECK(r.result == Result::kTooLarge);
+  CHECK(r.size == 64);
+  std::byte enough[64];
+  r = consumer->try_receive(enough);
+  CHECK(r.ok());
+  CHECK(r.sequence == 0);
+}
+
+TEST_CASE("commit of a shorter frame, abort, and reading the same frame twice") {
+  ScopedName name("partial");
+  REQUIRE(CreateChannel(name, {}).ok());
+  auto producer = SpscProducer::Attach(name);
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE(producer.ok());
+  REQUIRE(consumer.ok());
+  Claim c = producer->try_claim(100);
+  REQUIRE(c.ok());
+  producer->abort();
+  CHECK(consumer->try_read().result == Result::kWouldBlock);
+  c = producer->try_claim(100);
+  REQUIRE(c.ok());
+  CHECK(c.sequence == 0);  // the aborted claim used no sequence number
+  std::memcpy(c.data.data(), "hello", 5);
+  producer->commit(5);
+  Frame f = consumer->try_read();
+  REQUIRE(f.ok());
+  CHECK(f.data.size() == 5);
+  CHECK(std::memcmp(f.data.data(), "hello", 5) == 0);
+  Frame again = consumer->try_read();
+  CHECK(again.data.data() == f.data.data());
+  CHECK(consumer->next_sequence() == 0);
+  consumer->release();
+  CHECK(consumer->next_sequence() == 1);
+}
+
+}  // namespace
+}  // namespace shmring

@@ -1,0 +1,12 @@
+// Catch2 main for every test binary: runs the session, then removes every /dev/shm object the
+// tests created under their pid-suffixed prefix — also when tests failed or threw.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include "test_util.h"
+
+int main(int argc, char* argv[]) {
+  const int result = Catch::Session().run(argc, argv);
+  shmring::testing::RemoveAllTestObjects();
+  return result;
+}
