@@ -30,6 +30,7 @@
 #include <cstring>
 
 #include "endpoint.h"
+#include "spsc_frame.h"
 
 namespace shmring {
 namespace internal {
@@ -47,10 +48,6 @@ struct RingView {
         mask(ep.segment().geometry().capacity - 1),
         max_frame(ep.segment().geometry().max_frame) {}
 };
-
-inline std::uint64_t FrameBytes(std::uint64_t payload) {
-  return AlignUp(sizeof(FrameHeader) + payload, kFrameAlign);
-}
 
 struct SpscProducerState {
   std::unique_ptr<Endpoint> endpoint;
@@ -187,32 +184,20 @@ struct SpscConsumerState {
           cached_write_position = last;
         }
       }
-      const std::uint64_t offset = read_position & ring.mask;
-      const std::uint64_t to_end = ring.capacity - offset;
-      const std::uint64_t available = cached_write_position - read_position;
-      if ((offset % kFrameAlign) != 0 || available < sizeof(FrameHeader)) {
-        return {Result::kCorrupted, {}, 0};
-      }
-      FrameHeader header;  // one copy: the producer (or a hostile writer) cannot change it now
-      std::memcpy(&header, ring.data + offset, sizeof(header));
-      if ((header.flags & kFrameFlagPadding) != 0) {
-        if (std::uint64_t{header.length} + sizeof(FrameHeader) != to_end || available < to_end) {
-          return {Result::kCorrupted, {}, 0};
-        }
-        read_position += to_end;
+      const DecodedFrame frame = DecodeFrameAt(ring.data, ring.capacity, ring.max_frame,
+                                               read_position, cached_write_position);
+      if (frame.kind == DecodedFrame::Kind::kCorrupted) return {Result::kCorrupted, {}, 0};
+      if (frame.kind == DecodedFrame::Kind::kPadding) {
+        read_position = frame.next_position;
         // Publish at once: the producer may need exactly this room to place its next frame.
         PublishReadPosition();
         continue;
       }
-      const std::uint64_t length = header.length;
-      if (length > ring.max_frame) return {Result::kCorrupted, {}, 0};
-      const std::uint64_t frame = FrameBytes(length);
-      if (frame > to_end || frame > available) return {Result::kCorrupted, {}, 0};
       holding = true;
       held = Frame{Result::kOk,
-                   std::span<const std::byte>(ring.data + offset + sizeof(FrameHeader), length),
-                   header.sequence};
-      held_end = read_position + frame;
+                   std::span<const std::byte>(ring.data + frame.payload_offset, frame.length),
+                   frame.sequence};
+      held_end = frame.next_position;
       return held;
     }
   }

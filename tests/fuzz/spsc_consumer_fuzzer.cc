@@ -1,0 +1,94 @@
+// libFuzzer target: an SPSC consumer facing cursors and ring bytes written by a hostile peer.
+//
+// Input: 8 bytes read_position, 8 bytes write_position, then the ring's bytes. They are written
+// into a real segment; a freshly attached consumer then reads and releases frames until it gets
+// anything but kOk. It must never touch memory outside the ring (ASan), never loop forever, and
+// every frame it hands out must lie inside the data area. The decoder is also driven directly
+// over the same bytes.
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "segment.h"
+#include "shmring/channel.h"
+#include "shmring/spsc.h"
+#include "spsc_frame.h"
+
+namespace {
+
+constexpr std::uint64_t kCapacity = 4096;
+
+std::string& Name() {
+  static std::string name = "/shmring-fuzz-" + std::to_string(getpid());
+  return name;
+}
+
+shmring::internal::Segment& Channel() {
+  static std::unique_ptr<shmring::internal::Segment> segment = [] {
+    shmring::ChannelOptions options;
+    options.capacity = kCapacity;
+    if (!shmring::CreateChannel(Name(), options).ok()) std::abort();
+    std::atexit([] { (void)shmring::RemoveChannel(Name()); });
+    auto seg = shmring::internal::Segment::Open(Name(), {});
+    if (!seg.ok()) std::abort();
+    return std::move(*seg);
+  }();
+  return *segment;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t size) {
+  using namespace shmring::internal;
+  Segment& seg = Channel();
+  std::uint64_t read_position = 0, write_position = 0;
+  if (size >= 16) {
+    std::memcpy(&read_position, input, 8);
+    std::memcpy(&write_position, input + 8, 8);
+    input += 16;
+    size -= 16;
+  }
+  ControlBlock* control = seg.control();
+  control->read_position.store(read_position);
+  control->write_position.store(write_position);
+  control->closed.store(static_cast<std::uint32_t>(size & 1));
+  std::byte* ring = seg.data();
+  std::memset(ring, 0, kCapacity);
+  std::memcpy(ring, input, size < kCapacity ? size : kCapacity);
+
+  // 1. The decoder alone, walking from read_position to write_position like a consumer.
+  const std::uint32_t max_frame = seg.geometry().max_frame;
+  if (write_position > read_position && write_position - read_position <= kCapacity) {
+    std::uint64_t position = read_position;
+    while (position < write_position) {
+      DecodedFrame f = DecodeFrameAt(ring, kCapacity, max_frame, position, write_position);
+      if (f.kind == DecodedFrame::Kind::kCorrupted) break;
+      if (f.payload_offset + f.length > kCapacity || f.next_position <= position ||
+          f.next_position > write_position) {
+        std::abort();
+      }
+      position = f.next_position;
+    }
+  }
+
+  // 2. A real consumer attached to the hostile segment.
+  shmring::EndpointOptions options;
+  options.wait = shmring::WaitMode::kSpin;
+  auto consumer = shmring::SpscConsumer::Attach(Name(), options);
+  if (!consumer.ok()) std::abort();
+  for (int i = 0; i < 1000; ++i) {  // at most kCapacity / 16 frames can be published
+    shmring::Frame f = consumer->try_read();
+    if (!f.ok()) break;
+    const std::byte* begin = f.data.data();
+    if (begin < ring || begin + f.data.size() > ring + kCapacity) std::abort();
+    unsigned sum = 0;
+    for (std::byte b : f.data) sum += static_cast<unsigned>(b);  // ASan checks every byte
+    if (sum == 0xFFFFFFFFu) std::abort();  // keeps the loop from being optimised away
+    consumer->release();
+  }
+  return 0;
+}
