@@ -68,6 +68,7 @@
 // header.length must be <= max_frame, loops are bounded; violations return kCorrupted.
 #include "shmring/mpmc.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -122,10 +123,13 @@ struct SlotRing {
 
 // StallGate decides when a poll that keeps seeing the same stalled state runs the expensive check
 // (a scan of the endpoint table and lock probes): after `polls` polls (spinning), then at most
-// every `interval`. In WaitMode::kBlock every poll follows a sleep, so the first one checks.
+// every `interval`. The threshold is capped by the endpoint's spin phase, so a hybrid waiter
+// checks before it first sleeps (afterwards it polls at least every kMaxSleep); in
+// WaitMode::kBlock every poll follows a sleep, so the first one checks.
 class StallGate {
  public:
-  StallGate(std::uint32_t polls, absl::Duration interval) : polls_(polls), interval_(interval) {}
+  StallGate(std::uint32_t polls, absl::Duration interval, const EndpointOptions& options)
+      : polls_(Threshold(polls, options)), interval_(interval) {}
   bool Due(std::uint64_t key) {
     if (key != key_) {
       key_ = key;
@@ -142,6 +146,18 @@ class StallGate {
   void Reset() { key_ = kNoTicket; }
 
  private:
+  static std::uint32_t Threshold(std::uint32_t polls, const EndpointOptions& options) {
+    switch (options.wait) {
+      case WaitMode::kBlock:
+        return 1;
+      case WaitMode::kHybrid:
+        return std::max<std::uint32_t>(1, std::min(polls, options.spin_iterations));
+      case WaitMode::kSpin:
+        break;
+    }
+    return polls;
+  }
+
   std::uint32_t polls_;
   absl::Duration interval_;
   std::uint64_t key_ = kNoTicket;
@@ -295,8 +311,8 @@ struct MpmcConsumerState {
         ring(*endpoint),
         self(endpoint->entry()),
         self_index(endpoint->index()),
-        stall(options.wait == WaitMode::kBlock ? 1 : kStallPolls, kStallInterval),
-        idle(options.wait == WaitMode::kBlock ? 1 : kIdlePolls, kIdleInterval) {
+        stall(kStallPolls, kStallInterval, options),
+        idle(kIdlePolls, kIdleInterval, options) {
     // A dead producer's claim left in this entry: clear it so consumers skip that ticket.
     self->claim_ticket.store(kNoTicket, std::memory_order_release);
     // A dead consumer's frame left in this entry: adopt it (redelivery) or, if it is not ours to
