@@ -223,19 +223,18 @@ struct MpmcProducerState {
         }
         continue;  // `pos` now holds the current write_position
       }
+      // Relaxed: only tells whether `pos` is still the next ticket; a stale turn above can only
+      // make this call report a full ring once more (the caller polls again).
       const std::uint64_t now = ring.control->write_position.load(std::memory_order_relaxed);
       if (now != pos) {  // another producer took `pos`: try the next ticket
         pos = now;
         continue;
       }
-      // write_position has not moved, so the slot cannot be ahead of it: it still holds ticket
-      // pos - capacity (not committed, not released, or an abandoned claim being skipped).
-      const std::uint64_t base = turn & ~kTurnAbandoned;
-      if (pos < ring.capacity || (turn != pos - ring.capacity && base != pos - ring.capacity + 1)) {
-        Unannounce();
-        return {Result::kCorrupted, {}, 0};
-      }
+      // write_position has not moved, so the slot cannot be ahead of it (that would be
+      // corruption): it still holds ticket pos - capacity (not committed, not released, or an
+      // abandoned claim being skipped). The ring is full.
       Unannounce();
+      if ((turn & ~kTurnAbandoned) > pos) return {Result::kCorrupted, {}, 0};
       return {Result::kWouldBlock, {}, 0};
     }
     Unannounce();
@@ -526,6 +525,10 @@ struct MpmcConsumerState {
         // [C6] acquire: pairs with [P2] (release sequence): the claimer's [P0] is visible.
         const std::uint64_t write = ring.control->write_position.load(std::memory_order_acquire);
         if (write < read || write - read > ring.capacity) {
+          // `read` may be stale: since we loaded it, ticket `read` may have been committed,
+          // consumed and released, and producers may have claimed a lap further. Only an
+          // unchanged read_position makes this impossible state a corruption.
+          if (ring.control->read_position.load(std::memory_order_acquire) != read) continue;
           Unannounce();
           return {Result::kCorrupted, {}, 0};
         }
@@ -563,8 +566,9 @@ struct MpmcConsumerState {
       // claim being skipped). If producers are stuck behind it, it may be a dead consumer's.
       Unannounce();
       if (read < ring.capacity || base != read - ring.capacity + 1) {
+        // Not a state a current `read` can see (a stale one can): retry later.
         if (ring.control->read_position.load(std::memory_order_acquire) != read) continue;
-        return {Result::kCorrupted, {}, 0};
+        return {Result::kWouldBlock, {}, 0};
       }
       const std::uint64_t write = ring.control->write_position.load(std::memory_order_acquire);
       if (write == read && stall.Due(read * 4 + 3)) {
