@@ -123,8 +123,7 @@ Endpoint::~Endpoint() {
 }
 
 void Endpoint::WakeSlow(WakeWord& wake, int count) {
-  // Clearing the flag first bounds what a waiter that died asleep costs us: one wake-up.
-  wake.waiting.store(0, std::memory_order_relaxed);
+  // Notify already cleared `waiting`.
   // Release: pairs with the waiter's acquire load of `word` before it sleeps.
   wake.word.fetch_add(1, std::memory_order_release);
   FutexWake(&wake.word, count);

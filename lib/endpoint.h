@@ -76,13 +76,14 @@ class Endpoint {
   auto Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltype(poll());
 
   // Notify: call after publishing (a frame or free room). Wakes the sleepers on `wake`, if any.
-  // Cost when nobody sleeps: one fence and one load of a line that is rarely written.
+  // Cost when nobody sleeps: one atomic exchange on a line that only wakers write while the
+  // peer is awake (as expensive as a full fence, which the Dekker handshake needs anyway).
   void Notify(WakeWord& wake, int count) {
-    // seq_cst fence: pairs with the fence in Wait between `waiting.store(1)` and the re-check —
-    // either the waiter's re-check sees what we published, or we see its `waiting` flag.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    // Relaxed: the fence above orders it.
-    if (wake.waiting.load(std::memory_order_relaxed) != 0) WakeSlow(wake, count);
+    // [N1] acq_rel RMW; pairs with the waiter's RMW [W1] in Wait. RMWs on `waiting` are totally
+    // ordered: if ours comes first, [W1] reads our 0 and synchronises with us, so the waiter's
+    // re-check sees what we published; if [W1] comes first, we read its 1 and wake it. Clearing
+    // the flag here also bounds what a waiter that died asleep costs us: one wake-up.
+    if (wake.waiting.exchange(0, std::memory_order_acq_rel) != 0) WakeSlow(wake, count);
   }
 
  private:
@@ -119,10 +120,10 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
     // Acquire: pairs with the waker's release fetch_add in WakeSlow. Loading the word before
     // announcing ourselves means a wake that happens after the load makes FUTEX_WAIT return.
     const std::uint32_t seen = wake.word.load(std::memory_order_acquire);
-    wake.waiting.store(1, std::memory_order_relaxed);  // ordered by the fence below
-    // seq_cst fence: pairs with the one in Notify (Dekker): the re-check below sees the peer's
-    // publication, or the peer sees waiting == 1 and wakes us.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // [W1] acq_rel RMW: pairs with [N1] in Notify (see there): the re-check below sees the
+    // peer's publication, or the peer sees waiting == 1 and wakes us. (An RMW rather than a
+    // store + seq_cst fence: same cost on x86, and ThreadSanitizer understands it.)
+    wake.waiting.exchange(1, std::memory_order_acq_rel);
     r = poll();
     if (ResultOf(r) != Result::kWouldBlock) return r;
     const absl::Time now = absl::Now();

@@ -133,11 +133,12 @@ static_assert(sizeof(Counters) == 64);
 // A futex word and the flag that says somebody sleeps on it. Written rarely by both sides (only
 // around a sleep), so it gets a line of its own away from the cursors.
 //
-// Protocol (Dekker-style; both sides issue a seq_cst fence between their store and their load):
-//   waiter:  v = word.load(acquire); waiting.store(1); fence; re-check the condition;
+// Protocol (Dekker-style handshake through read-modify-writes on `waiting`, which are totally
+// ordered, so one side always sees the other):
+//   waiter:  v = word.load(acquire); waiting.exchange(1, acq_rel); re-check the condition;
 //            futex_wait(&word, v, timeout)
-//   waker:   publish the condition; fence; if (waiting.load(relaxed)) {
-//              waiting.store(0); word.fetch_add(1, release); futex_wake(&word) }
+//   waker:   publish the condition; if (waiting.exchange(0, acq_rel)) {
+//              word.fetch_add(1, release); futex_wake(&word) }
 // The waker clears `waiting`, so a waiter that died asleep costs at most one wake-up, not one per
 // frame.
 struct alignas(kLineSize) WakeWord {

@@ -375,8 +375,7 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
     const absl::Time now = absl::Now();
     const bool creator_alive = IsByteLocked(fd, kInitLockOffset);
     if (!creator_alive && now >= grace_end) return not_ready;
-    if (now >= options.deadline && (creator_alive || now >= grace_end)) {
-      if (!creator_alive) return not_ready;
+    if (creator_alive && now >= options.deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat(p, "still being initialised by its creator; gave up at the deadline"));
     }
