@@ -46,7 +46,8 @@
 // released. Rescues take the recovery lock (an OFD lock on kRecoveryLockOffset, dropped by the
 // kernel if the rescuer dies), re-check under it — read_position, then the holders [R0] (acquire,
 // pairs with [C4]), then turn — and record the adopter's held_ticket [R1] before unlocking, so
-// at most one live consumer holds a frame at a time. Found by:
+// at most one live consumer holds a frame at a time. (RMWs [R2] on the slot's turn carry the
+// lock's order into the memory model.) Found by:
 //   - the newcomer that takes a dead consumer's entry (Endpoint::previous().held_ticket);
 //   - a consumer whose ring is "empty" while its next slot still holds ticket r - capacity
 //     (the orphan blocks every producer): checked after spinning, then at most every 1 ms;
@@ -405,18 +406,22 @@ struct MpmcConsumerState {
       return Result::kWouldBlock;
     }
     if (!LockRecovery(wait_for_lock)) return Result::kWouldBlock;
-    // Under the lock nobody else adopts or releases an orphan. Re-check in this order: the
-    // holders [R0] before the turn, so that a holder's release seen as a cleared record [C4] is
-    // also seen in the turn.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // Under the lock nobody else adopts or releases an orphan. The kernel orders the lock
+    // holders in time; [R2] makes that order visible to the memory model (and to TSan): an RMW
+    // on the slot's turn reads the previous rescuer's [R2]/[R3], so its record [R1] is seen.
+    MpmcSlotHeader* slot = ring.slot(t);
+    // [R2] acq_rel RMW that changes nothing.
+    slot->turn.fetch_add(0, std::memory_order_acq_rel);
+    // Re-check in this order: the holders [R0] before the turn, so that a holder's release seen
+    // as a cleared record [C4] is also seen in the turn.
     Result result = Result::kWouldBlock;
     bool freed = false;
     if (t < ring.control->read_position.load(std::memory_order_acquire) && !LiveHolder(t)) {
-      MpmcSlotHeader* slot = ring.slot(t);
       const std::uint64_t turn = slot->turn.load(std::memory_order_acquire);
       if (turn == t + 1) {
-        // [R1] seq_cst: the record the next rescuer's [R0] sees, before the lock is dropped.
-        self->held_ticket.store(t, std::memory_order_seq_cst);
+        // [R1]: the record the next rescuer's [R0] sees; published by the [R2] below.
+        self->held_ticket.store(t, std::memory_order_relaxed);
+        slot->turn.fetch_add(0, std::memory_order_acq_rel);  // [R2]
         const Frame f = FrameAt(t);
         if (f.ok()) {
           Hold(t, f);
@@ -435,7 +440,6 @@ struct MpmcConsumerState {
         freed = true;
       }
     }
-    std::atomic_thread_fence(std::memory_order_seq_cst);
     UnlockByte(ring.segment->fd(), kRecoveryLockOffset);
     if (freed) endpoint->Notify(ring.control->space_ready, INT_MAX);
     return result;
