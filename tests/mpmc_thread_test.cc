@@ -135,5 +135,67 @@ TEST_CASE(
   CHECK(total == kProducers * count - gaps);
 }
 
+TEST_CASE(
+    "threads: a consumer destroyed while holding a frame; the survivor gets it once more "
+    "when the producer is stuck behind it, everything else exactly once") {
+  testing::ScopedName name("orphan");
+  ChannelOptions options;
+  options.kind = Kind::kMpmc;
+  options.capacity = 8;
+  options.max_frame = 16;
+  REQUIRE(CreateChannel(name, options).ok());
+  EndpointOptions eo;
+  eo.wait = WaitMode::kHybrid;
+  eo.spin_iterations = 100;
+  auto producer = MpmcProducer::Attach(name, eo);
+  auto survivor = MpmcConsumer::Attach(name, eo);
+  REQUIRE(producer.ok());
+  REQUIRE(survivor.ok());
+  const std::uint64_t count = Count(20000);
+  std::thread writer([&] {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      if (producer->send(std::as_bytes(std::span(&i, 1)), absl::Now() + kGenerous) != Result::kOk) {
+        return;
+      }
+    }
+    producer->close();
+  });
+  std::vector<int> seen(count, 0);
+  std::uint64_t orphan = count;
+  std::thread quitter([&] {
+    auto c = MpmcConsumer::Attach(name, eo);
+    if (!c.ok()) return;
+    for (int i = 0; i < 100; ++i) {
+      Frame f = c->read(absl::Now() + kGenerous);
+      if (!f.ok()) return;
+      ++seen[f.sequence];
+      if (i == 99) {
+        orphan = f.sequence;  // destroyed below while holding it
+        return;
+      }
+      c->release();
+    }
+  });
+  quitter.join();
+  std::uint64_t redelivered = 0;
+  for (;;) {
+    Frame f = survivor->read(absl::Now() + kGenerous);
+    if (f.result == Result::kClosed) break;
+    REQUIRE(f.ok());
+    std::uint64_t v;
+    std::memcpy(&v, f.data.data(), 8);
+    CHECK(v == f.sequence);
+    if (v < count) ++seen[v];
+    redelivered += v == orphan;
+    survivor->release();
+  }
+  writer.join();
+  REQUIRE(orphan < count);
+  CHECK(redelivered == 1);
+  std::uint64_t wrong = 0;
+  for (std::uint64_t i = 0; i < count; ++i) wrong += seen[i] != (i == orphan ? 2 : 1);
+  CHECK(wrong == 0);
+}
+
 }  // namespace
 }  // namespace shmring
