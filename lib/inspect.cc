@@ -1,0 +1,441 @@
+// inspect.cc — the read-only segment decoder behind shm-inspect (see inspect.h).
+//
+// Why pread(2) into private buffers rather than a PROT_READ mapping: another process may shrink
+// the object with ftruncate while we read it. Touching a mapped page beyond the new end raises
+// SIGBUS; surviving that needs a process-wide signal handler and a siglongjmp out of the middle
+// of a copy, which interacts badly with C++ frames, threads and any other handler the embedding
+// program installs. pread never faults: a shrunk object is a short read, reported as DataLoss.
+// The cost is a copy of the metadata (header, control block, endpoint table: at most ~0.5 MiB) per
+// snapshot and of the few frame headers and previews asked for — nothing on a hot path.
+//
+// pread copies are not atomic loads, so a value being written concurrently could in principle be
+// read torn. The only values whose tearing would matter are the cursors; they are read in the
+// order consumer line then producer line (both only grow, so read <= write holds for a live
+// segment), bounded, and re-read a few times before an inconsistency is reported as corruption.
+// Everything else (counters, pids) is informational.
+//
+// Liveness is tested with F_OFD_GETLK only: a query, which neither takes nor releases a lock.
+#include "inspect.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "shmring/channel.h"
+#include "spsc_frame.h"
+
+namespace shmring::internal {
+
+CounterValues& CounterValues::operator+=(const CounterValues& o) {
+  frames += o.frames;
+  bytes += o.bytes;
+  wakeups += o.wakeups;
+  waits += o.waits;
+  abandoned += o.abandoned;
+  takeovers += o.takeovers;
+  redelivered += o.redelivered;
+  return *this;
+}
+
+const char* KindName(Kind kind) { return kind == Kind::kMpmc ? "mpmc" : "spsc"; }
+
+std::string RoleName(std::uint32_t role) {
+  switch (role) {
+    case static_cast<std::uint32_t>(Role::kNone):
+      return "none";
+    case static_cast<std::uint32_t>(Role::kProducer):
+      return "producer";
+    case static_cast<std::uint32_t>(Role::kConsumer):
+      return "consumer";
+    default:
+      return absl::StrCat("role", role);
+  }
+}
+
+const char* FrameStateName(FrameSnapshot::State state) {
+  switch (state) {
+    case FrameSnapshot::State::kCommitted:
+      return "committed";
+    case FrameSnapshot::State::kPending:
+      return "pending";
+    case FrameSnapshot::State::kAbandoned:
+      return "abandoned";
+    case FrameSnapshot::State::kPadding:
+      return "padding";
+  }
+  return "?";
+}
+
+namespace {
+
+// Raw copies of the shared structs. The structs hold std::atomic members, which are not
+// trivially copyable in the language's eyes; a byte copy into suitably aligned storage followed by
+// relaxed loads is what the rest of the library does with its header copies too.
+template <typename T>
+struct RawCopy {
+  alignas(T) unsigned char bytes[sizeof(T)];
+  const T& get() const { return *reinterpret_cast<const T*>(bytes); }
+};
+
+std::uint64_t Load(const AtomicU64& a) { return a.load(std::memory_order_relaxed); }
+std::uint32_t Load(const AtomicU32& a) { return a.load(std::memory_order_relaxed); }
+
+CounterValues ToValues(const Counters& c) {
+  CounterValues v;
+  v.frames = Load(c.frames);
+  v.bytes = Load(c.bytes);
+  v.wakeups = Load(c.wakeups);
+  v.waits = Load(c.waits);
+  v.abandoned = Load(c.abandoned);
+  v.takeovers = Load(c.takeovers);
+  v.redelivered = Load(c.redelivered);
+  return v;
+}
+
+// Anonymous, lazily zero-filled shadow of the SPSC data area: DecodeFrameAt (the one SPSC frame
+// decoder, shared with the consumer) takes the whole ring; only the frame headers we visit are
+// copied into it, so untouched pages cost nothing.
+class Shadow {
+ public:
+  explicit Shadow(std::uint64_t size) : size_(size) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    base_ = p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
+  }
+  ~Shadow() {
+    if (base_ != nullptr) munmap(base_, size_);
+  }
+  Shadow(const Shadow&) = delete;
+  Shadow& operator=(const Shadow&) = delete;
+  std::byte* data() const { return base_; }
+
+ private:
+  std::uint64_t size_;
+  std::byte* base_;
+};
+
+absl::Status Shrunk(const std::string& p, std::uint64_t offset, std::uint64_t object_size) {
+  return absl::DataLossError(
+      absl::StrCat(p, "object shrank while being read (short read at offset ", offset,
+                   ", fstat said ", object_size, " bytes): truncated by another process"));
+}
+
+void DecodeSpscFrames(const Geometry& g, const ByteReader& read, const DecodeOptions& options,
+                      Snapshot& s) {
+  if (s.read_position == s.write_position) return;
+  if (g.data_size > (std::uint64_t{1} << 40)) {
+    s.frames_note = "ring too large to decode frames";
+    return;
+  }
+  Shadow shadow(g.data_size);
+  if (shadow.data() == nullptr) {
+    s.frames_note = "cannot allocate a shadow of the ring to decode frames";
+    return;
+  }
+  const std::uint64_t mask = g.capacity - 1;
+  std::uint64_t position = s.read_position;
+  // Each step advances by at least one 16-byte frame, so this bounds the walk.
+  const std::uint64_t max_steps = g.capacity / kFrameAlign + 2;
+  for (std::uint64_t step = 0;
+       step < max_steps && s.frames.size() < options.max_frames && position < s.write_position;
+       ++step) {
+    const std::uint64_t offset = position & mask;
+    if (g.capacity - offset >= sizeof(FrameHeader) && offset % kFrameAlign == 0) {
+      if (read(g.data_offset + offset, shadow.data() + offset, sizeof(FrameHeader)) !=
+          sizeof(FrameHeader)) {
+        s.frames_note = "object shrank while its frames were read";
+        return;
+      }
+    }
+    const DecodedFrame f =
+        DecodeFrameAt(shadow.data(), g.capacity, g.max_frame, position, s.write_position);
+    if (f.kind == DecodedFrame::Kind::kCorrupted) {
+      s.frames_note = absl::StrCat("impossible frame at position ", position,
+                                   " (corrupted, or released and overwritten while being read)");
+      return;
+    }
+    if (f.kind == DecodedFrame::Kind::kFrame) {
+      FrameSnapshot fs;
+      fs.state = FrameSnapshot::State::kCommitted;
+      fs.sequence = f.sequence;
+      fs.length = f.length;
+      fs.flags = f.flags;
+      fs.preview.resize(std::min<std::uint64_t>(f.length, options.preview_bytes));
+      if (!fs.preview.empty()) {
+        fs.preview.resize(
+            read(g.data_offset + f.payload_offset, fs.preview.data(), fs.preview.size()));
+      }
+      s.frames.push_back(std::move(fs));
+    }
+    position = f.next_position;
+  }
+}
+
+void DecodeMpmcFrames(const Geometry& g, const ByteReader& read, const DecodeOptions& options,
+                      Snapshot& s) {
+  const std::uint64_t mask = g.capacity - 1;
+  for (std::uint64_t t = s.read_position;
+       t < s.write_position && s.frames.size() < options.max_frames; ++t) {
+    const std::uint64_t slot = g.data_offset + (t & mask) * g.slot_stride;
+    RawCopy<MpmcSlotHeader> raw;
+    if (read(slot, raw.bytes, sizeof(raw.bytes)) != sizeof(raw.bytes)) {
+      s.frames_note = "object shrank while its frames were read";
+      return;
+    }
+    const MpmcSlotHeader& h = raw.get();
+    const std::uint64_t turn = Load(h.turn);
+    FrameSnapshot fs;
+    fs.sequence = t;
+    if (turn == t) {
+      fs.state = FrameSnapshot::State::kPending;  // claimed, not committed yet
+      s.frames.push_back(std::move(fs));
+      continue;
+    }
+    if (turn == ((t + 1) | kTurnAbandoned)) {
+      fs.state = FrameSnapshot::State::kAbandoned;
+      s.frames.push_back(std::move(fs));
+      continue;
+    }
+    if (turn != t + 1) {
+      s.frames_note = absl::StrCat("slot of ticket ", t, " moved on while being read (turn ", turn,
+                                   "): a consumer took it meanwhile");
+      return;
+    }
+    if (h.sequence != t || h.length > g.max_frame) {
+      s.frames_note = absl::StrCat("impossible slot for ticket ", t, " (sequence ", h.sequence,
+                                   ", length ", h.length, "): corrupted");
+      return;
+    }
+    fs.state = FrameSnapshot::State::kCommitted;
+    fs.length = h.length;
+    fs.flags = h.flags;
+    fs.producer = h.producer;
+    fs.preview.resize(std::min<std::uint64_t>(h.length, options.preview_bytes));
+    if (!fs.preview.empty()) {
+      fs.preview.resize(read(slot + sizeof(MpmcSlotHeader), fs.preview.data(), fs.preview.size()));
+    }
+    s.frames.push_back(std::move(fs));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size,
+                                const ByteReader& read, const Liveness& alive,
+                                const DecodeOptions& options, bool creator_alive) {
+  const std::string p = Prefix(name);
+  if (object_size == 0) {
+    return absl::DataLossError(absl::StrCat(
+        p, "empty object (0 bytes): not a shmring segment, or its creator died before sizing it"));
+  }
+  if (object_size < sizeof(SegmentHeader)) {
+    return ValidateHeader(name, SegmentHeader{}, object_size).status();
+  }
+  // init_state first, then the rest: the creator writes every field before its release store of
+  // kReady, so fields copied after we saw kReady are the initialised ones.
+  std::uint32_t state = 0;
+  if (read(offsetof(SegmentHeader, init_state), &state, sizeof(state)) != sizeof(state)) {
+    return Shrunk(p, offsetof(SegmentHeader, init_state), object_size);
+  }
+  std::atomic_thread_fence(std::memory_order_acquire);
+  SegmentHeader header;
+  if (read(0, static_cast<void*>(&header), sizeof(header)) != sizeof(header)) {
+    return Shrunk(p, 0, object_size);
+  }
+  if (header.magic != kMagic) {
+    if (header.magic == 0 && state != static_cast<std::uint32_t>(InitState::kReady)) {
+      if (creator_alive) {
+        return absl::UnavailableError(absl::StrCat(p, "still being initialised by its creator"));
+      }
+      return absl::FailedPreconditionError(
+          absl::StrCat(p,
+                       "not initialised (no magic): not a shmring segment, or its creator "
+                       "died before writing the header"));
+    }
+    return ValidateHeader(name, header, object_size).status();
+  }
+  if (state != static_cast<std::uint32_t>(InitState::kReady)) {
+    if (creator_alive) {
+      return absl::UnavailableError(
+          absl::StrCat(p, "still being initialised by its creator (pid ", header.creator_pid, ")"));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat(p, "was never initialised: its creator (pid ", header.creator_pid,
+                     ") died before finishing (remove it with shm-cat rm or shm-cat gc)"));
+  }
+  absl::StatusOr<Geometry> geometry = ValidateHeader(name, header, object_size);
+  if (!geometry.ok()) return geometry.status();
+  const Geometry& g = *geometry;
+
+  Snapshot s;
+  s.name = std::string(name);
+  s.object_size = object_size;
+  s.abi_version = header.abi_version;
+  s.geometry = g;
+
+  // Control block, then the producer line again: read_position (consumer line) is then older
+  // than write_position, so a live segment gives read <= write. Retry a torn or raced read.
+  RawCopy<ControlBlock> control;
+  bool consistent = false;
+  for (int attempt = 0; attempt < 4 && !consistent; ++attempt) {
+    if (read(g.control_offset, control.bytes, sizeof(control.bytes)) != sizeof(control.bytes)) {
+      return Shrunk(p, g.control_offset, object_size);
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    std::uint64_t producer_line[2];
+    if (read(g.control_offset + offsetof(ControlBlock, write_position), producer_line,
+             sizeof(producer_line)) != sizeof(producer_line)) {
+      return Shrunk(p, g.control_offset, object_size);
+    }
+    const ControlBlock& c = control.get();
+    s.read_position = Load(c.read_position);
+    s.write_position = producer_line[0];
+    if (g.kind == Kind::kSpsc) {
+      s.next_read_seq = Load(c.next_read_seq);
+      s.next_write_seq = producer_line[1];
+    } else {
+      s.next_read_seq = s.read_position;  // tickets are sequence numbers
+      s.next_write_seq = s.write_position;
+    }
+    consistent = s.read_position <= s.write_position &&
+                 s.write_position - s.read_position <= g.capacity &&
+                 s.next_read_seq <= s.next_write_seq;
+  }
+  if (!consistent) {
+    return absl::DataLossError(absl::StrCat(p, "corrupted cursors: write position ",
+                                            s.write_position, ", read position ", s.read_position,
+                                            " (sequence ", s.next_write_seq, " / ", s.next_read_seq,
+                                            "), capacity ", g.capacity));
+  }
+  const ControlBlock& c = control.get();
+  s.fill = s.write_position - s.read_position;
+  s.closed = Load(c.closed) != 0;
+  s.close_time_ns = Load(c.close_time_ns);
+  s.data_ready_word = Load(c.data_ready.word);
+  s.data_ready_waiting = Load(c.data_ready.waiting) != 0;
+  s.space_ready_word = Load(c.space_ready.word);
+  s.space_ready_waiting = Load(c.space_ready.waiting) != 0;
+  s.retired = ToValues(c.retired);
+  s.counters = s.retired;
+
+  // Endpoint table, in one read (at most 4096 entries of 128 bytes: bounded by ValidateHeader).
+  std::vector<RawCopy<EndpointEntry>> entries(g.max_endpoints);
+  const std::size_t table_bytes = entries.size() * sizeof(EndpointEntry);
+  if (table_bytes != 0 && read(g.endpoints_offset, entries.data(), table_bytes) != table_bytes) {
+    return Shrunk(p, g.endpoints_offset, object_size);
+  }
+  for (std::uint32_t i = 0; i < g.max_endpoints; ++i) {
+    const EndpointEntry& e = entries[i].get();
+    const CounterValues values = ToValues(e.counters);
+    s.counters += values;  // a detached entry's counters were folded into retired and zeroed
+    const std::uint32_t role = Load(e.role);
+    const bool live = alive(i);
+    if (role == static_cast<std::uint32_t>(Role::kNone) && !live) continue;
+    EndpointSnapshot es;
+    es.index = i;
+    es.role = role;
+    es.pid = Load(e.pid);
+    es.alive = live;
+    es.generation = Load(e.generation);
+    es.attach_time_ns = Load(e.attach_time_ns);
+    if (g.kind == Kind::kMpmc) {
+      if (const std::uint64_t t = Load(e.claim_ticket); t != kNoTicket) es.claim_ticket = t;
+      if (const std::uint64_t t = Load(e.held_ticket); t != kNoTicket) es.held_ticket = t;
+    }
+    es.sleeping = Load(e.sleeping) != 0;
+    es.counters = values;
+    if (live) {
+      ++s.endpoints_alive;
+      if (es.sleeping) ++s.waiters;
+    } else {
+      ++s.endpoints_dead;
+    }
+    s.endpoints.push_back(std::move(es));
+  }
+
+  if (options.max_frames > 0) {
+    if (g.kind == Kind::kSpsc) {
+      DecodeSpscFrames(g, read, options, s);
+    } else {
+      DecodeMpmcFrames(g, read, options, s);
+    }
+  }
+  return s;
+}
+
+absl::StatusOr<Snapshot> DecodeSegment(std::string_view name, std::span<const std::byte> bytes,
+                                       std::uint64_t object_size, const Liveness& alive,
+                                       const DecodeOptions& options) {
+  ByteReader read = [bytes](std::uint64_t offset, void* out, std::size_t size) -> std::size_t {
+    if (offset >= bytes.size()) return 0;
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(size, bytes.size() - offset));
+    std::memcpy(out, bytes.data() + offset, n);
+    return n;
+  };
+  return Decode(name, object_size, read, alive, options);
+}
+
+absl::StatusOr<Snapshot> InspectChannel(std::string_view raw_name, const DecodeOptions& options) {
+  if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
+  const std::string name = CanonicalName(raw_name);
+  const std::string p = Prefix(name);
+  // glibc's shm_open adds O_NOFOLLOW | O_CLOEXEC. O_RDONLY: we cannot write even by mistake.
+  const int fd = shm_open(name.c_str(), O_RDONLY, 0);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(p, "no such channel"));
+    if (err == EACCES || err == EPERM) {
+      return absl::PermissionDeniedError(absl::StrCat(p, "cannot open: ", std::strerror(err)));
+    }
+    if (err == ELOOP) return absl::PermissionDeniedError(absl::StrCat(p, "is a symbolic link"));
+    return absl::InternalError(absl::StrCat(p, "cannot open: ", std::strerror(err)));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    return absl::InternalError(absl::StrCat(p, "fstat failed: ", std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(p, "not a regular shm object"));
+  }
+  ByteReader read = [fd](std::uint64_t offset, void* out, std::size_t size) -> std::size_t {
+    std::size_t done = 0;
+    while (done < size) {
+      const ssize_t n =
+          pread(fd, static_cast<char*>(out) + done, size - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    return done;
+  };
+  Liveness alive = [fd](std::uint32_t index) {
+    return IsByteLocked(fd, kEndpointLockBase + index);
+  };
+  return Decode(name, static_cast<std::uint64_t>(st.st_size), read, alive, options,
+                IsByteLocked(fd, kInitLockOffset));
+}
+
+bool IsShmringObject(std::string_view canonical_name) {
+  const int fd = shm_open(std::string(canonical_name).c_str(), O_RDONLY | O_NONBLOCK, 0);
+  if (fd < 0) return false;
+  std::uint64_t magic = 0;
+  const bool ok = pread(fd, &magic, sizeof(magic), 0) == sizeof(magic) && magic == kMagic;
+  close(fd);
+  return ok;
+}
+
+}  // namespace shmring::internal

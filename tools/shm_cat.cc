@@ -1,0 +1,607 @@
+// shm-cat — netcat for shmring channels: create, send stdin, receive to stdout, close, remove,
+// and garbage-collect segments left behind by dead processes. The command line, the output and
+// the exit codes are a contract (docs/tools.md).
+//
+//   shm-cat create /logs --capacity 64K
+//   shm-cat recv /logs --lines > out.txt &
+//   printf 'a\nb\n' | shm-cat send /logs --lines --close
+//
+// recv releases a frame only after write(2) of its bytes to stdout returned (no stdio buffer), so
+// a receiver killed at any instruction loses nothing: the next receiver starts at the first
+// frame not released, and at most that one frame is written twice.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cli.h"
+#include "futex.h"
+#include "layout.h"
+#include "segment.h"
+#include "shmring/channel.h"
+#include "shmring/mpmc.h"
+#include "shmring/spsc.h"
+
+namespace shmring::tools {
+namespace {
+
+constexpr char kUsage[] =
+    "usage:\n"
+    "  shm-cat create NAME [--kind spsc|mpmc] [--capacity BYTES] [--max-frame BYTES] "
+    "[--mode OCTAL]\n"
+    "  shm-cat send NAME [--lines] [--frame-size BYTES] [--close]\n"
+    "  shm-cat recv NAME [--lines] [--count N] [--timeout SECONDS]\n"
+    "  shm-cat close NAME\n"
+    "  shm-cat rm NAME\n"
+    "  shm-cat gc [--dry-run]\n"
+    "Sizes take K/M/G suffixes (powers of two). NAME with or without the leading '/'.\n"
+    "Exit codes: 0 success, 1 usage error, 2 runtime error, 3 timeout. See docs/tools.md.\n";
+
+int Usage(std::string_view message) {
+  std::fprintf(stderr, "shm-cat: %.*s\n%s", static_cast<int>(message.size()), message.data(),
+               kUsage);
+  return kExitUsage;
+}
+
+int Fail(std::string_view message, int code = kExitRuntime) {
+  std::fprintf(stderr, "shm-cat: %.*s\n", static_cast<int>(message.size()), message.data());
+  return code;
+}
+
+int Fail(const absl::Status& status) {
+  const int code = status.code() == absl::StatusCode::kDeadlineExceeded  ? kExitTimeout
+                   : status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage
+                                                                         : kExitRuntime;
+  return Fail(internal::SV(status.message()), code);
+}
+
+// Args: the words after the command, split into one positional NAME and --flags. A flag takes
+// its value as the next word or after '='.
+struct Args {
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> flags;  // name -> value ("" for switches)
+  std::string error;
+};
+
+Args ParseArgs(int argc, char** argv, int first, const std::vector<std::string>& with_value,
+               const std::vector<std::string>& switches) {
+  Args a;
+  for (int i = first; i < argc; ++i) {
+    std::string word = argv[i];
+    if (word.size() > 2 && word.substr(0, 2) == "--") {
+      std::string value;
+      bool has_value = false;
+      if (const auto eq = word.find('='); eq != std::string::npos) {
+        value = word.substr(eq + 1);
+        word = word.substr(0, eq);
+        has_value = true;
+      }
+      const std::string flag = word.substr(2);
+      if (std::find(with_value.begin(), with_value.end(), flag) != with_value.end()) {
+        if (!has_value) {
+          if (i + 1 >= argc) {
+            a.error = absl::StrCat("option --", flag, " needs a value");
+            return a;
+          }
+          value = argv[++i];
+        }
+        a.flags.emplace_back(flag, value);
+      } else if (std::find(switches.begin(), switches.end(), flag) != switches.end() &&
+                 !has_value) {
+        a.flags.emplace_back(flag, "");
+      } else {
+        a.error = absl::StrCat("unknown option '", word, "'");
+        return a;
+      }
+    } else if (word == "-") {
+      a.error = "unexpected '-'";
+      return a;
+    } else if (word.size() > 1 && word[0] == '-') {
+      a.error = absl::StrCat("unknown option '", word, "'");
+      return a;
+    } else {
+      a.positional.push_back(word);
+    }
+  }
+  return a;
+}
+
+const std::string* Flag(const Args& a, std::string_view name) {
+  const std::string* found = nullptr;
+  for (const auto& [k, v] : a.flags) {
+    if (k == name) found = &v;  // the last one wins
+  }
+  return found;
+}
+
+// OneName checks that exactly one NAME was given and that it is a valid channel name.
+bool OneName(const Args& a, std::string* name, std::string* error) {
+  if (a.positional.size() != 1) {
+    *error = a.positional.empty() ? "missing NAME" : "expected exactly one NAME";
+    return false;
+  }
+  if (absl::Status s = ValidateName(a.positional[0]); !s.ok()) {
+    *error = std::string(internal::SV(s.message()));
+    return false;
+  }
+  *name = CanonicalName(a.positional[0]);
+  return true;
+}
+
+EndpointOptions Endpoint(bool shared) {
+  EndpointOptions o;
+  o.allow_shared_mode = shared;
+  o.wait = WaitMode::kHybrid;
+  o.spin_iterations = 2000;  // a shell tool: sleep soon rather than burn a core
+  return o;
+}
+
+// DetectKind opens the channel read-only (waiting for a creator still initialising it).
+absl::StatusOr<Kind> DetectKind(const std::string& name, bool shared) {
+  internal::OpenOptions open;
+  open.access = internal::Access::kReadOnly;
+  open.deadline = absl::Now() + absl::Seconds(5);
+  open.allow_shared_mode = shared;
+  auto segment = internal::Segment::Open(name, open);
+  if (!segment.ok()) return segment.status();
+  return (*segment)->geometry().kind;
+}
+
+// ---- create ----
+
+int Create(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, {"kind", "capacity", "max-frame", "mode", "slots"}, {});
+  if (!a.error.empty()) return Usage(a.error);
+  std::string name, error;
+  if (!OneName(a, &name, &error)) return Usage(error);
+  ChannelOptions options;
+  options.kind = Kind::kSpsc;
+  if (const std::string* v = Flag(a, "kind")) {
+    if (*v == "spsc") {
+      options.kind = Kind::kSpsc;
+    } else if (*v == "mpmc") {
+      options.kind = Kind::kMpmc;
+    } else {
+      return Usage(absl::StrCat("--kind must be spsc or mpmc, not '", *v, "'"));
+    }
+  }
+  std::uint64_t capacity_bytes = std::uint64_t{1} << 20;
+  if (const std::string* v = Flag(a, "capacity")) {
+    auto size = ParseSize(*v);
+    if (!size || *size == 0) return Usage(absl::StrCat("bad --capacity '", *v, "'"));
+    capacity_bytes = *size;
+  }
+  if (const std::string* v = Flag(a, "max-frame")) {
+    auto size = ParseSize(*v);
+    if (!size || *size == 0 || *size > UINT32_MAX) {
+      return Usage(absl::StrCat("bad --max-frame '", *v, "'"));
+    }
+    options.max_frame = static_cast<std::uint32_t>(*size);
+  }
+  if (const std::string* v = Flag(a, "mode")) {
+    char* end = nullptr;
+    const unsigned long mode = std::strtoul(v->c_str(), &end, 8);
+    if (v->empty() || *end != '\0' || mode > 0777) {
+      return Usage(absl::StrCat("bad --mode '", *v, "' (want octal permission bits, e.g. 0600)"));
+    }
+    options.mode = static_cast<mode_t>(mode);
+  }
+  if (options.kind == Kind::kSpsc) {
+    if (Flag(a, "slots") != nullptr) return Usage("--slots applies to --kind mpmc only");
+    options.capacity = capacity_bytes;
+  } else {
+    // --capacity is the size of the slot array in bytes: as many power-of-two slots of
+    // max_frame (default 1008) payload bytes as fit. --slots gives the count directly.
+    const std::uint64_t max_frame = options.max_frame != 0 ? options.max_frame : 1008;
+    const std::uint64_t stride =
+        internal::AlignUp(sizeof(internal::MpmcSlotHeader) + max_frame, 64);
+    std::uint64_t slots = std::bit_floor(capacity_bytes / stride);
+    if (const std::string* v = Flag(a, "slots")) {
+      auto n = ParseSize(*v);
+      if (!n) return Usage(absl::StrCat("bad --slots '", *v, "'"));
+      slots = *n;
+    } else if (slots < 2) {
+      return Usage(absl::StrCat("--capacity ", capacity_bytes,
+                                " bytes holds fewer than 2 slots of ", stride, " bytes"));
+    }
+    options.capacity = slots;
+  }
+  if (absl::Status s = CreateChannel(name, options); !s.ok()) return Fail(s);
+  return kExitOk;
+}
+
+// ---- send ----
+
+int SendError(const std::string& name, Result r, std::size_t size, std::size_t max_frame) {
+  switch (r) {
+    case Result::kClosed:
+      return Fail(absl::StrCat(internal::Prefix(name), "channel is closed"));
+    case Result::kTooLarge:
+      return Fail(absl::StrCat(internal::Prefix(name), "frame too large: ", size,
+                               " bytes, max_frame is ", max_frame));
+    case Result::kAbandoned:
+      return Fail(absl::StrCat(internal::Prefix(name),
+                               "this producer was taken for dead; frame not published"));
+    default:
+      return Fail(absl::StrCat(internal::Prefix(name), "send failed: ", internal::AV(ToString(r))));
+  }
+}
+
+template <typename Producer>
+int SendWith(Producer& producer, const std::string& name, bool lines, std::uint64_t frame_size,
+             bool close_at_eof) {
+  const std::size_t max_frame = producer.max_frame();
+  if (frame_size > max_frame) {
+    return Fail(absl::StrCat(internal::Prefix(name), "frame too large: --frame-size ", frame_size,
+                             " exceeds max_frame ", max_frame));
+  }
+  const std::size_t limit = frame_size != 0 ? frame_size : max_frame;
+  auto send = [&](const void* data, std::size_t size) -> int {
+    const Result r =
+        producer.send(std::span<const std::byte>(static_cast<const std::byte*>(data), size),
+                      absl::InfiniteFuture());
+    return r == Result::kOk ? kExitOk : SendError(name, r, size, max_frame);
+  };
+  if (!lines) {
+    if (limit == 0) return Fail(absl::StrCat(internal::Prefix(name), "max_frame is 0"));
+    std::vector<char> buffer(limit);
+    for (;;) {
+      const ssize_t n = read(STDIN_FILENO, buffer.data(), buffer.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Fail(absl::StrCat("cannot read stdin: ", std::strerror(errno)));
+      if (n == 0) break;
+      if (int rc = send(buffer.data(), static_cast<std::size_t>(n)); rc != kExitOk) return rc;
+    }
+  } else {
+    std::string line;
+    std::vector<char> buffer(64 * 1024);
+    bool pending = false;  // bytes after the last newline (a last line without '\n')
+    for (;;) {
+      const ssize_t n = read(STDIN_FILENO, buffer.data(), buffer.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Fail(absl::StrCat("cannot read stdin: ", std::strerror(errno)));
+      if (n == 0) break;
+      std::string_view chunk(buffer.data(), static_cast<std::size_t>(n));
+      while (!chunk.empty()) {
+        const std::size_t nl = chunk.find('\n');
+        const std::string_view part = chunk.substr(0, nl);
+        if (line.size() + part.size() > limit) {
+          return Fail(absl::StrCat(internal::Prefix(name), "frame too large: a line of more than ",
+                                   limit, " bytes (max_frame ", max_frame, ")"));
+        }
+        line.append(part);
+        pending = true;
+        if (nl == std::string_view::npos) break;
+        if (int rc = send(line.data(), line.size()); rc != kExitOk) return rc;
+        line.clear();
+        pending = false;
+        chunk.remove_prefix(nl + 1);
+      }
+    }
+    if (pending && !line.empty()) {
+      if (int rc = send(line.data(), line.size()); rc != kExitOk) return rc;
+    }
+  }
+  if (close_at_eof) producer.close();
+  return kExitOk;
+}
+
+int Send(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, {"frame-size"}, {"lines", "close", "shared"});
+  if (!a.error.empty()) return Usage(a.error);
+  std::string name, error;
+  if (!OneName(a, &name, &error)) return Usage(error);
+  std::uint64_t frame_size = 0;
+  if (const std::string* v = Flag(a, "frame-size")) {
+    auto size = ParseSize(*v);
+    if (!size || *size == 0) return Usage(absl::StrCat("bad --frame-size '", *v, "'"));
+    frame_size = *size;
+  }
+  const bool lines = Flag(a, "lines") != nullptr;
+  const bool close_at_eof = Flag(a, "close") != nullptr;
+  const bool shared = Flag(a, "shared") != nullptr;
+  absl::StatusOr<Kind> kind = DetectKind(name, shared);
+  if (!kind.ok()) return Fail(kind.status());
+  if (*kind == Kind::kSpsc) {
+    auto producer = SpscProducer::Attach(name, Endpoint(shared));
+    if (!producer.ok()) return Fail(producer.status());
+    return SendWith(*producer, name, lines, frame_size, close_at_eof);
+  }
+  auto producer = MpmcProducer::Attach(name, Endpoint(shared));
+  if (!producer.ok()) return Fail(producer.status());
+  return SendWith(*producer, name, lines, frame_size, close_at_eof);
+}
+
+// ---- recv ----
+
+// WriteFrame writes the payload (and a newline) with writev(2), all or nothing as far as this
+// process can tell: it returns only after the kernel took every byte.
+bool WriteFrame(std::span<const std::byte> data, bool newline) {
+  static const char kNewline = '\n';
+  iovec iov[2];
+  int count = 0;
+  if (!data.empty()) {
+    iov[count++] = {const_cast<std::byte*>(data.data()), data.size()};
+  }
+  if (newline) iov[count++] = {const_cast<char*>(&kNewline), 1};
+  int first = 0;
+  while (first < count) {
+    const ssize_t n = writev(STDOUT_FILENO, iov + first, count - first);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    std::size_t done = static_cast<std::size_t>(n);
+    while (first < count && done >= iov[first].iov_len) {
+      done -= iov[first].iov_len;
+      ++first;
+    }
+    if (first < count) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + done;
+      iov[first].iov_len -= done;
+    }
+  }
+  return true;
+}
+
+template <typename Consumer>
+int RecvWith(Consumer& consumer, const std::string& name, bool lines,
+             std::optional<std::uint64_t> count, std::optional<double> timeout) {
+  for (std::uint64_t received = 0; !count || received < *count; ++received) {
+    const absl::Time deadline =
+        timeout ? absl::Now() + absl::Seconds(*timeout) : absl::InfiniteFuture();
+    const Frame f = consumer.read(deadline);
+    switch (f.result) {
+      case Result::kOk:
+        break;
+      case Result::kClosed:
+        return kExitOk;
+      case Result::kTimeout:
+        return Fail(absl::StrCat(internal::Prefix(name), "timed out after ", *timeout,
+                                 " s waiting for a frame"),
+                    kExitTimeout);
+      case Result::kCorrupted:
+        return Fail(absl::StrCat(internal::Prefix(name),
+                                 "corrupted: the segment holds an impossible frame"));
+      default:
+        return Fail(absl::StrCat(internal::Prefix(name),
+                                 "read failed: ", internal::AV(ToString(f.result))));
+    }
+    // The frame is released only after write(2) returned: a receiver killed before this point
+    // leaves it unreleased for the next one.
+    if (!WriteFrame(f.data, lines)) {
+      return Fail(absl::StrCat(internal::Prefix(name), "cannot write to stdout: ",
+                               std::strerror(errno), " (frame ", f.sequence, " left unreleased)"));
+    }
+    consumer.release();
+  }
+  return kExitOk;
+}
+
+int Recv(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, {"count", "timeout"}, {"lines", "shared"});
+  if (!a.error.empty()) return Usage(a.error);
+  std::string name, error;
+  if (!OneName(a, &name, &error)) return Usage(error);
+  std::optional<std::uint64_t> count;
+  std::optional<double> timeout;
+  if (const std::string* v = Flag(a, "count")) {
+    count = ParseCount(*v);
+    if (!count) return Usage(absl::StrCat("bad --count '", *v, "'"));
+  }
+  if (const std::string* v = Flag(a, "timeout")) {
+    timeout = ParseSeconds(*v);
+    if (!timeout) return Usage(absl::StrCat("bad --timeout '", *v, "'"));
+  }
+  const bool lines = Flag(a, "lines") != nullptr;
+  const bool shared = Flag(a, "shared") != nullptr;
+  absl::StatusOr<Kind> kind = DetectKind(name, shared);
+  if (!kind.ok()) return Fail(kind.status());
+  if (*kind == Kind::kSpsc) {
+    auto consumer = SpscConsumer::Attach(name, Endpoint(shared));
+    if (!consumer.ok()) return Fail(consumer.status());
+    return RecvWith(*consumer, name, lines, count, timeout);
+  }
+  auto consumer = MpmcConsumer::Attach(name, Endpoint(shared));
+  if (!consumer.ok()) return Fail(consumer.status());
+  return RecvWith(*consumer, name, lines, count, timeout);
+}
+
+// ---- close ----
+
+int Close(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, {}, {"shared"});
+  if (!a.error.empty()) return Usage(a.error);
+  std::string name, error;
+  if (!OneName(a, &name, &error)) return Usage(error);
+  const bool shared = Flag(a, "shared") != nullptr;
+  absl::StatusOr<Kind> kind = DetectKind(name, shared);
+  if (!kind.ok()) return Fail(kind.status());
+  if (*kind == Kind::kMpmc) {
+    auto producer = MpmcProducer::Attach(name, Endpoint(shared));
+    if (!producer.ok()) return Fail(producer.status());
+    producer->close();
+    return kExitOk;
+  }
+  auto producer = SpscProducer::Attach(name, Endpoint(shared));
+  if (producer.ok()) {
+    producer->close();
+    return kExitOk;
+  }
+  if (producer.status().code() != absl::StatusCode::kFailedPrecondition) {
+    return Fail(producer.status());
+  }
+  // The producer role is held by a live process: mark end-of-stream from outside, as
+  // SpscProducer::close() does; the producer's next claim then returns kClosed.
+  internal::OpenOptions open;
+  open.deadline = absl::Now() + absl::Seconds(5);
+  open.allow_shared_mode = shared;
+  auto segment = internal::Segment::Open(name, open);
+  if (!segment.ok()) return Fail(segment.status());
+  internal::ControlBlock* control = (*segment)->control();
+  // Release: pairs with the consumer's acquire load of `closed` (spsc.cc [C3]).
+  control->closed.store(1, std::memory_order_seq_cst);
+  control->close_time_ns.store(internal::NowRealtimeNs(), std::memory_order_relaxed);
+  control->data_ready.word.fetch_add(1, std::memory_order_release);
+  internal::FutexWake(&control->data_ready.word, INT_MAX);
+  control->space_ready.word.fetch_add(1, std::memory_order_release);
+  internal::FutexWake(&control->space_ready.word, INT_MAX);
+  return kExitOk;
+}
+
+// ---- rm ----
+
+int Remove(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, {}, {});
+  if (!a.error.empty()) return Usage(a.error);
+  std::string name, error;
+  if (!OneName(a, &name, &error)) return Usage(error);
+  // Refuse an object that is clearly something else (non-zero first bytes that are not the
+  // magic). An empty or zeroed object may be a segment whose creator died early: removable.
+  const int fd = shm_open(name.c_str(), O_RDONLY, 0);
+  if (fd >= 0) {
+    std::uint64_t magic = 0;
+    const ssize_t n = pread(fd, &magic, sizeof(magic), 0);
+    close(fd);
+    if (n > 0 && magic != 0 && magic != internal::kMagic) {
+      return Fail(absl::StrFormat("%snot a shmring segment (magic 0x%016x); not removing it",
+                                  internal::Prefix(name), magic));
+    }
+  }
+  if (absl::Status s = RemoveChannel(name); !s.ok()) return Fail(s);
+  return kExitOk;
+}
+
+// ---- gc ----
+
+// IsStale decides whether `name` is a shmring segment left behind by dead processes: it holds the
+// init lock while it decides (so no creator or other reclaimer acts meanwhile), and calls a
+// segment stale when no endpoint's liveness lock is held and either its creator died while
+// initialising it or some endpoint entry still records an owner that died without detaching.
+// A segment nobody ever attached to, or whose endpoints all detached cleanly, is idle, not stale.
+// On true, *fd_out keeps the init lock until the caller unlinks.
+bool IsStale(const std::string& name, int* fd_out, struct stat* st_out) {
+  const int fd = shm_open(name.c_str(), O_RDWR, 0);
+  if (fd < 0) return false;
+  struct Closer {
+    int fd;
+    ~Closer() {
+      if (fd >= 0) close(fd);
+    }
+  } closer{fd};
+  if (!internal::TryLockByte(fd, internal::kInitLockOffset)) return false;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+  internal::SegmentHeader header;
+  if (size < sizeof(header) ||
+      pread(fd, static_cast<void*>(&header), sizeof(header), 0) != sizeof(header)) {
+    return false;
+  }
+  if (header.magic != internal::kMagic) return false;  // not (provably) shmring: never touch it
+  bool stale = false;
+  if (header.init_state.load(std::memory_order_relaxed) !=
+      static_cast<std::uint32_t>(internal::InitState::kReady)) {
+    stale = true;  // we hold the init lock, so its creator is gone
+  } else {
+    absl::StatusOr<internal::Geometry> g = internal::ValidateHeader(name, header, size);
+    if (!g.ok()) return false;  // another ABI version or corrupted: not ours to judge
+    for (std::uint32_t i = 0; i < g->max_endpoints; ++i) {
+      if (internal::IsByteLocked(fd, internal::kEndpointLockBase + i)) return false;
+      std::uint32_t role = 0;
+      const off_t at =
+          static_cast<off_t>(g->endpoints_offset + i * sizeof(internal::EndpointEntry) +
+                             offsetof(internal::EndpointEntry, role));
+      if (pread(fd, &role, sizeof(role), at) != sizeof(role)) return false;
+      if (role != static_cast<std::uint32_t>(internal::Role::kNone)) stale = true;
+    }
+  }
+  if (!stale) return false;
+  *st_out = st;
+  *fd_out = fd;
+  closer.fd = -1;
+  return true;
+}
+
+int Gc(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, {}, {"dry-run"});
+  if (!a.error.empty()) return Usage(a.error);
+  if (!a.positional.empty()) return Usage("gc takes no NAME");
+  const bool dry_run = Flag(a, "dry-run") != nullptr;
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return Fail(absl::StrCat("cannot list /dev/shm: ", std::strerror(errno)));
+  std::vector<std::string> names;
+  while (dirent* e = readdir(dir)) {
+    const std::string n = e->d_name;
+    if (n == "." || n == ".." || !ValidateName(n).ok()) continue;
+    names.push_back(CanonicalName(n));
+  }
+  closedir(dir);
+  std::sort(names.begin(), names.end());
+  int rc = kExitOk;
+  for (const std::string& name : names) {
+    int fd = -1;
+    struct stat st;
+    if (!IsStale(name, &fd, &st)) continue;
+    if (!dry_run) {
+      // Unlink only if the name still refers to the object we checked.
+      struct stat by_name;
+      const std::string path = absl::StrCat("/dev/shm", name);
+      if (stat(path.c_str(), &by_name) != 0 || by_name.st_ino != st.st_ino ||
+          by_name.st_dev != st.st_dev) {
+        close(fd);
+        continue;
+      }
+      if (shm_unlink(name.c_str()) != 0 && errno != ENOENT) {
+        std::fprintf(stderr, "shm-cat: %scannot remove: %s\n", internal::Prefix(name).c_str(),
+                     std::strerror(errno));
+        rc = kExitRuntime;
+        close(fd);
+        continue;
+      }
+    }
+    close(fd);
+    std::string line = name + "\n";
+    (void)WriteAll(STDOUT_FILENO, line.data(), line.size());
+  }
+  return rc;
+}
+
+}  // namespace
+}  // namespace shmring::tools
+
+int main(int argc, char** argv) {
+  using namespace shmring::tools;
+  // A closed stdout must be an error we report (and a frame we do not release), not a silent
+  // death by SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
+  if (argc < 2) return Usage("missing command");
+  const std::string_view command = argv[1];
+  if (command == "-h" || command == "--help" || command == "help") {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  if (command == "create") return Create(argc, argv);
+  if (command == "send") return Send(argc, argv);
+  if (command == "recv") return Recv(argc, argv);
+  if (command == "close") return Close(argc, argv);
+  if (command == "rm") return Remove(argc, argv);
+  if (command == "gc") return Gc(argc, argv);
+  return Usage(absl::StrCat("unknown command '", shmring::internal::AV(command), "'"));
+}
