@@ -497,6 +497,19 @@ struct MpmcConsumerState {
     return {Result::kWouldBlock, {}, 0};
   }
 
+  enum class Drain { kOpen, kMoved, kDone };
+  // CheckClosed: the ring is empty at `read`. kDone with *out = kClosed (or a rescued orphan)
+  // if the channel is closed and drained; kMoved if a claim landed meanwhile; kOpen otherwise.
+  // A frame held by a live consumer does not delay end-of-stream (it is that consumer's).
+  Drain CheckClosed(std::uint64_t read, Frame* out) {
+    // [C7] seq_cst: pairs with [P5] and [P6].
+    if (ring.control->closed.load(std::memory_order_seq_cst) == 0) return Drain::kOpen;
+    if (ring.control->write_position.load(std::memory_order_seq_cst) != read) return Drain::kMoved;
+    *out = SweepWindow(read);
+    if (out->result == Result::kWouldBlock) *out = {Result::kClosed, {}, 0};
+    return Drain::kDone;
+  }
+
   Frame TryRead() {
     if (holding) return held;
     Frame out{Result::kWouldBlock, {}, 0};
@@ -537,15 +550,10 @@ struct MpmcConsumerState {
           return {Result::kCorrupted, {}, 0};
         }
         if (write == read) {
-          // [C7] seq_cst: pairs with [P5] and [P6].
-          if (ring.control->closed.load(std::memory_order_seq_cst) != 0) {
-            if (ring.control->write_position.load(std::memory_order_seq_cst) != read) continue;
-            Unannounce();
-            out = SweepWindow(read);
-            if (out.result != Result::kWouldBlock) return out;
-            return {Result::kClosed, {}, 0};
-          }
           Unannounce();
+          const Drain drain = CheckClosed(read, &out);
+          if (drain == Drain::kMoved) continue;
+          if (drain == Drain::kDone) return out;
           if (idle.Due(read * 4 + 1)) {
             out = SweepEntries(read);
             if (out.result != Result::kWouldBlock) return out;
@@ -575,6 +583,11 @@ struct MpmcConsumerState {
         return {Result::kWouldBlock, {}, 0};
       }
       const std::uint64_t write = ring.control->write_position.load(std::memory_order_acquire);
+      if (write == read) {  // nothing else to read: the end, if closed
+        const Drain drain = CheckClosed(read, &out);
+        if (drain == Drain::kMoved) continue;
+        if (drain == Drain::kDone) return out;
+      }
       if (write == read && stall.Due(read * 4 + 3)) {
         const Result r = Rescue(read - ring.capacity, /*wait_for_lock=*/false);
         if (r == Result::kOk) return held;

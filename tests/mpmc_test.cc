@@ -302,6 +302,40 @@ TEST_CASE("close: consumers asleep in other processes wake, drain, then all see 
   CHECK(total == kFrames);
 }
 
+TEST_CASE(
+    "close with a full ring: a frame another live consumer holds does not delay "
+    "end-of-stream, and is still released normally") {
+  ScopedName name("closefull");
+  ChannelOptions options;
+  options.kind = Kind::kMpmc;
+  options.capacity = 4;
+  options.max_frame = 16;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = MpmcProducer::Attach(name);
+  auto holder = MpmcConsumer::Attach(name);
+  auto other = MpmcConsumer::Attach(name, Options(WaitMode::kBlock));
+  REQUIRE(producer.ok());
+  REQUIRE(holder.ok());
+  REQUIRE(other.ok());
+  std::byte payload[16] = {};
+  for (int i = 0; i < 4; ++i) REQUIRE(producer->try_send(payload) == Result::kOk);
+  Frame held = holder->try_read();
+  REQUIRE(held.ok());
+  CHECK(held.sequence == 0);
+  REQUIRE(producer->try_send(payload) == Result::kWouldBlock);
+  producer->close();
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    Frame f = other->read(absl::Now() + kGenerous);
+    REQUIRE(f.ok());
+    CHECK(f.sequence == seq);
+    other->release();
+  }
+  CHECK(other->read(absl::Now() + kGenerous).result == Result::kClosed);
+  holder->release();
+  CHECK(holder->try_read().result == Result::kClosed);
+  CHECK(CounterSum(name.str(), &internal::Counters::redelivered) == 0);
+}
+
 TEST_CASE("sequence numbers are tickets; abort leaves a counted gap; commit of a shorter frame") {
   ScopedName name("basic");
   ChannelOptions options;
