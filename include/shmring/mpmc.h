@@ -16,6 +16,12 @@
 // Any number of producers and consumers (up to the channel's max_endpoints) attach at once, each
 // in any process. Each endpoint belongs to the thread and process that attached it; do not use
 // it in a child after fork().
+//
+// Crashes: a producer killed between claim and commit costs its one slot (a counted gap, skipped
+// as soon as its liveness lock is gone; a stopped producer is only slow, never dead). A consumer
+// killed while it holds a frame (read, not released) does not lose it: a live consumer adopts it
+// and it is delivered once more (counted as redelivered) — the only case in which a frame is
+// delivered twice, and then it may arrive after later frames of its producer.
 #ifndef SHMRING_MPMC_H_
 #define SHMRING_MPMC_H_
 
@@ -52,7 +58,8 @@ class MpmcProducer {
   [[nodiscard]] Claim try_claim(std::size_t size);
   [[nodiscard]] Claim claim(std::size_t size, absl::Time deadline);
   // commit publishes the claimed slot. It returns kAbandoned if the channel took this endpoint
-  // for dead (its lock was lost) and skipped the slot.
+  // for dead (its lock was lost) and skipped the slot. Without an outstanding claim it does
+  // nothing and returns kOk. A frame claimed before close() may still be committed.
   Result commit();
   Result commit(std::size_t size);
   // abort gives the claimed slot up; consumers skip it (its ticket is a counted gap).
@@ -77,10 +84,13 @@ class MpmcConsumer {
                                              const EndpointOptions& options = {});
   MpmcConsumer(MpmcConsumer&&) noexcept;
   MpmcConsumer& operator=(MpmcConsumer&&) noexcept;
-  ~MpmcConsumer();  // a held (unreleased) frame is handed to the next consumer
+  // ~MpmcConsumer detaches. A held (unreleased) frame stays in its slot and is handed to another
+  // consumer, as after a crash: when producers are stuck behind it, or at end-of-stream.
+  ~MpmcConsumer();
 
   // Same contracts as SpscConsumer. kClosed once the channel is closed and no committed frame
-  // is left for anyone.
+  // is left for anyone (frames other live consumers hold are theirs and do not delay it).
+  // Sequence numbers a consumer sees increase, except for a redelivered frame (see above).
   [[nodiscard]] Frame try_read();
   [[nodiscard]] Frame read(absl::Time deadline);
   void release();
