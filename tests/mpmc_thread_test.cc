@@ -136,6 +136,60 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "threads: close() racing busy producers: every frame whose commit returned kOk is "
+    "delivered before end-of-stream, nothing after") {
+  for (int round = 0; round < 20; ++round) {
+    testing::ScopedName name("closerace");
+    ChannelOptions options;
+    options.kind = Kind::kMpmc;
+    options.capacity = 16;
+    options.max_frame = 16;
+    REQUIRE(CreateChannel(name, options).ok());
+    EndpointOptions eo;
+    eo.wait = WaitMode::kHybrid;
+    eo.spin_iterations = 100;
+    constexpr int kProducers = 2, kConsumers = 2;
+    std::vector<MpmcProducer> producers;
+    std::vector<MpmcConsumer> consumers;
+    for (int i = 0; i < kProducers; ++i) producers.push_back(*MpmcProducer::Attach(name, eo));
+    for (int i = 0; i < kConsumers; ++i) consumers.push_back(*MpmcConsumer::Attach(name, eo));
+    auto closer = MpmcProducer::Attach(name, eo);
+    REQUIRE(closer.ok());
+    std::vector<std::uint64_t> sent(kProducers, 0), got(kConsumers, 0), bad(kConsumers, 0);
+    std::vector<std::thread> threads;
+    for (int p = 0; p < kProducers; ++p) {
+      threads.emplace_back([&, p] {
+        for (std::uint64_t v = 0;; ++v) {
+          const Result r =
+              producers[p].send(std::as_bytes(std::span(&v, 1)), absl::Now() + kGenerous);
+          if (r != Result::kOk) return;  // kClosed once close() is seen
+          ++sent[p];
+        }
+      });
+    }
+    for (int c = 0; c < kConsumers; ++c) {
+      threads.emplace_back([&, c] {
+        for (;;) {
+          Frame f = consumers[c].read(absl::Now() + kGenerous);
+          if (f.result == Result::kClosed) return;
+          if (!f.ok()) {
+            ++bad[c];
+            return;
+          }
+          ++got[c];
+          consumers[c].release();
+        }
+      });
+    }
+    absl::SleepFor(absl::Microseconds(200 * (round % 5)));
+    closer->close();
+    for (auto& t : threads) t.join();
+    CHECK(bad[0] + bad[1] == 0);
+    CHECK(got[0] + got[1] == sent[0] + sent[1]);
+  }
+}
+
+TEST_CASE(
     "threads: a consumer destroyed while holding a frame; the survivor gets it once more "
     "when the producer is stuck behind it, everything else exactly once") {
   testing::ScopedName name("orphan");
