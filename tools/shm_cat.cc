@@ -51,7 +51,7 @@ constexpr char kUsage[] =
     "  shm-cat recv NAME [--lines] [--count N] [--timeout SECONDS]\n"
     "  shm-cat close NAME\n"
     "  shm-cat rm NAME\n"
-    "  shm-cat gc [--dry-run]\n"
+    "  shm-cat gc [--dry-run] [--prefix NAME_PREFIX]\n"
     "Sizes take K/M/G suffixes (powers of two). NAME with or without the leading '/'.\n"
     "Exit codes: 0 success, 1 usage error, 2 runtime error, 3 timeout. See docs/tools.md.\n";
 
@@ -540,17 +540,21 @@ bool IsStale(const std::string& name, int* fd_out, struct stat* st_out) {
 }
 
 int Gc(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {}, {"dry-run"});
+  Args a = ParseArgs(argc, argv, 2, {"prefix"}, {"dry-run"});
   if (!a.error.empty()) return Usage(a.error);
   if (!a.positional.empty()) return Usage("gc takes no NAME");
   const bool dry_run = Flag(a, "dry-run") != nullptr;
+  // --prefix (an extension of the contract): only names starting with it, e.g. "/myapp-".
+  std::string prefix = "/";
+  if (const std::string* v = Flag(a, "prefix")) prefix = CanonicalName(*v);
   DIR* dir = opendir("/dev/shm");
   if (dir == nullptr) return Fail(absl::StrCat("cannot list /dev/shm: ", std::strerror(errno)));
   std::vector<std::string> names;
   while (dirent* e = readdir(dir)) {
     const std::string n = e->d_name;
     if (n == "." || n == ".." || !ValidateName(n).ok()) continue;
-    names.push_back(CanonicalName(n));
+    std::string name = CanonicalName(n);
+    if (name.compare(0, prefix.size(), prefix) == 0) names.push_back(std::move(name));
   }
   closedir(dir);
   std::sort(names.begin(), names.end());
