@@ -11,8 +11,8 @@
 //     counters, and each producer's frames carry increasing sequence numbers;
 //   - nobody stays blocked: every blocking call has a deadline (a timeout must come at or after
 //     it), and the parent gives each iteration a generous watchdog;
-//   - once every process is gone the segment is stale (CreateChannel with reclaim_stale takes it)
-//     and nothing is left in /dev/shm.
+//   - once every process is gone the segment is stale: CreateChannel with reclaim_stale takes it,
+//     or `shm-cat gc` removes it (when an endpoint died attached); nothing is left in /dev/shm.
 //
 // The binary runs chaos_iterations() iterations: 30 by default (suite 'chaos'); 1000 when the
 // executable's name contains "stress" (the same source registered as chaos_stress_test in suite
@@ -20,6 +20,7 @@
 // (and, down to a floor, the iterations). SHMRING_CHAOS_SEED replays a run (the seed is printed).
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -166,22 +167,76 @@ std::unique_ptr<internal::Segment> OpenReadOnly(const std::string& name) {
   return std::move(*seg);
 }
 
-// After every process is gone: the segment is stale (every endpoint dead), so reclaim_stale
-// takes it; then it is removed and nothing of ours is left in /dev/shm.
-void ReclaimAndRemove(const std::string& name, const ChannelOptions& options) {
-  ChannelOptions o = options;
-  o.reclaim_stale = true;
-  const absl::Status reclaimed = CreateChannel(name, o);
-  INFO(reclaimed.ToString());
-  CHECK(reclaimed.ok());
-  CHECK(RemoveChannel(name).ok());
+// ShmCat: the shm-cat binary of this build (tools/ next to tests/), or "" if it is not built.
+std::string ShmCat() {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return "";
+  std::string path(self, static_cast<std::size_t>(n));
+  path = path.substr(0, path.rfind('/')) + "/../tools/shm-cat";
+  return access(path.c_str(), X_OK) == 0 ? path : "";
+}
+
+// RunGc runs `shm-cat gc --prefix name` and returns its exit code.
+int RunGc(const std::string& shm_cat, const std::string& name) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+    execl(shm_cat.c_str(), "shm-cat", "gc", "--prefix", name.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool Exists(const std::string& name) {
   const std::string file = name.substr(1);
-  bool left = false;
+  bool found = false;
   if (DIR* dir = opendir("/dev/shm")) {
-    while (dirent* e = readdir(dir)) left |= file == e->d_name;
+    while (dirent* e = readdir(dir)) found |= file == e->d_name;
     closedir(dir);
   }
-  CHECK_FALSE(left);
+  return found;
+}
+
+// After every process is gone, the segment is cleaned up the way an operator or a restarted
+// program would, alternately:
+//   - `shm-cat gc`: it removes the segment if some endpoint died without detaching; otherwise
+//     every endpoint detached cleanly (the segment is idle, and gc keeps it) — then RemoveChannel;
+//   - CreateChannel with reclaim_stale: every endpoint is dead, so it must take the segment.
+// Either way nothing of ours is left in /dev/shm.
+struct CleanUpStats {
+  int gc_removed = 0, gc_kept_idle = 0, reclaimed = 0;
+} cleanups;
+
+void CleanUp(const std::string& name, const ChannelOptions& options, bool use_gc) {
+  static const std::string shm_cat = ShmCat();
+  if (use_gc && !shm_cat.empty()) {
+    bool dead_owner = false;
+    {
+      auto seg = OpenReadOnly(name);
+      for (std::uint32_t i = 0; i < seg->geometry().max_endpoints; ++i) {
+        CHECK_FALSE(seg->EndpointAlive(i));
+        dead_owner |= seg->endpoint(i)->role.load() != 0;
+      }
+    }
+    CHECK(RunGc(shm_cat, name) == 0);
+    CHECK(Exists(name) == !dead_owner);
+    ++(dead_owner ? cleanups.gc_removed : cleanups.gc_kept_idle);
+    if (Exists(name)) CHECK(RemoveChannel(name).ok());
+  } else {
+    ChannelOptions o = options;
+    o.reclaim_stale = true;
+    const absl::Status reclaimed = CreateChannel(name, o);
+    INFO(reclaimed.ToString());
+    CHECK(reclaimed.ok());
+    ++cleanups.reclaimed;
+    CHECK(RemoveChannel(name).ok());
+  }
+  CHECK_FALSE(Exists(name));
 }
 
 // Kill: SIGKILLs `child` and reaps it. Returns true if it died of the signal, false if it had
@@ -382,7 +437,7 @@ TEST_CASE("SPSC chaos: producers and consumers SIGKILLed at random moments, repl
         total_redelivered += seen - 1;
       }
     }
-    ReclaimAndRemove(n, options);
+    CleanUp(n, options, (iteration & 1) != 0);
   }
   std::printf("SPSC chaos: %llu kills, %llu skipped sequence numbers, %llu redeliveries\n",
               static_cast<unsigned long long>(total_kills),
@@ -653,7 +708,7 @@ TEST_CASE("MPMC chaos: producers and consumers SIGKILLed at random moments, repl
     if (killed_aborting == 0 && killed == 0) REQUIRE(gaps == counted_abandoned);
     uncounted += gaps - counted_abandoned;
     total_gaps += gaps;
-    ReclaimAndRemove(n, options);
+    CleanUp(n, options, (iteration & 1) != 0);
   }
   std::printf(
       "MPMC chaos: %llu kills, %llu gaps (abandoned claims), %llu of them uncounted, %llu "
@@ -661,6 +716,11 @@ TEST_CASE("MPMC chaos: producers and consumers SIGKILLed at random moments, repl
       static_cast<unsigned long long>(total_kills), static_cast<unsigned long long>(total_gaps),
       static_cast<unsigned long long>(uncounted),
       static_cast<unsigned long long>(total_redelivered));
+}
+
+TEST_CASE("chaos clean-up summary") {
+  std::printf("clean-up: shm-cat gc removed %d stale segments, kept %d idle ones; %d reclaimed\n",
+              cleanups.gc_removed, cleanups.gc_kept_idle, cleanups.reclaimed);
 }
 
 }  // namespace
