@@ -390,7 +390,8 @@ absl::StatusOr<Snapshot> InspectChannel(std::string_view raw_name, const DecodeO
   const std::string name = CanonicalName(raw_name);
   const std::string p = Prefix(name);
   // glibc's shm_open adds O_NOFOLLOW | O_CLOEXEC. O_RDONLY: we cannot write even by mistake.
-  const int fd = shm_open(name.c_str(), O_RDONLY, 0);
+  // O_NONBLOCK: a FIFO planted in /dev/shm must not hang us (fstat then refuses it).
+  const int fd = shm_open(name.c_str(), O_RDONLY | O_NONBLOCK, 0);
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT) return absl::NotFoundError(absl::StrCat(p, "no such channel"));

@@ -156,6 +156,17 @@ EndpointOptions Endpoint(bool shared) {
 
 // DetectKind opens the channel read-only (waiting for a creator still initialising it).
 absl::StatusOr<Kind> DetectKind(const std::string& name, bool shared) {
+  // A FIFO or directory planted under the name would make a blocking open hang: refuse what is
+  // not a regular object first (O_NONBLOCK open, fstat).
+  if (const int fd = shm_open(name.c_str(), O_RDONLY | O_NONBLOCK, 0); fd >= 0) {
+    struct stat st;
+    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    close(fd);
+    if (!regular) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(internal::Prefix(name), "not a regular shm object"));
+    }
+  }
   internal::OpenOptions open;
   open.access = internal::Access::kReadOnly;
   open.deadline = absl::Now() + absl::Seconds(5);
@@ -474,7 +485,7 @@ int Remove(int argc, char** argv) {
   if (!OneName(a, &name, &error)) return Usage(error);
   // Refuse an object that is clearly something else (non-zero first bytes that are not the
   // magic). An empty or zeroed object may be a segment whose creator died early: removable.
-  const int fd = shm_open(name.c_str(), O_RDONLY, 0);
+  const int fd = shm_open(name.c_str(), O_RDONLY | O_NONBLOCK, 0);
   if (fd >= 0) {
     std::uint64_t magic = 0;
     const ssize_t n = pread(fd, &magic, sizeof(magic), 0);
@@ -497,7 +508,7 @@ int Remove(int argc, char** argv) {
 // A segment nobody ever attached to, or whose endpoints all detached cleanly, is idle, not stale.
 // On true, *fd_out keeps the init lock until the caller unlinks.
 bool IsStale(const std::string& name, int* fd_out, struct stat* st_out) {
-  const int fd = shm_open(name.c_str(), O_RDWR, 0);
+  const int fd = shm_open(name.c_str(), O_RDWR | O_NONBLOCK, 0);
   if (fd < 0) return false;
   struct Closer {
     int fd;
