@@ -958,6 +958,28 @@ TEST_CASE("tools: inspect --json matches the live MPMC state; dead endpoints", "
   REQUIRE(r.code == 0);
   CHECK(r.out.find("DEAD") != std::string::npos);
   CHECK(r.out.find("held 0") != std::string::npos);
+
+  // An aborted claim (ticket 5: abandoned) and an outstanding one (ticket 6: pending).
+  REQUIRE(producer->try_claim(4).ok());
+  producer->abort();
+  const Claim pending = producer->try_claim(4);
+  REQUIRE(pending.ok());
+  REQUIRE(pending.sequence == 6);
+  j = ParseJson(Inspect({name.str(), "--json", "--frames", "10"}).out);
+  REQUIRE(j["frames"].array.size() == 6);
+  CHECK(j["frames"].array[4]["seq"].U() == 5);
+  CHECK(j["frames"].array[4]["state"].s == "abandoned");
+  CHECK(j["frames"].array[5]["seq"].U() == 6);
+  CHECK(j["frames"].array[5]["state"].s == "pending");
+  bool saw_claim = false;
+  for (const Json& e : j["endpoints"].array) {
+    if (e["alive"].b && e["role"].s == "producer") {
+      CHECK(e["claim_ticket"].U() == 6);
+      saw_claim = true;
+    }
+  }
+  CHECK(saw_claim);
+  producer->abort();
   consumer->release();
 }
 
@@ -1088,6 +1110,58 @@ TEST_CASE("tools: inspect and shm-cat on hostile objects: one line, exit 2", "[t
       CHECK(gc.out == (h.tag == "uninitialised" ? name.str() + "\n" : std::string()));
     }
   }
+}
+
+TEST_CASE("tools: a FIFO under the name, and a segment still initialising", "[tools]") {
+  ScopedName fifo("fifo");
+  REQUIRE(mkfifo(absl::StrCat("/dev/shm", fifo.str()).c_str(), 0600) == 0);
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"send", fifo.str()}, {"recv", fifo.str()}}) {
+    const Ran r = Cat(args);
+    CHECK(r.code == 2);
+    CHECK(OneLine(r.err));
+  }
+  Ran r = Inspect({fifo.str()});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("not a regular") != std::string::npos);
+  r = Inspect({"--all"});
+  CHECK(r.code == 0);
+  CHECK(r.out.find(fifo.str()) != std::string::npos);
+
+  // A creator that is alive and still initialising (it holds the init lock): exit 2 at once.
+  ScopedName init("initialising");
+  std::string header(sizeof(internal::SegmentHeader), '\0');
+  std::memcpy(header.data(), &internal::kMagic, sizeof(internal::kMagic));
+  MakeRawObject(init.str(), header);
+  int ready[2];
+  REQUIRE(pipe(ready) == 0);
+  Child creator([&] {
+    close(ready[0]);
+    const int fd = shm_open(init.c_str(), O_RDWR, 0);
+    if (fd < 0 || !internal::TryLockByte(fd, internal::kInitLockOffset)) return 1;
+    (void)!write(ready[1], "x", 1);
+    pause();
+    return 0;
+  });
+  close(ready[1]);
+  char c;
+  REQUIRE(read(ready[0], &c, 1) == 1);
+  close(ready[0]);
+  r = Inspect({init.str()});
+  CHECK(r.code == 2);
+  CHECK(OneLine(r.err));
+  CHECK(r.err.find("still being initialised") != std::string::npos);
+  // gc leaves it alone while its creator lives, and takes it once the creator died.
+  CHECK(Cat({"gc", "--dry-run", "--prefix", init.str()}).out.empty());
+  creator.Kill(SIGKILL);
+  creator.Wait();
+  r = Inspect({init.str()});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("never initialised") != std::string::npos);
+  r = Cat({"gc", "--prefix", init.str()});
+  CHECK(r.code == 0);
+  CHECK(r.out == init.str() + "\n");
+  CHECK(!Exists(init.str()));
 }
 
 TEST_CASE("tools: inspect never writes, and survives an object shrunk while read", "[tools]") {

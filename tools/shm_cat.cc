@@ -22,6 +22,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -273,13 +274,15 @@ int SendWith(Producer& producer, const std::string& name, bool lines, std::uint6
   };
   if (!lines) {
     if (limit == 0) return Fail(absl::StrCat(internal::Prefix(name), "max_frame is 0"));
-    std::vector<char> buffer(limit);
+    // Not value-initialised: a large max_frame costs address space, and only the pages that
+    // reads fill are touched.
+    const std::unique_ptr<char[]> buffer = std::make_unique_for_overwrite<char[]>(limit);
     for (;;) {
-      const ssize_t n = read(STDIN_FILENO, buffer.data(), buffer.size());
+      const ssize_t n = read(STDIN_FILENO, buffer.get(), limit);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return Fail(absl::StrCat("cannot read stdin: ", std::strerror(errno)));
       if (n == 0) break;
-      if (int rc = send(buffer.data(), static_cast<std::size_t>(n)); rc != kExitOk) return rc;
+      if (int rc = send(buffer.get(), static_cast<std::size_t>(n)); rc != kExitOk) return rc;
     }
   } else {
     std::string line;
