@@ -1,0 +1,808 @@
+// shmring_bench.cc — shmring-bench: cross-process latency and throughput of shmring against the
+// mechanisms users would otherwise pick, and against the physical floor.
+//
+//   shmring-bench                      the full comparison: table + PNG plot (--plot FILE)
+//   shmring-bench latency    --transport T --size BYTES [--count N] [--wait spin|block|hybrid]
+//                            [--rate HZ] [--cpus A,B] [--json]
+//   shmring-bench throughput --transport T --size BYTES [--count N] [--wait W] [--cpus A,B]
+//   [--json]
+//
+// Method. Two processes (the parent, side A, and a fork()ed child, side B), each pinned to its
+// own CPU. Latency: A sends a message, B echoes it, A times the round trip with CLOCK_MONOTONIC
+// and records RTT/2 as the one-way latency; a warm-up is discarded. With --rate, A sends on a
+// fixed schedule and each sample is measured from the *scheduled* send time, so a stall delays
+// every later sample instead of hiding (no coordinated omission). Throughput: A streams N
+// messages one way; B checks that every message carries the next sequence number (a loss or
+// reordering fails the run) and acknowledges the last one; A times from the first send to the
+// acknowledgement. Messages carry their sequence number in the first 8 bytes.
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "transport.h"
+
+namespace shmring::bench {
+namespace {
+
+constexpr std::size_t kFullSizes[] = {64, 4096, 65536};
+
+std::int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+// ---- process state for the signal handler ----
+pid_t g_parent_pid = 0;
+volatile pid_t g_child = 0;
+
+void OnSignal(int sig) {
+  if (getpid() != g_parent_pid) _exit(128 + sig);
+  if (g_child > 0) kill(g_child, SIGKILL);
+  RemoveRegisteredNames();
+  if (sig == SIGALRM) {
+    static const char msg[] = "shmring-bench: a run exceeded its time limit (--timeout); aborted\n";
+    (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    _exit(1);
+  }
+  _exit(128 + sig);
+}
+
+void InstallSignalHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGALRM}) sigaction(sig, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a dead peer shows as EPIPE on pipe/tcp writes
+}
+
+bool PinTo(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+// ---- options ----
+struct Options {
+  std::string mode;  // "" (full comparison), "latency", "throughput"
+  std::string transport;
+  std::size_t size = 64;
+  bool size_given = false;
+  std::uint64_t count = 0;   // 0: default for the mode and size
+  std::uint64_t warmup = 0;  // 0: default
+  Wait wait = Wait::kHybrid;
+  bool wait_given = false;
+  double rate = 0;  // Hz; 0: back-to-back ping-pong
+  int cpu_a = -1;
+  int cpu_b = -1;
+  bool json = false;
+  std::string plot = "shmring-bench-latency.png";
+  int timeout_s = 60;  // per run
+};
+
+void Usage(FILE* out) {
+  std::fprintf(out,
+               "usage:\n"
+               "  shmring-bench [--plot FILE] [--cpus A,B] [--json]\n"
+               "      the full comparison: every transport at 64 B, 4 KiB and 64 KiB, kernel ones\n"
+               "      blocking, shmring spinning and blocking; a table and a PNG plot\n"
+               "  shmring-bench latency --transport T --size BYTES [--count N] [--warmup N]\n"
+               "      [--wait spin|block|hybrid] [--rate HZ] [--cpus A,B] [--json]\n"
+               "  shmring-bench throughput --transport T --size BYTES [--count N] [--warmup N]\n"
+               "      [--wait spin|block|hybrid] [--cpus A,B] [--json]\n"
+               "options:\n"
+               "  --size       message bytes, >= 8 (suffixes K/KiB, M/MiB)\n"
+               "  --wait       how shmring-* endpoints wait (default hybrid, the library's);\n"
+               "               kernel transports always block, floor and naive always spin\n"
+               "  --rate HZ    paced latency: send on a fixed schedule, measure from it\n"
+               "  --cpus A,B   CPUs of the two processes (default: the first two allowed)\n"
+               "  --json       one JSON object per result\n"
+               "  --timeout S  abort a run that takes longer (default 60)\n"
+               "transports:\n");
+  for (const TransportInfo& t : Transports()) {
+    std::fprintf(out, "  %-13s %s%s\n", std::string(t.name).c_str(),
+                 std::string(t.description).c_str(),
+                 !t.latency ? " (throughput only)" : (!t.throughput ? " (latency only)" : ""));
+  }
+}
+
+bool ParseSize(std::string_view s, std::size_t* out) {
+  char* end = nullptr;
+  const std::string str(s);
+  const unsigned long long v = std::strtoull(str.c_str(), &end, 10);
+  if (end == str.c_str()) return false;
+  const std::string_view suffix(end);
+  std::size_t mult = 1;
+  if (suffix.empty() || suffix == "B") {
+  } else if (suffix == "K" || suffix == "k" || suffix == "KiB" || suffix == "KB") {
+    mult = 1024;
+  } else if (suffix == "M" || suffix == "MiB" || suffix == "MB") {
+    mult = 1024 * 1024;
+  } else {
+    return false;
+  }
+  *out = static_cast<std::size_t>(v) * mult;
+  return true;
+}
+
+bool ParseWait(std::string_view s, Wait* out) {
+  if (s == "spin")
+    *out = Wait::kSpin;
+  else if (s == "block")
+    *out = Wait::kBlock;
+  else if (s == "hybrid")
+    *out = Wait::kHybrid;
+  else
+    return false;
+  return true;
+}
+
+// Returns 0 to go on, or an exit code.
+int ParseArgs(int argc, char** argv, Options* o) {
+  int i = 1;
+  if (i < argc && argv[i][0] != '-') o->mode = argv[i++];
+  if (!o->mode.empty() && o->mode != "latency" && o->mode != "throughput") {
+    std::fprintf(stderr, "shmring-bench: unknown command '%s'\n", o->mode.c_str());
+    Usage(stderr);
+    return 2;
+  }
+  for (; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "shmring-bench: %s needs a value\n", argv[i]);
+        return nullptr;
+      }
+      return argv[++i];
+    };
+    const char* v = nullptr;
+    if (arg == "-h" || arg == "--help") {
+      Usage(stdout);
+      return -1;
+    } else if (arg == "--json") {
+      o->json = true;
+    } else if (arg == "--transport") {
+      if ((v = value()) == nullptr) return 2;
+      o->transport = v;
+    } else if (arg == "--size") {
+      if ((v = value()) == nullptr) return 2;
+      if (!ParseSize(v, &o->size) || o->size < 8 || o->size > (std::size_t{64} << 20)) {
+        std::fprintf(stderr, "shmring-bench: bad --size '%s' (8 bytes .. 64 MiB)\n", v);
+        return 2;
+      }
+      o->size_given = true;
+    } else if (arg == "--count" || arg == "--warmup") {
+      if ((v = value()) == nullptr) return 2;
+      char* end = nullptr;
+      const unsigned long long n = std::strtoull(v, &end, 10);
+      if (*end != '\0' || (arg == "--count" && n == 0)) {
+        std::fprintf(stderr, "shmring-bench: bad %s '%s'\n", argv[i - 1], v);
+        return 2;
+      }
+      (arg == "--count" ? o->count : o->warmup) = n;
+    } else if (arg == "--wait") {
+      if ((v = value()) == nullptr) return 2;
+      if (!ParseWait(v, &o->wait)) {
+        std::fprintf(stderr, "shmring-bench: bad --wait '%s' (spin, block or hybrid)\n", v);
+        return 2;
+      }
+      o->wait_given = true;
+    } else if (arg == "--rate") {
+      if ((v = value()) == nullptr) return 2;
+      o->rate = std::strtod(v, nullptr);
+      if (!(o->rate > 0 && o->rate <= 1e8)) {
+        std::fprintf(stderr, "shmring-bench: bad --rate '%s' (Hz, > 0)\n", v);
+        return 2;
+      }
+    } else if (arg == "--cpus") {
+      if ((v = value()) == nullptr) return 2;
+      if (std::sscanf(v, "%d,%d", &o->cpu_a, &o->cpu_b) != 2 || o->cpu_a < 0 || o->cpu_b < 0) {
+        std::fprintf(stderr, "shmring-bench: bad --cpus '%s' (A,B)\n", v);
+        return 2;
+      }
+    } else if (arg == "--plot") {
+      if ((v = value()) == nullptr) return 2;
+      o->plot = v;
+    } else if (arg == "--timeout") {
+      if ((v = value()) == nullptr) return 2;
+      o->timeout_s = std::atoi(v);
+      if (o->timeout_s <= 0) o->timeout_s = 60;
+    } else {
+      std::fprintf(stderr, "shmring-bench: unknown option '%s'\n", argv[i]);
+      Usage(stderr);
+      return 2;
+    }
+  }
+  if (!o->mode.empty()) {
+    const TransportInfo* info = FindTransport(o->transport);
+    if (info == nullptr) {
+      std::fprintf(stderr, "shmring-bench: %s needs --transport (one of:",
+                   o->transport.empty() ? o->mode.c_str() : "unknown transport; it");
+      for (const TransportInfo& t : Transports()) {
+        std::fprintf(stderr, " %s", std::string(t.name).c_str());
+      }
+      std::fprintf(stderr, ")\n");
+      return 2;
+    }
+    if ((o->mode == "latency" && !info->latency) ||
+        (o->mode == "throughput" && !info->throughput)) {
+      std::fprintf(stderr, "shmring-bench: transport %s does not offer %s\n", o->transport.c_str(),
+                   o->mode.c_str());
+      return 2;
+    }
+    if (!o->size_given) {
+      std::fprintf(stderr, "shmring-bench: %s needs --size BYTES\n", o->mode.c_str());
+      return 2;
+    }
+    if (o->rate > 0 && o->mode != "latency") {
+      std::fprintf(stderr, "shmring-bench: --rate applies to latency only\n");
+      return 2;
+    }
+    if (o->wait_given && !info->has_wait_choice && o->wait != info->fixed_wait) {
+      std::fprintf(stderr, "shmring-bench: note: %s always waits by %s; --wait ignored\n",
+                   o->transport.c_str(), std::string(WaitName(info->fixed_wait)).c_str());
+    }
+  }
+  return 0;
+}
+
+// ---- one run ----
+struct RunSpec {
+  const TransportInfo* info;
+  std::size_t size;
+  Wait wait;  // effective
+  bool latency;
+  std::uint64_t count;
+  std::uint64_t warmup;
+  double rate;
+};
+
+struct RunResult {
+  RunSpec spec;
+  bool ok = false;
+  std::string error;
+  // Latency, one-way ns.
+  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+  // Throughput.
+  double msgs_per_s = 0, bytes_per_s = 0;
+};
+
+void Stamp(std::byte* message, std::uint64_t sequence) {
+  std::memcpy(message, &sequence, sizeof(sequence));
+}
+std::uint64_t SequenceOf(const std::byte* message) {
+  std::uint64_t sequence;
+  std::memcpy(&sequence, message, sizeof(sequence));
+  return sequence;
+}
+
+// Side B of a latency run: echo every message, checking its sequence number.
+int EchoLoop(Transport& t, std::size_t size, std::uint64_t total) {
+  std::vector<std::byte> message(size);
+  for (std::uint64_t i = 0; i < total; ++i) {
+    if (!t.Receive(message.data())) return 10;
+    if (SequenceOf(message.data()) != i) {
+      std::fprintf(stderr, "shmring-bench: echo: message %" PRIu64 " arrived as %" PRIu64 "\n", i,
+                   SequenceOf(message.data()));
+      return 11;
+    }
+    if (!t.Send(message.data())) return 12;
+  }
+  return 0;
+}
+
+// Side B of a throughput run: receive and check every message; acknowledge the end of the
+// warm-up and the end of the stream.
+int SinkLoop(Transport& t, std::size_t size, std::uint64_t warmup, std::uint64_t total) {
+  std::vector<std::byte> message(size);
+  for (std::uint64_t i = 0; i < total; ++i) {
+    if (!t.Receive(message.data())) return 10;
+    if (SequenceOf(message.data()) != i) {
+      std::fprintf(stderr,
+                   "shmring-bench: sink: message %" PRIu64 " arrived as %" PRIu64
+                   " (lost or reordered)\n",
+                   i, SequenceOf(message.data()));
+      return 11;
+    }
+    if (i + 1 == warmup || i + 1 == total) {
+      if (!t.Send(message.data())) return 12;
+    }
+  }
+  return 0;
+}
+
+void WaitUntil(std::int64_t when_ns) {
+  std::int64_t now = NowNs();
+  if (when_ns - now > 200000) {  // sleep most of a long gap, spin the last 100 µs
+    const std::int64_t until = when_ns - 100000;
+    timespec ts{static_cast<time_t>(until / 1000000000), static_cast<long>(until % 1000000000)};
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+  }
+  while (NowNs() < when_ns) {
+  }
+}
+
+RunResult Run(const RunSpec& spec, int cpu_b, int timeout_s) {
+  RunResult result;
+  result.spec = spec;
+  std::unique_ptr<Transport> t = MakeTransport(spec.info->name);
+  Config config;
+  config.size = spec.size;
+  config.wait = spec.wait;
+  config.stream = !spec.latency;
+  config.deadline = absl::Now() + absl::Seconds(timeout_s);
+  if (absl::Status s = t->Setup(config); !s.ok()) {
+    t->Cleanup();
+    result.error = std::string(s.message());
+    return result;
+  }
+  const std::uint64_t total = spec.warmup + spec.count;
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    t->Cleanup();
+    result.error = std::string("fork: ") + std::strerror(errno);
+    return result;
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != g_parent_pid) _exit(1);
+    if (!PinTo(cpu_b)) _exit(2);
+    if (absl::Status s = t->Attach(Side::kB); !s.ok()) {
+      std::fprintf(stderr, "shmring-bench: %s: %s\n", std::string(spec.info->name).c_str(),
+                   std::string(s.message()).c_str());
+      _exit(3);
+    }
+    _exit(spec.latency ? EchoLoop(*t, spec.size, total)
+                       : SinkLoop(*t, spec.size, spec.warmup, total));
+  }
+  g_child = pid;
+  alarm(static_cast<unsigned>(timeout_s + 10));
+
+  std::vector<std::byte> message(spec.size), reply(spec.size);
+  for (std::size_t i = 0; i < spec.size; ++i) message[i] = static_cast<std::byte>(i * 7 + 1);
+  bool ok = true;
+  if (absl::Status s = t->Attach(Side::kA); !s.ok()) {
+    ok = false;
+    result.error = std::string(s.message());
+  } else if (spec.latency) {
+    std::vector<std::int64_t> rtt(spec.count);
+    const std::int64_t period =
+        spec.rate > 0 ? static_cast<std::int64_t>(std::llround(1e9 / spec.rate)) : 0;
+    std::int64_t start = 0;
+    for (std::uint64_t i = 0; i < total && ok; ++i) {
+      Stamp(message.data(), i);
+      std::int64_t t0;
+      if (period > 0 && i >= spec.warmup) {
+        if (i == spec.warmup) start = NowNs() + period;
+        t0 = start + static_cast<std::int64_t>(i - spec.warmup) * period;  // scheduled
+        WaitUntil(t0);
+      } else {
+        t0 = NowNs();
+      }
+      if (!t->Send(message.data()) || !t->Receive(reply.data())) {
+        ok = false;
+        result.error = "send/receive failed at message " + std::to_string(i);
+        break;
+      }
+      const std::int64_t t1 = NowNs();
+      if (SequenceOf(reply.data()) != i) {
+        ok = false;
+        result.error = "reply out of sequence at message " + std::to_string(i);
+        break;
+      }
+      if (i >= spec.warmup) rtt[i - spec.warmup] = t1 - t0;
+    }
+    if (ok) {
+      std::sort(rtt.begin(), rtt.end());
+      const auto pct = [&](double q) {
+        std::size_t rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtt.size())));
+        if (rank == 0) rank = 1;
+        return static_cast<double>(rtt[std::min(rank, rtt.size()) - 1]) / 2;
+      };
+      result.p50 = pct(0.50);
+      result.p90 = pct(0.90);
+      result.p99 = pct(0.99);
+      result.p999 = pct(0.999);
+      result.max = static_cast<double>(rtt.back()) / 2;
+      double sum = 0;
+      for (std::int64_t r : rtt) sum += static_cast<double>(r);
+      result.mean = sum / static_cast<double>(rtt.size()) / 2;
+    }
+  } else {
+    std::int64_t t0 = 0;
+    for (std::uint64_t i = 0; i < total && ok; ++i) {
+      if (i == spec.warmup) {
+        if (spec.warmup > 0 && !t->Receive(reply.data())) ok = false;
+        t0 = NowNs();
+      }
+      Stamp(message.data(), i);
+      if (!t->Send(message.data())) ok = false;
+    }
+    if (ok && !t->Receive(reply.data())) ok = false;
+    const std::int64_t t1 = NowNs();
+    if (!ok) {
+      result.error = "send failed or no acknowledgement";
+    } else {
+      const double seconds = static_cast<double>(t1 - t0) / 1e9;
+      result.msgs_per_s = static_cast<double>(spec.count) / seconds;
+      result.bytes_per_s = result.msgs_per_s * static_cast<double>(spec.size);
+    }
+  }
+  if (!ok) kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  alarm(0);
+  g_child = 0;
+  t->Cleanup();
+  if (ok && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+    ok = false;
+    result.error = WIFEXITED(status)
+                       ? "receiving process failed (exit " + std::to_string(WEXITSTATUS(status)) +
+                             "; 11 = a message lost or out of sequence)"
+                       : "receiving process killed by signal " + std::to_string(WTERMSIG(status));
+  }
+  result.ok = ok;
+  return result;
+}
+
+// ---- output ----
+void PrintJson(const RunResult& r) {
+  if (r.spec.latency) {
+    std::printf("{\"transport\": \"%s\", \"size\": %zu, \"wait\": \"%s\", \"count\": %" PRIu64
+                ", \"p50_ns\": %.1f, \"p90_ns\": %.1f, \"p99_ns\": %.1f, \"p999_ns\": %.1f, "
+                "\"max_ns\": %.1f, \"mean_ns\": %.1f}\n",
+                std::string(r.spec.info->name).c_str(), r.spec.size,
+                std::string(WaitName(r.spec.wait)).c_str(), r.spec.count, r.p50, r.p90, r.p99,
+                r.p999, r.max, r.mean);
+  } else {
+    std::printf("{\"transport\": \"%s\", \"size\": %zu, \"wait\": \"%s\", \"count\": %" PRIu64
+                ", \"msgs_per_s\": %.0f, \"bytes_per_s\": %.0f}\n",
+                std::string(r.spec.info->name).c_str(), r.spec.size,
+                std::string(WaitName(r.spec.wait)).c_str(), r.spec.count, r.msgs_per_s,
+                r.bytes_per_s);
+  }
+  std::fflush(stdout);
+}
+
+std::string SizeName(std::size_t size) {
+  if (size >= 1024 * 1024 && size % (1024 * 1024) == 0) {
+    return std::to_string(size / (1024 * 1024)) + " MiB";
+  }
+  if (size >= 1024 && size % 1024 == 0) return std::to_string(size / 1024) + " KiB";
+  return std::to_string(size) + " B";
+}
+
+std::string Label(const RunSpec& s) {
+  return std::string(s.info->name) + "/" + std::string(WaitName(s.wait));
+}
+
+void PrintLatencyHeader() {
+  std::printf("%-20s %7s %9s %9s %9s %9s %10s %9s %8s %8s\n", "transport/wait", "size", "p50",
+              "p90", "p99", "p99.9", "max", "mean", "p50/flr", "p50/evfd");
+}
+
+void PrintLatencyRow(const RunResult& r, const RunResult* floor, const RunResult* eventfd) {
+  if (!r.ok) {
+    std::printf("%-20s %7s  n/a: %s\n", Label(r.spec).c_str(), SizeName(r.spec.size).c_str(),
+                r.error.c_str());
+    return;
+  }
+  char vs_floor[16] = "", vs_eventfd[16] = "";
+  if (floor != nullptr && floor->ok)
+    std::snprintf(vs_floor, sizeof(vs_floor), "%.2fx", r.p50 / floor->p50);
+  if (eventfd != nullptr && eventfd->ok) {
+    std::snprintf(vs_eventfd, sizeof(vs_eventfd), "%.2fx", r.p50 / eventfd->p50);
+  }
+  std::printf("%-20s %7s %9.0f %9.0f %9.0f %9.0f %10.0f %9.0f %8s %8s\n", Label(r.spec).c_str(),
+              SizeName(r.spec.size).c_str(), r.p50, r.p90, r.p99, r.p999, r.max, r.mean, vs_floor,
+              vs_eventfd);
+}
+
+void PrintThroughputHeader() {
+  std::printf("%-20s %7s %14s %12s %9s\n", "transport/wait", "size", "msgs/s", "MiB/s", "vs naive");
+}
+
+void PrintThroughputRow(const RunResult& r, const RunResult* naive) {
+  if (!r.ok) {
+    std::printf("%-20s %7s  n/a: %s\n", Label(r.spec).c_str(), SizeName(r.spec.size).c_str(),
+                r.error.c_str());
+    return;
+  }
+  char vs[16] = "";
+  if (naive != nullptr && naive->ok) {
+    std::snprintf(vs, sizeof(vs), "%.2fx", r.msgs_per_s / naive->msgs_per_s);
+  }
+  std::printf("%-20s %7s %14.0f %12.1f %9s\n", Label(r.spec).c_str(), SizeName(r.spec.size).c_str(),
+              r.msgs_per_s, r.bytes_per_s / (1024.0 * 1024.0), vs);
+}
+
+// Writes the latency percentiles of the full comparison as a PNG with gnuplot: one panel per size,
+// p50/p90/p99/p99.9 bars per transport on a log scale. Returns false (with a message) on failure.
+bool Plot(const std::vector<RunResult>& results, const std::string& path, int cpu_a, int cpu_b) {
+  char data_path[] = "/tmp/shmring-bench-plot-XXXXXX";
+  const int fd = mkstemp(data_path);
+  if (fd < 0) return false;
+  FILE* data = fdopen(fd, "w");
+  std::vector<std::size_t> sizes;
+  for (std::size_t size : kFullSizes) {
+    bool any = false;
+    for (const RunResult& r : results) {
+      if (!r.ok || !r.spec.latency || r.spec.size != size) continue;
+      if (!any) std::fprintf(data, "transport p50 p90 p99 p99.9\n");
+      any = true;
+      std::fprintf(data, "\"%s\" %.1f %.1f %.1f %.1f\n", Label(r.spec).c_str(), r.p50, r.p90, r.p99,
+                   r.p999);
+    }
+    if (any) {
+      sizes.push_back(size);
+      std::fprintf(data, "\n\n");
+    }
+  }
+  std::fclose(data);
+  if (sizes.empty()) {
+    unlink(data_path);
+    return false;
+  }
+  FILE* gp = popen("gnuplot", "w");
+  if (gp == nullptr) {
+    unlink(data_path);
+    return false;
+  }
+  std::fprintf(gp,
+               "set terminal pngcairo size 1400,%zu font 'sans,10'\n"
+               "set output '%s'\n"
+               "set multiplot layout %zu,1 title 'shmring-bench: one-way latency (RTT/2 of "
+               "ping-pong), CPUs %d and %d, log scale'\n"
+               "set style data histograms\n"
+               "set style histogram clustered gap 1\n"
+               "set style fill solid 0.85 border -1\n"
+               "set logscale y\n"
+               "set ylabel 'ns'\n"
+               "set grid ytics\n"
+               "set xtics rotate by -25 scale 0\n"
+               "set key top left\n",
+               420 * sizes.size() + 60, path.c_str(), sizes.size(), cpu_a, cpu_b);
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    std::fprintf(gp,
+                 "set title '%s messages'\n"
+                 "plot for [c=2:5] '%s' index %zu using c:xtic(1) title columnheader(c)\n",
+                 SizeName(sizes[i]).c_str(), data_path, i);
+  }
+  std::fprintf(gp, "unset multiplot\n");
+  const int rc = pclose(gp);
+  unlink(data_path);
+  return rc == 0;
+}
+
+const RunResult* Find(const std::vector<RunResult>& results, std::string_view transport,
+                      std::size_t size, bool latency, Wait wait) {
+  for (const RunResult& r : results) {
+    if (r.spec.info->name == transport && r.spec.size == size && r.spec.latency == latency &&
+        r.spec.wait == wait) {
+      return &r;
+    }
+  }
+  return nullptr;
+}
+
+std::uint64_t DefaultCount(bool latency, std::size_t size, bool full) {
+  if (latency) return full ? 20000 : 100000;
+  const std::uint64_t bytes = full ? (std::uint64_t{64} << 20) : (std::uint64_t{512} << 20);
+  const std::uint64_t cap = full ? 400000 : 2000000;
+  return std::max<std::uint64_t>(1000, std::min(cap, bytes / size));
+}
+std::uint64_t DefaultWarmup(bool latency, std::uint64_t count) {
+  return latency ? std::max<std::uint64_t>(1000, count / 10)
+                 : std::max<std::uint64_t>(100, count / 20);
+}
+
+// The full comparison.
+int RunAll(const Options& o) {
+  std::vector<RunSpec> specs;
+  const auto add = [&](std::string_view name, Wait wait, bool latency, std::size_t size) {
+    const TransportInfo* info = FindTransport(name);
+    const std::uint64_t count = o.count != 0 ? o.count : DefaultCount(latency, size, true);
+    const std::uint64_t warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, count);
+    specs.push_back(RunSpec{info, size, wait, latency, count, warmup, 0});
+  };
+  const std::string_view kernel[] = {"eventfd", "pipe", "unix", "posix-mq", "tcp", "boost-mq"};
+  for (bool latency : {true, false}) {
+    for (std::size_t size : kFullSizes) {
+      add(latency ? "floor" : "naive", Wait::kSpin, latency, size);
+      for (std::string_view ring : {"shmring-spsc", "shmring-mpmc"}) {
+        add(ring, Wait::kSpin, latency, size);
+        add(ring, Wait::kBlock, latency, size);
+      }
+      for (std::string_view k : kernel) add(k, Wait::kBlock, latency, size);
+    }
+  }
+  const std::int64_t started = NowNs();
+  if (!o.json) {
+    std::printf("shmring-bench: %zu runs, processes pinned to CPUs %d and %d\n\n", specs.size(),
+                o.cpu_a, o.cpu_b);
+  } else {
+    std::fprintf(stderr, "shmring-bench: processes pinned to CPUs %d and %d\n", o.cpu_a, o.cpu_b);
+  }
+  std::vector<RunResult> results;
+  results.reserve(specs.size());
+  bool header_latency = false, header_throughput = false;
+  for (const RunSpec& spec : specs) {
+    results.push_back(Run(spec, o.cpu_b, o.timeout_s));
+    const RunResult& r = results.back();
+    if (o.json) {
+      if (r.ok) {
+        PrintJson(r);
+      } else {
+        std::fprintf(stderr, "shmring-bench: %s %s: %s\n", Label(spec).c_str(),
+                     SizeName(spec.size).c_str(), r.error.c_str());
+      }
+      continue;
+    }
+    if (spec.latency && !header_latency) {
+      std::printf("One-way latency, ns (RTT/2 of ping-pong; %" PRIu64 " round trips after %" PRIu64
+                  " warm-up)\n",
+                  spec.count, spec.warmup);
+      PrintLatencyHeader();
+      header_latency = true;
+    }
+    if (!spec.latency && !header_throughput) {
+      std::printf("\nThroughput (one-way stream, every sequence number checked; %s)\n",
+                  "64 MiB or 400k messages per run");
+      PrintThroughputHeader();
+      header_throughput = true;
+    }
+    if (spec.latency) {
+      PrintLatencyRow(r, Find(results, "floor", spec.size, true, Wait::kSpin),
+                      Find(results, "eventfd", spec.size, true, Wait::kBlock));
+    } else {
+      PrintThroughputRow(r, Find(results, "naive", spec.size, false, Wait::kSpin));
+    }
+    std::fflush(stdout);
+  }
+  // The goals of issue 5, from this run's numbers.
+  const auto ratio = [&](std::string_view a, Wait wa, std::string_view b, Wait wb, std::size_t size,
+                         bool latency, double RunResult::*field) -> double {
+    const RunResult* x = Find(results, a, size, latency, wa);
+    const RunResult* y = Find(results, b, size, latency, wb);
+    if (x == nullptr || y == nullptr || !x->ok || !y->ok || y->*field == 0) return NAN;
+    return x->*field / y->*field;
+  };
+  struct Goal {
+    const char* what;
+    double value;
+    double limit;
+    bool at_most;
+  };
+  const Goal goals[] = {
+      {"spin 64 B p50 / floor p50",
+       ratio("shmring-spsc", Wait::kSpin, "floor", Wait::kSpin, 64, true, &RunResult::p50), 1.15,
+       true},
+      {"spin 64 B p99.9 / floor p99.9",
+       ratio("shmring-spsc", Wait::kSpin, "floor", Wait::kSpin, 64, true, &RunResult::p999), 2.0,
+       true},
+      {"block 64 B p50 / eventfd p50",
+       ratio("shmring-spsc", Wait::kBlock, "eventfd", Wait::kBlock, 64, true, &RunResult::p50),
+       1.05, true},
+      {"stream 64 B / naive",
+       ratio("shmring-spsc", Wait::kSpin, "naive", Wait::kSpin, 64, false, &RunResult::msgs_per_s),
+       2.0, false},
+      {"stream 64 KiB / naive",
+       ratio("shmring-spsc", Wait::kSpin, "naive", Wait::kSpin, 65536, false,
+             &RunResult::msgs_per_s),
+       0.9, false},
+  };
+  FILE* out = o.json ? stderr : stdout;
+  std::fprintf(out, "\nGoals (shmring-spsc, this run):\n");
+  for (const Goal& g : goals) {
+    const bool met = !std::isnan(g.value) && (g.at_most ? g.value <= g.limit : g.value >= g.limit);
+    std::fprintf(out, "  %-32s %6.2fx  (goal %s %.2fx)  %s\n", g.what, g.value,
+                 g.at_most ? "<=" : ">=", g.limit, met ? "met" : "NOT met");
+  }
+  if (!o.plot.empty()) {
+    char resolved[4096];
+    const bool plotted = Plot(results, o.plot, o.cpu_a, o.cpu_b);
+    const char* shown = realpath(o.plot.c_str(), resolved) != nullptr ? resolved : o.plot.c_str();
+    if (plotted) {
+      std::fprintf(out, "\nplot: %s\n", shown);
+    } else {
+      std::fprintf(out,
+                   "\nplot: not written (is gnuplot installed? apt-get install gnuplot-nox)\n");
+    }
+  }
+  std::fprintf(out, "total time: %.1f s\n", static_cast<double>(NowNs() - started) / 1e9);
+  for (const RunResult& r : results) {
+    if (!r.ok && r.error.find("mq_open") == std::string::npos) return 1;
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  if (const int rc = ParseArgs(argc, argv, &o); rc != 0) return rc < 0 ? 0 : rc;
+  g_parent_pid = getpid();
+  InstallSignalHandlers();
+
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  sched_getaffinity(0, sizeof(allowed), &allowed);
+  if (o.cpu_a < 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (!CPU_ISSET(c, &allowed)) continue;
+      if (o.cpu_a < 0) {
+        o.cpu_a = c;
+      } else {
+        o.cpu_b = c;
+        break;
+      }
+    }
+    if (o.cpu_b < 0) {
+      o.cpu_b = o.cpu_a;
+      std::fprintf(stderr, "shmring-bench: warning: only CPU %d allowed; both processes share it\n",
+                   o.cpu_a);
+    }
+  }
+  if (!PinTo(o.cpu_a)) {
+    std::fprintf(stderr, "shmring-bench: cannot pin to CPU %d: %s\n", o.cpu_a,
+                 std::strerror(errno));
+    return 2;
+  }
+  if (o.mode.empty()) return RunAll(o);
+
+  const TransportInfo* info = FindTransport(o.transport);
+  const bool latency = o.mode == "latency";
+  RunSpec spec{info,
+               o.size,
+               info->has_wait_choice ? o.wait : info->fixed_wait,
+               latency,
+               o.count != 0 ? o.count : DefaultCount(latency, o.size, false),
+               0,
+               o.rate};
+  spec.warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, spec.count);
+  const RunResult r = Run(spec, o.cpu_b, o.timeout_s);
+  if (!r.ok) {
+    std::fprintf(stderr, "shmring-bench: %s %s %s: %s\n", o.mode.c_str(), Label(spec).c_str(),
+                 SizeName(spec.size).c_str(), r.error.c_str());
+    return 1;
+  }
+  if (o.json) {
+    PrintJson(r);
+  } else if (latency) {
+    std::printf("CPUs %d,%d; %" PRIu64 " round trips after %" PRIu64 " warm-up%s\n", o.cpu_a,
+                o.cpu_b, spec.count, spec.warmup,
+                o.rate > 0 ? (", paced at " + std::to_string(static_cast<long long>(o.rate)) +
+                              " Hz, measured from the scheduled send time")
+                                 .c_str()
+                           : "");
+    PrintLatencyHeader();
+    PrintLatencyRow(r, nullptr, nullptr);
+  } else {
+    std::printf("CPUs %d,%d; %" PRIu64 " messages after %" PRIu64 " warm-up, all in sequence\n",
+                o.cpu_a, o.cpu_b, spec.count, spec.warmup);
+    PrintThroughputHeader();
+    PrintThroughputRow(r, nullptr);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace shmring::bench
+
+int main(int argc, char** argv) { return shmring::bench::Main(argc, argv); }

@@ -1,0 +1,92 @@
+// transport.h — the transports shmring-bench compares, behind one small interface.
+//
+// A Transport moves fixed-size messages between two processes: side A (the parent: the pinger
+// of a latency run, the sender of a throughput run) and side B (a fork()ed child). It carries two
+// directions, A→B and B→A. The life of one benchmark run:
+//
+//   parent: Setup()                 creates named objects, sockets, shared mappings
+//   fork()  A: Attach(kA)           B: Attach(kB)        (shmring endpoints never cross a fork)
+//           A: Send/Receive ...     B: Receive/Send ...
+//   parent: waitpid, Cleanup()      removes every named object Setup created
+//
+// Send and Receive move exactly Config::size bytes; they return false on an error (the peer went
+// away, a queue refused the size, a deadline passed), never throw.
+#ifndef SHMRING_BENCH_TRANSPORT_H_
+#define SHMRING_BENCH_TRANSPORT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace shmring::bench {
+
+enum class Side { kA, kB };
+
+// Wait: how a receiver waits. Kernel transports always block; floor and naive always spin.
+enum class Wait { kSpin, kBlock, kHybrid };
+std::string_view WaitName(Wait wait);
+
+struct Config {
+  std::size_t size = 64;     // bytes per message (>= 8: the first 8 carry the sequence number)
+  Wait wait = Wait::kBlock;  // for transports that offer a choice (shmring-*)
+  // Stream (throughput) rather than ping-pong. A ping-pong's reply proves the peer consumed the
+  // message, so single-slot transports (floor, eventfd) skip their back-pressure in that mode.
+  bool stream = false;
+  absl::Time deadline = absl::InfiniteFuture();  // no single operation waits past this
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Setup runs in the parent before fork(). Names it creates must be registered with
+  // RegisterName() so a signal or an error still removes them.
+  virtual absl::Status Setup(const Config& config) = 0;
+  // Attach runs in each process after fork().
+  virtual absl::Status Attach(Side side) = 0;
+  // Send: side A sends on A→B, side B on B→A. Receive: the other direction.
+  virtual bool Send(const std::byte* message) = 0;
+  virtual bool Receive(std::byte* message) = 0;
+  // Cleanup runs in the parent after the child exited (or was killed). Idempotent.
+  virtual void Cleanup() = 0;
+};
+
+// TransportInfo: one entry of the table of transports.
+struct TransportInfo {
+  std::string_view name;
+  bool latency;          // offers ping-pong
+  bool throughput;       // offers streaming
+  bool has_wait_choice;  // honours Config::wait (otherwise the wait is fixed)
+  Wait fixed_wait;       // the wait reported when !has_wait_choice
+  std::string_view description;
+};
+
+const std::vector<TransportInfo>& Transports();
+const TransportInfo* FindTransport(std::string_view name);
+std::unique_ptr<Transport> MakeTransport(std::string_view name);
+
+// MapSharedAnonymous: a MAP_SHARED anonymous mapping made before fork(), so both processes see
+// the same pages (no name to clean up). nullptr on failure.
+std::byte* MapSharedAnonymous(std::size_t bytes);
+
+// ---- names created by the bench, removed on exit, error or signal ----
+
+// UniqueName returns "/shmring-bench-<pid>-<tag>".
+std::string UniqueName(std::string_view tag);
+
+// NameKind: which unlink removes the object.
+enum class NameKind { kShm, kMq };
+// RegisterName records an object for RemoveRegisteredNames (async-signal-safe to call from a
+// handler; registration itself is not). UnregisterName forgets it once removed normally.
+void RegisterName(const std::string& name, NameKind kind);
+void UnregisterName(const std::string& name);
+void RemoveRegisteredNames();
+
+}  // namespace shmring::bench
+
+#endif  // SHMRING_BENCH_TRANSPORT_H_
