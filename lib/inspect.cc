@@ -430,13 +430,4 @@ absl::StatusOr<Snapshot> InspectChannel(std::string_view raw_name, const DecodeO
                 IsByteLocked(fd, kInitLockOffset));
 }
 
-bool IsShmringObject(std::string_view canonical_name) {
-  const int fd = shm_open(std::string(canonical_name).c_str(), O_RDONLY | O_NONBLOCK, 0);
-  if (fd < 0) return false;
-  std::uint64_t magic = 0;
-  const bool ok = pread(fd, &magic, sizeof(magic), 0) == sizeof(magic) && magic == kMagic;
-  close(fd);
-  return ok;
-}
-
 }  // namespace shmring::internal

@@ -132,9 +132,6 @@ absl::StatusOr<Snapshot> DecodeSegment(std::string_view name, std::span<const st
 // PermissionDenied and InvalidArgument (bad name) besides Decode's errors.
 absl::StatusOr<Snapshot> InspectChannel(std::string_view name, const DecodeOptions& options = {});
 
-// IsShmringObject: a cheap check used by listings: does /dev/shm/<entry> start with the magic?
-bool IsShmringObject(std::string_view canonical_name);
-
 // KindName: "spsc" / "mpmc"; RoleName: "producer" / "consumer" / "none" / "role<N>".
 const char* KindName(Kind kind);
 std::string RoleName(std::uint32_t role);
