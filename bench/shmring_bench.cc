@@ -270,6 +270,7 @@ struct RunSpec {
   std::uint64_t count;
   std::uint64_t warmup;
   double rate;
+  double budget_s;  // stop measuring after this long (0: never); count is then what was measured
 };
 
 struct RunResult {
@@ -291,11 +292,16 @@ std::uint64_t SequenceOf(const std::byte* message) {
   return sequence;
 }
 
+// The last message of every run carries this sequence number: B stops (and, in a stream,
+// acknowledges). A run may end early when its time budget is spent.
+constexpr std::uint64_t kStop = ~std::uint64_t{0};
+
 // Side B of a latency run: echo every message, checking its sequence number.
-int EchoLoop(Transport& t, std::size_t size, std::uint64_t total) {
+int EchoLoop(Transport& t, std::size_t size) {
   std::vector<std::byte> message(size);
-  for (std::uint64_t i = 0; i < total; ++i) {
+  for (std::uint64_t i = 0;; ++i) {
     if (!t.Receive(message.data())) return 10;
+    if (SequenceOf(message.data()) == kStop) return 0;
     if (SequenceOf(message.data()) != i) {
       std::fprintf(stderr, "shmring-bench: echo: message %" PRIu64 " arrived as %" PRIu64 "\n", i,
                    SequenceOf(message.data()));
@@ -308,28 +314,31 @@ int EchoLoop(Transport& t, std::size_t size, std::uint64_t total) {
 
 // Side B of a throughput run: receive and check every message; acknowledge the end of the
 // warm-up and the end of the stream.
-int SinkLoop(Transport& t, std::size_t size, std::uint64_t warmup, std::uint64_t total) {
+int SinkLoop(Transport& t, std::size_t size, std::uint64_t warmup) {
   std::vector<std::byte> message(size);
-  for (std::uint64_t i = 0; i < total; ++i) {
+  for (std::uint64_t i = 0;; ++i) {
     if (!t.Receive(message.data())) return 10;
-    if (SequenceOf(message.data()) != i) {
+    const bool stop = SequenceOf(message.data()) == kStop;
+    if (!stop && SequenceOf(message.data()) != i) {
       std::fprintf(stderr,
                    "shmring-bench: sink: message %" PRIu64 " arrived as %" PRIu64
                    " (lost or reordered)\n",
                    i, SequenceOf(message.data()));
       return 11;
     }
-    if (i + 1 == warmup || i + 1 == total) {
+    if (i + 1 == warmup || stop) {
       if (!t.Send(message.data())) return 12;
     }
+    if (stop) return 0;
   }
-  return 0;
 }
 
 void WaitUntil(std::int64_t when_ns) {
   std::int64_t now = NowNs();
-  if (when_ns - now > 200000) {  // sleep most of a long gap, spin the last 100 µs
-    const std::int64_t until = when_ns - 100000;
+  // Sleep through most of a long gap, spin the last millisecond: a sleeping sender would otherwise
+  // add its own wake-up delay to the transport's latency.
+  if (when_ns - now > 2000000) {
+    const std::int64_t until = when_ns - 1000000;
     timespec ts{static_cast<time_t>(until / 1000000000), static_cast<long>(until % 1000000000)};
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
   }
@@ -369,8 +378,7 @@ RunResult Run(const RunSpec& spec, int cpu_b, int timeout_s) {
                    std::string(s.message()).c_str());
       _exit(3);
     }
-    _exit(spec.latency ? EchoLoop(*t, spec.size, total)
-                       : SinkLoop(*t, spec.size, spec.warmup, total));
+    _exit(spec.latency ? EchoLoop(*t, spec.size) : SinkLoop(*t, spec.size, spec.warmup));
   }
   g_child = pid;
   alarm(static_cast<unsigned>(timeout_s + 10));
@@ -378,6 +386,11 @@ RunResult Run(const RunSpec& spec, int cpu_b, int timeout_s) {
   std::vector<std::byte> message(spec.size), reply(spec.size);
   for (std::size_t i = 0; i < spec.size; ++i) message[i] = static_cast<std::byte>(i * 7 + 1);
   bool ok = true;
+  std::uint64_t measured = 0;
+  std::int64_t stop_at = INT64_MAX;  // set when the warm-up ends
+  const auto over_budget = [&](std::uint64_t i) {
+    return spec.budget_s > 0 && (i & 63) == 0 && NowNs() > stop_at;
+  };
   if (absl::Status s = t->Attach(Side::kA); !s.ok()) {
     ok = false;
     result.error = std::string(s.message());
@@ -387,6 +400,8 @@ RunResult Run(const RunSpec& spec, int cpu_b, int timeout_s) {
         spec.rate > 0 ? static_cast<std::int64_t>(std::llround(1e9 / spec.rate)) : 0;
     std::int64_t start = 0;
     for (std::uint64_t i = 0; i < total && ok; ++i) {
+      if (i == spec.warmup) stop_at = NowNs() + static_cast<std::int64_t>(spec.budget_s * 1e9);
+      if (over_budget(i)) break;
       Stamp(message.data(), i);
       std::int64_t t0;
       if (period > 0 && i >= spec.warmup) {
@@ -407,7 +422,14 @@ RunResult Run(const RunSpec& spec, int cpu_b, int timeout_s) {
         result.error = "reply out of sequence at message " + std::to_string(i);
         break;
       }
-      if (i >= spec.warmup) rtt[i - spec.warmup] = t1 - t0;
+      if (i >= spec.warmup) rtt[measured++] = t1 - t0;
+    }
+    Stamp(message.data(), kStop);
+    if (ok && !t->Send(message.data())) ok = false;
+    rtt.resize(measured);
+    if (ok && measured == 0) {
+      ok = false;
+      result.error = "no sample within the time budget";
     }
     if (ok) {
       std::sort(rtt.begin(), rtt.end());
@@ -431,17 +453,22 @@ RunResult Run(const RunSpec& spec, int cpu_b, int timeout_s) {
       if (i == spec.warmup) {
         if (spec.warmup > 0 && !t->Receive(reply.data())) ok = false;
         t0 = NowNs();
+        stop_at = t0 + static_cast<std::int64_t>(spec.budget_s * 1e9);
       }
+      if (i > spec.warmup && over_budget(i)) break;
       Stamp(message.data(), i);
       if (!t->Send(message.data())) ok = false;
+      if (i >= spec.warmup) ++measured;
     }
+    Stamp(message.data(), kStop);
+    if (ok && !t->Send(message.data())) ok = false;
     if (ok && !t->Receive(reply.data())) ok = false;
     const std::int64_t t1 = NowNs();
     if (!ok) {
       result.error = "send failed or no acknowledgement";
     } else {
       const double seconds = static_cast<double>(t1 - t0) / 1e9;
-      result.msgs_per_s = static_cast<double>(spec.count) / seconds;
+      result.msgs_per_s = static_cast<double>(measured) / seconds;
       result.bytes_per_s = result.msgs_per_s * static_cast<double>(spec.size);
     }
   }
@@ -460,6 +487,7 @@ RunResult Run(const RunSpec& spec, int cpu_b, int timeout_s) {
                        : "receiving process killed by signal " + std::to_string(WTERMSIG(status));
   }
   result.ok = ok;
+  result.spec.count = measured;
   return result;
 }
 
@@ -495,8 +523,8 @@ std::string Label(const RunSpec& s) {
 }
 
 void PrintLatencyHeader() {
-  std::printf("%-20s %7s %9s %9s %9s %9s %10s %9s %8s %8s\n", "transport/wait", "size", "p50",
-              "p90", "p99", "p99.9", "max", "mean", "p50/flr", "p50/evfd");
+  std::printf("%-20s %7s %7s %8s %8s %9s %9s %10s %9s %8s %8s\n", "transport/wait", "size", "n",
+              "p50", "p90", "p99", "p99.9", "max", "mean", "p50/flr", "p50/evfd");
 }
 
 void PrintLatencyRow(const RunResult& r, const RunResult* floor, const RunResult* eventfd) {
@@ -506,18 +534,20 @@ void PrintLatencyRow(const RunResult& r, const RunResult* floor, const RunResult
     return;
   }
   char vs_floor[16] = "", vs_eventfd[16] = "";
-  if (floor != nullptr && floor->ok)
+  if (floor != nullptr && floor->ok) {
     std::snprintf(vs_floor, sizeof(vs_floor), "%.2fx", r.p50 / floor->p50);
+  }
   if (eventfd != nullptr && eventfd->ok) {
     std::snprintf(vs_eventfd, sizeof(vs_eventfd), "%.2fx", r.p50 / eventfd->p50);
   }
-  std::printf("%-20s %7s %9.0f %9.0f %9.0f %9.0f %10.0f %9.0f %8s %8s\n", Label(r.spec).c_str(),
-              SizeName(r.spec.size).c_str(), r.p50, r.p90, r.p99, r.p999, r.max, r.mean, vs_floor,
-              vs_eventfd);
+  std::printf("%-20s %7s %7" PRIu64 " %8.0f %8.0f %9.0f %9.0f %10.0f %9.0f %8s %8s\n",
+              Label(r.spec).c_str(), SizeName(r.spec.size).c_str(), r.spec.count, r.p50, r.p90,
+              r.p99, r.p999, r.max, r.mean, vs_floor, vs_eventfd);
 }
 
 void PrintThroughputHeader() {
-  std::printf("%-20s %7s %14s %12s %9s\n", "transport/wait", "size", "msgs/s", "MiB/s", "vs naive");
+  std::printf("%-20s %7s %8s %14s %12s %9s\n", "transport/wait", "size", "n", "msgs/s", "MiB/s",
+              "vs naive");
 }
 
 void PrintThroughputRow(const RunResult& r, const RunResult* naive) {
@@ -530,8 +560,9 @@ void PrintThroughputRow(const RunResult& r, const RunResult* naive) {
   if (naive != nullptr && naive->ok) {
     std::snprintf(vs, sizeof(vs), "%.2fx", r.msgs_per_s / naive->msgs_per_s);
   }
-  std::printf("%-20s %7s %14.0f %12.1f %9s\n", Label(r.spec).c_str(), SizeName(r.spec.size).c_str(),
-              r.msgs_per_s, r.bytes_per_s / (1024.0 * 1024.0), vs);
+  std::printf("%-20s %7s %8" PRIu64 " %14.0f %12.1f %9s\n", Label(r.spec).c_str(),
+              SizeName(r.spec.size).c_str(), r.spec.count, r.msgs_per_s,
+              r.bytes_per_s / (1024.0 * 1024.0), vs);
 }
 
 // Writes the latency percentiles of the full comparison as a PNG with gnuplot: one panel per size,
@@ -610,8 +641,8 @@ std::uint64_t DefaultCount(bool latency, std::size_t size, bool full) {
   return std::max<std::uint64_t>(1000, std::min(cap, bytes / size));
 }
 std::uint64_t DefaultWarmup(bool latency, std::uint64_t count) {
-  return latency ? std::max<std::uint64_t>(1000, count / 10)
-                 : std::max<std::uint64_t>(100, count / 20);
+  return latency ? std::min<std::uint64_t>(10000, std::max<std::uint64_t>(1000, count / 10))
+                 : std::min<std::uint64_t>(5000, std::max<std::uint64_t>(100, count / 20));
 }
 
 // The full comparison.
@@ -621,7 +652,8 @@ int RunAll(const Options& o) {
     const TransportInfo* info = FindTransport(name);
     const std::uint64_t count = o.count != 0 ? o.count : DefaultCount(latency, size, true);
     const std::uint64_t warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, count);
-    specs.push_back(RunSpec{info, size, wait, latency, count, warmup, 0});
+    // Budgets keep the whole comparison under 2 minutes even when the kernel transports are slow.
+    specs.push_back(RunSpec{info, size, wait, latency, count, warmup, 0, latency ? 1.0 : 0.6});
   };
   const std::string_view kernel[] = {"eventfd", "pipe", "unix", "posix-mq", "tcp", "boost-mq"};
   for (bool latency : {true, false}) {
@@ -657,15 +689,18 @@ int RunAll(const Options& o) {
       continue;
     }
     if (spec.latency && !header_latency) {
-      std::printf("One-way latency, ns (RTT/2 of ping-pong; %" PRIu64 " round trips after %" PRIu64
-                  " warm-up)\n",
-                  spec.count, spec.warmup);
+      std::printf(
+          "One-way latency, ns (RTT/2 of ping-pong; n = round trips measured after a "
+          "warm-up, at most %" PRIu64 " or %.1f s per run)\n",
+          spec.count, spec.budget_s);
       PrintLatencyHeader();
       header_latency = true;
     }
     if (!spec.latency && !header_throughput) {
-      std::printf("\nThroughput (one-way stream, every sequence number checked; %s)\n",
-                  "64 MiB or 400k messages per run");
+      std::printf(
+          "\nThroughput (one-way stream, every sequence number checked; n = messages "
+          "timed, at most 64 MiB, 400k or %.1f s per run)\n",
+          spec.budget_s);
       PrintThroughputHeader();
       header_throughput = true;
     }
@@ -774,7 +809,8 @@ int Main(int argc, char** argv) {
                latency,
                o.count != 0 ? o.count : DefaultCount(latency, o.size, false),
                0,
-               o.rate};
+               o.rate,
+               0};
   spec.warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, spec.count);
   const RunResult r = Run(spec, o.cpu_b, o.timeout_s);
   if (!r.ok) {
