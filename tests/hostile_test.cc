@@ -6,6 +6,9 @@
 // memory outside the segment's data area, and never block past its deadline (each child runs a
 // bounded loop; the parent gives it a generous watchdog). ASan+UBSan run this suite too.
 //
+// shm-inspect (read-only, pread-based) faces the same writer, and an object shrunk and regrown
+// under it: each run exits 0 or 2, never dies of a signal, never hangs.
+//
 // Also: a segment shrunk with ftruncate while mapped. Only its owner can do that (0600). An
 // endpoint that touches a page beyond the new end gets SIGBUS from the kernel — the library does
 // not catch it — while a new opener checks the header against fstat and gets DataLoss, and maps
@@ -24,6 +27,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "segment.h"
@@ -49,7 +53,7 @@ double Scale() {
 }
 
 // How long each hostile phase lasts.
-absl::Duration Phase() { return std::max(absl::Milliseconds(500), absl::Seconds(3) * Scale()); }
+absl::Duration Phase() { return std::max(absl::Seconds(1), absl::Seconds(3) * Scale()); }
 
 std::uint64_t Seed() {
   return static_cast<std::uint64_t>(absl::ToUnixNanos(absl::Now())) ^
@@ -407,6 +411,117 @@ TEST_CASE("openers attaching while a hostile writer rewrites the header and the 
       CHECK(hostile.Wait(kWatchdog) == 0);
       CHECK(opener.Wait(kWatchdog) == 0);
     }
+  }
+}
+
+// Tool: a binary of this build's tools/ directory (next to tests/), or "" if it is not built.
+std::string Tool(const char* name) {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return "";
+  std::string path(self, static_cast<std::size_t>(n));
+  path = path.substr(0, path.rfind('/')) + "/../tools/" + name;
+  return access(path.c_str(), X_OK) == 0 ? path : "";
+}
+
+// RunTool runs `path args...` with its output discarded. Returns its exit code, 128 + signal,
+// or -1 if it ran past `timeout` (it is then killed).
+int RunTool(const std::string& path, std::vector<std::string> args, absl::Duration timeout) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) {
+      dup2(devnull, STDOUT_FILENO);
+      dup2(devnull, STDERR_FILENO);
+    }
+    std::vector<char*> argv{const_cast<char*>(path.c_str())};
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(path.c_str(), argv.data());
+    _exit(127);
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r < 0) return -2;
+    if (absl::Now() >= deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      return -1;
+    }
+    usleep(1000);
+  }
+}
+
+// InspectUntil runs every shm-inspect view of `name` in a loop until `end` (and at least 8
+// times); each run must exit 0 or 2 (a clear error), never die of a signal, never hang.
+// Returns the number of runs.
+int InspectUntil(const std::string& inspect, const std::string& name, absl::Time end) {
+  int runs = 0;
+  const std::vector<std::vector<std::string>> views = {
+      {name, "--json"}, {name}, {name, "--frames", "16"}, {"--all", "--json"}};
+  while (absl::Now() < end || runs < 8) {
+    const auto& args = views[static_cast<std::size_t>(runs) % views.size()];
+    const int code = RunTool(inspect, args, absl::Seconds(30));
+    INFO("shm-inspect " << args[0] << (args.size() > 1 ? " " + args[1] : "") << " -> " << code);
+    REQUIRE((code == 0 || code == 2));
+    ++runs;
+  }
+  return runs;
+}
+
+TEST_CASE("shm-inspect facing a hostile writer, then a segment shrunk and regrown under it") {
+  const std::string inspect = Tool("shm-inspect");
+  if (inspect.empty()) {
+    WARN("shm-inspect is not built; skipped");
+    return;
+  }
+  for (const Kind kind : {Kind::kSpsc, Kind::kMpmc}) {
+    ScopedName name("hostile-inspect");
+    ChannelOptions options;
+    options.kind = kind;
+    options.capacity = kind == Kind::kSpsc ? 1 << 16 : 64;
+    REQUIRE(CreateChannel(name, options).ok());
+    const std::string n = name.str();
+    std::uint64_t total = 0;
+    {
+      internal::OpenOptions o;
+      o.access = internal::Access::kReadOnly;
+      auto seg = internal::Segment::Open(n, o);
+      REQUIRE(seg.ok());
+      total = (*seg)->geometry().total_size;
+    }
+    // 1. Random bytes everywhere, the header included.
+    const absl::Time end = absl::Now() + Phase() / 2;
+    const std::uint64_t seed = Seed();
+    INFO("hostile seed " << seed);
+    Child hostile([&] { return HostileWriter(n, end, seed, true); });
+    const int runs = InspectUntil(inspect, n, end);
+    CHECK(hostile.Wait(kWatchdog) == 0);
+    // 2. The object shrinks and grows while shm-inspect reads it (it reads with pread, so a
+    //    shrink is a short read, not SIGBUS).
+    REQUIRE(RemoveChannel(n).ok());
+    REQUIRE(CreateChannel(n, options).ok());
+    const absl::Time end2 = absl::Now() + Phase() / 2;
+    Child shrinker([&] {
+      const int fd = shm_open(n.c_str(), O_RDWR, 0);
+      if (fd < 0) return 1;
+      std::mt19937_64 rng(seed);
+      const off_t sizes[] = {
+          0, 100, 256, 1024, 4096, static_cast<off_t>(total / 2), static_cast<off_t>(total)};
+      while (absl::Now() < end2) {
+        if (ftruncate(fd, sizes[rng() % std::size(sizes)]) != 0) return 2;
+        usleep(static_cast<useconds_t>(rng() % 500));
+      }
+      close(fd);
+      return 0;
+    });
+    const int runs2 = InspectUntil(inspect, n, end2);
+    CHECK(shrinker.Wait(kWatchdog) == 0);
+    std::printf("shm-inspect: %d runs under a hostile writer, %d under a shrinker\n", runs, runs2);
   }
 }
 
