@@ -29,11 +29,12 @@
 //   [C3] release(): turn.store(t + capacity, release), pairs with [P1]; then [C4]
 //        entry.held_ticket = none (release), after [C3]. Then Notify(space_ready, INT_MAX).
 //   [C6] write_position.load(acquire) > r while turn == r: ticket r is claimed, not committed.
-//        The acquire pairs with the owner's [P2] (a release sequence), so the owner's [P0] is
-//        visible: after spinning, a consumer scans the table ([X0], claim_ticket with acquire,
-//        pairing with [P4]); if no LIVE endpoint (OFD lock held) claims r, [X1] turn CAS
-//        r -> (r+1)|Abandoned (acq_rel) races the owner's [P3]: exactly one wins. A SIGSTOPped
-//        producer still holds its lock and is never abandoned.
+//        (Loaded only after spinning or once closed: a consumer spinning on an empty ring polls
+//        just the slot's turn, not the line every claim writes.) The acquire pairs with the owner's
+//        [P2] (a release sequence), so the owner's [P0] is visible: after spinning, a consumer
+//        scans the table ([X0], claim_ticket with acquire, pairing with [P4]); if no LIVE endpoint
+//        (OFD lock held) claims r, [X1] turn CAS r -> (r+1)|Abandoned (acq_rel) races the owner's
+//        [P3]: exactly one wins. A SIGSTOPped producer still holds its lock and is never abandoned.
 //   [C7] empty and closed: closed.load(seq_cst), then write_position.load(seq_cst) == r means
 //        drained. With [P5] close (seq_cst store) and [P2]/[P6] all in the single total order, a
 //        claim the consumer did not see finds `closed` set at [P6] and abandons itself, so no
@@ -86,9 +87,8 @@ constexpr std::int64_t kRecoveryLockOffset = kInitLockOffset - 1;
 constexpr int kMaxRetries = 1024;
 // Stalled polls before the endpoint table is scanned (after spinning), and rescan intervals.
 constexpr std::uint32_t kStallPolls = 64;
-constexpr std::uint32_t kIdlePolls = 1024;
 constexpr absl::Duration kStallInterval = absl::Milliseconds(1);
-constexpr absl::Duration kIdleInterval = absl::Milliseconds(10);
+constexpr absl::Duration kSweepInterval = absl::Milliseconds(10);
 
 bool IsStuck(std::uint64_t turn, std::uint64_t ticket) {
   return turn == ticket + 1 || turn == ((ticket + 1) | kTurnAbandoned);
@@ -304,15 +304,14 @@ struct MpmcConsumerState {
   Frame held;
   bool announced = false;  // self->held_ticket may hold a ticket we do not hold
   StallGate stall;
-  StallGate idle;
+  absl::Time last_sweep = absl::InfinitePast();  // of the table, for dead consumers' frames
 
   MpmcConsumerState(std::unique_ptr<Endpoint> ep, const EndpointOptions& options)
       : endpoint(std::move(ep)),
         ring(*endpoint),
         self(endpoint->entry()),
         self_index(endpoint->index()),
-        stall(kStallPolls, kStallInterval, options),
-        idle(kIdlePolls, kIdleInterval, options) {
+        stall(kStallPolls, kStallInterval, options) {
     // A dead producer's claim left in this entry: clear it so consumers skip that ticket.
     self->claim_ticket.store(kNoTicket, std::memory_order_release);
     // A dead consumer's frame left in this entry: adopt it (redelivery) or, if it is not ours to
@@ -364,7 +363,6 @@ struct MpmcConsumerState {
     held = f;
     announced = false;
     stall.Reset();
-    idle.Reset();
     return f;
   }
 
@@ -539,30 +537,41 @@ struct MpmcConsumerState {
         return Hold(read, f);
       }
       if (turn == read) {
+        // Ticket `read` is not committed: the ring is empty, or its producer is slow, stopped or
+        // dead. Telling these apart needs write_position, a line every claim writes; it is
+        // loaded only once the channel is closed or the stall gate fires, so a spinning consumer
+        // does not pull that line away from the producers at every poll.
+        Unannounce();
+        // [C7] seq_cst: pairs with [P5] and [P6].
+        const bool closed = ring.control->closed.load(std::memory_order_seq_cst) != 0;
+        const bool due = stall.Due(read * 4 + 2);
+        if (!closed && !due) return {Result::kWouldBlock, {}, 0};
         // [C6] acquire: pairs with [P2] (release sequence): the claimer's [P0] is visible.
-        const std::uint64_t write = ring.control->write_position.load(std::memory_order_acquire);
+        // seq_cst for [C7].
+        const std::uint64_t write = ring.control->write_position.load(std::memory_order_seq_cst);
         if (write < read || write - read > ring.capacity) {
           // `read` may be stale: since we loaded it, ticket `read` may have been committed,
           // consumed and released, and producers may have claimed a lap further. Only an
           // unchanged read_position makes this impossible state a corruption.
           if (ring.control->read_position.load(std::memory_order_acquire) != read) continue;
-          Unannounce();
           return {Result::kCorrupted, {}, 0};
         }
         if (write == read) {
-          Unannounce();
-          const Drain drain = CheckClosed(read, &out);
-          if (drain == Drain::kMoved) continue;
-          if (drain == Drain::kDone) return out;
-          if (idle.Due(read * 4 + 1)) {
+          if (closed) {  // drained: end-of-stream, after handing over any orphan
+            out = SweepWindow(read);
+            if (out.result == Result::kWouldBlock) out = {Result::kClosed, {}, 0};
+            return out;
+          }
+          const absl::Time now = absl::Now();
+          if (now - last_sweep >= kSweepInterval) {
+            last_sweep = now;
             out = SweepEntries(read);
             if (out.result != Result::kWouldBlock) return out;
           }
           return {Result::kWouldBlock, {}, 0};
         }
         // Ticket `read` is claimed, not committed: its producer is slow, stopped, or dead.
-        Unannounce();
-        if (stall.Due(read * 4 + 2) && TryAbandon(read)) continue;
+        if (due && TryAbandon(read)) continue;
         return {Result::kWouldBlock, {}, 0};
       }
       const std::uint64_t base = turn & ~kTurnAbandoned;
