@@ -525,6 +525,46 @@ TEST_CASE("shm-inspect facing a hostile writer, then a segment shrunk and regrow
   }
 }
 
+TEST_CASE("a segment removed while mapped: endpoints keep working; the name is a new channel") {
+  ScopedName name("removed");
+  REQUIRE(CreateChannel(name, {}).ok());
+  auto producer = SpscProducer::Attach(name);
+  REQUIRE(producer.ok());
+  int attached[2];
+  REQUIRE(pipe(attached) == 0);
+  Child consumer([&] {
+    auto c = SpscConsumer::Attach(name);
+    if (!c.ok()) return 10;
+    char x = 1;
+    if (write(attached[1], &x, 1) != 1) return 13;
+    for (std::uint64_t i = 0;; ++i) {
+      Frame f = c->read(absl::Now() + kWatchdog);
+      if (f.result == Result::kClosed) return i == 100 ? 0 : 11;
+      if (!f.ok() || f.sequence != i) return 12;
+      c->release();
+    }
+  });
+  char x = 0;
+  REQUIRE(read(attached[0], &x, 1) == 1);
+  close(attached[0]);
+  close(attached[1]);
+  const std::byte payload[8] = {};
+  for (int i = 0; i < 50; ++i)
+    REQUIRE(producer->send(payload, absl::Now() + kWatchdog) == Result::kOk);
+  REQUIRE(RemoveChannel(name).ok());
+  CHECK(SpscConsumer::Attach(name, Bounded()).status().code() == StatusCode::kNotFound);
+  // A channel created anew under the name is another object: the old endpoints never see it.
+  REQUIRE(CreateChannel(name, {}).ok());
+  auto stranger = SpscProducer::Attach(name);
+  REQUIRE(stranger.ok());
+  REQUIRE(stranger->send(payload, absl::Now() + kWatchdog) == Result::kOk);
+  stranger->close();
+  for (int i = 0; i < 50; ++i)
+    REQUIRE(producer->send(payload, absl::Now() + kWatchdog) == Result::kOk);
+  producer->close();
+  CHECK(consumer.Wait(kWatchdog) == 0);  // frames 0..99 on the unlinked object, then the end
+}
+
 TEST_CASE("a segment shrunk while mapped: endpoints get SIGBUS, openers get DataLoss") {
   ScopedName name("shrunk");
   ChannelOptions options;
