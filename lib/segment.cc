@@ -351,9 +351,24 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
         std::shared_ptr<Mapping> mapping = registry[key].lock();
         if (!mapping) {
           std::erase_if(registry, [](const auto& entry) { return entry.second.expired(); });
+          // Map through a description of our own, not through `fd`: a mapping keeps the open
+          // file description it was made from alive, and with it any OFD lock taken through
+          // that description — the shared mapping would keep this endpoint "alive" after it
+          // detached. Reopening /proc/self/fd/N yields a new description of the same inode.
+          const int map_fd = open(absl::StrCat("/proc/self/fd/", fd).c_str(),
+                                  (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+          if (map_fd < 0) return ErrnoStatus(errno, name, "cannot reopen for mapping");
+          struct stat map_st;
+          if (fstat(map_fd, &map_st) != 0 || map_st.st_ino != st.st_ino ||
+              map_st.st_dev != st.st_dev) {
+            close(map_fd);
+            return absl::InternalError(absl::StrCat(p, "reopened object is not the same inode"));
+          }
           void* base = mmap(nullptr, g->total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                            MAP_SHARED, fd, 0);
-          if (base == MAP_FAILED) return ErrnoStatus(errno, name, "mmap failed");
+                            MAP_SHARED, map_fd, 0);
+          const int map_errno = errno;
+          close(map_fd);
+          if (base == MAP_FAILED) return ErrnoStatus(map_errno, name, "mmap failed");
           mapping = std::make_shared<Mapping>();
           mapping->base = static_cast<std::byte*>(base);
           mapping->size = g->total_size;

@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -324,6 +325,34 @@ TEST_CASE("reclaim_stale recreates a segment whose endpoints are all dead, never
   ScopedName foreign("stale-foreign");
   MakeRawObject(foreign.str(), 8192, 0x5A);
   CHECK(CreateChannel(foreign, o).code() == StatusCode::kAlreadyExists);  // not ours: untouched
+}
+
+TEST_CASE("a detached endpoint frees its role even while the process keeps the mapping") {
+  // Regression: the per-process shared mapping used to be made through the first endpoint's fd,
+  // which kept that description — and its liveness lock — alive after the endpoint detached.
+  ScopedName name("detach");
+  REQUIRE(CreateChannel(name, {}).ok());
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE(consumer.ok());
+  {
+    auto producer = SpscProducer::Attach(name);
+    REQUIRE(producer.ok());
+  }
+  auto again = SpscProducer::Attach(name);
+  CHECK(again.ok());
+  // The other order too: the first endpoint (whose fd made the mapping) detaches first.
+  ScopedName other("detach2");
+  REQUIRE(CreateChannel(other, {}).ok());
+  std::optional<SpscProducer> p1;
+  {
+    auto p = SpscProducer::Attach(other);
+    REQUIRE(p.ok());
+    p1.emplace(std::move(*p));
+  }
+  auto c1 = SpscConsumer::Attach(other);
+  REQUIRE(c1.ok());
+  p1.reset();
+  CHECK(SpscProducer::Attach(other).ok());
 }
 
 }  // namespace
