@@ -78,7 +78,11 @@ int Produce(const std::string& name, std::uint64_t count, EndpointOptions option
 TEST_CASE("10 million frames of random sizes through a small ring, two processes") {
   ScopedName name("bulk");
   ChannelOptions options;
-  options.capacity = 4096;  // max frame 2032 B: thousands of wraps, padding frames
+  // 64 KiB ring, frames of 0..2032 bytes (~1 KiB on average): ~150,000 wraps with padding
+  // frames, while a consumer descheduled on a busy machine still leaves the producer ~64 frames
+  // of room (a 4 KiB ring moved ~4 frames per context switch and crawled under load).
+  options.capacity = 64 << 10;
+  options.max_frame = 2032;
   REQUIRE(CreateChannel(name, options).ok());
   const std::uint64_t count = Scaled(10'000'000);
   auto mode = GENERATE(WaitMode::kHybrid);
