@@ -65,6 +65,12 @@
 // clears the stale claim at once (then nobody claims t). Waiter flags are cleared by the waker
 // (endpoint.h), so a dead sleeper costs at most one wake-up.
 //
+// Known limits: (1) a producer announces a ticket before its CAS [P2]; one stopped exactly
+// between a *losing* CAS and its next poll shows a stale claim, which delays (never wrongs) the
+// abandonment of that ticket if its real owner died — until the stopped producer runs again.
+// (2) A rescuer stopped while it holds the recovery lock delays other rescues the same way.
+// (3) kRecoveryLockOffset is part of the ABI and should move to lib/layout.h.
+//
 // The segment is treated as hostile: positions are loaded once and bounded (read <= write <=
 // read + capacity), slot indices are masked, header.sequence must equal the ticket and
 // header.length must be <= max_frame, loops are bounded; violations return kCorrupted.
