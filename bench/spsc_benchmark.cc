@@ -92,6 +92,30 @@ void BM_ClaimCommit(benchmark::State& state) {
 }
 BENCHMARK(BM_ClaimCommit)->Arg(64);
 
+// BM_ClaimCommitDeferred: as BM_ClaimCommit, publishing once per burst (commit_deferred + flush).
+void BM_ClaimCommitDeferred(benchmark::State& state) {
+  Pair pair(state);
+  if (!pair.ok()) return;
+  const std::size_t size = static_cast<std::size_t>(state.range(0));
+  constexpr int kBurst = 256;
+  for (auto _ : state) {
+    for (int i = 0; i < kBurst; ++i) {
+      Claim c = pair.producer->try_claim(size);
+      benchmark::DoNotOptimize(c.data.data());
+      pair.producer->commit_deferred();
+    }
+    pair.producer->flush();
+    state.PauseTiming();
+    for (int i = 0; i < kBurst; ++i) {
+      (void)pair.consumer->try_read();
+      pair.consumer->release();
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * kBurst);
+}
+BENCHMARK(BM_ClaimCommitDeferred)->Arg(64);
+
 // BM_ReadRelease: the consumer's side alone, 256 frames per burst prepared outside the timing.
 void BM_ReadRelease(benchmark::State& state) {
   Pair pair(state);

@@ -3,7 +3,8 @@
 // Ordering protocol
 // -----------------
 // Shared fields (lib/layout.h), positions are byte counts that only grow (offset = pos & mask):
-//   control.write_position  written by the producer only, release store in commit() [P1];
+//   control.write_position  written by the producer only, release store in Publish() [P1]
+//                           (from commit(), flush(), a claim that finds the ring full, close());
 //                           read by the consumer with acquire [C1].
 //   control.next_write_seq  producer, relaxed, before [P1] (for a producer taking over, and
 //                           shm-inspect).
@@ -19,7 +20,11 @@
 // Each side keeps a cached copy of the other side's position and reloads it only when the cached
 // value says full/empty, so the other side's line moves between cores at most once per batch.
 // Wake-ups: after [P1] the producer calls Notify(data_ready); after [C2] the consumer calls
-// Notify(space_ready) (the Dekker fence pairs are described in endpoint.h).
+// Notify(space_ready) (the Dekker handshake on the wake word is described in endpoint.h).
+// Batched publication: commit_deferred() advances only the producer's local write position; the
+// frames (and next_write_seq) are published by the next [P1], which one release store and one
+// Notify handshake cover for the whole batch. A claim that finds the ring full publishes first (the
+// consumer can only free room it can see), and so do close() and the producer's destructor.
 //
 // The consumer treats every byte it loads from the segment as hostile: positions are bounded
 // against the capacity, frame lengths against max_frame and the published region, and each is
@@ -52,7 +57,8 @@ struct RingView {
 struct SpscProducerState {
   std::unique_ptr<Endpoint> endpoint;
   RingView ring;
-  std::uint64_t write_position;  // == control.write_position while no claim is outstanding
+  std::uint64_t write_position;      // end of the last committed frame (published or deferred)
+  std::uint64_t published_position;  // == control.write_position: what the consumer may see
   std::uint64_t cached_read_position;
   std::uint64_t next_sequence;
   // Outstanding claim.
@@ -66,6 +72,7 @@ struct SpscProducerState {
         // Acquire: pairs with [P1] of a previous (dead) producer: its frames and
         // next_write_seq are visible.
         write_position(ring.control->write_position.load(std::memory_order_acquire)),
+        published_position(write_position),
         cached_read_position(ring.control->read_position.load(std::memory_order_acquire)),
         next_sequence(ring.control->next_write_seq.load(std::memory_order_relaxed)) {}
 
@@ -86,6 +93,8 @@ struct SpscProducerState {
       }
       cached_read_position = read;
       if (write_position + need - cached_read_position > ring.capacity) {
+        // Deferred frames must become visible, or the consumer could never free this room.
+        Publish();
         return {Result::kWouldBlock, {}, 0};
       }
     }
@@ -105,7 +114,8 @@ struct SpscProducerState {
     return {Result::kOk, std::span<std::byte>(payload, size), next_sequence};
   }
 
-  void Commit(std::size_t size) {
+  // Commit commits the claimed frame; `publish` false defers its publication (commit_deferred).
+  void Commit(std::size_t size, bool publish = true) {
     if (!claimed) return;
     if (size > claim_size) size = claim_size;
     claimed = false;
@@ -113,16 +123,30 @@ struct SpscProducerState {
     std::memcpy(ring.data + (claim_position & ring.mask), &header, sizeof(header));
     write_position = claim_position + FrameBytes(size);
     ++next_sequence;
+    endpoint->CountFrame(size);
+    if (publish) Publish();
+  }
+
+  // Publish makes every committed frame visible to the consumer and wakes it if it sleeps.
+  void Publish() {
+    if (published_position == write_position) return;
+    published_position = write_position;
     // Relaxed: ordered before [P1] below, read after [C1] / by a successor after its acquire.
     ring.control->next_write_seq.store(next_sequence, std::memory_order_relaxed);
-    // [P1] release: publishes the frame (and any padding before it). Pairs with [C1].
+    // [P1] release: publishes the frames (and any padding before them) up to write_position.
+    // Pairs with [C1].
     ring.control->write_position.store(write_position, std::memory_order_release);
-    endpoint->CountFrame(size);
     endpoint->Notify(ring.control->data_ready, 1);
+  }
+
+  // A producer that detaches cleanly publishes what it committed: committed frames are never lost.
+  ~SpscProducerState() {
+    if (endpoint) Publish();
   }
 
   void Close() {
     claimed = false;
+    Publish();  // deferred frames come before end-of-stream
     // [P3] release: pairs with [C3]; everything committed before is visible at end-of-stream.
     ring.control->closed.store(1, std::memory_order_release);
     ring.control->close_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
@@ -238,6 +262,9 @@ Claim SpscProducer::claim(std::size_t size, absl::Time deadline) {
 
 void SpscProducer::commit() { state_->Commit(state_->claim_size); }
 void SpscProducer::commit(std::size_t size) { state_->Commit(size); }
+void SpscProducer::commit_deferred() { state_->Commit(state_->claim_size, /*publish=*/false); }
+void SpscProducer::commit_deferred(std::size_t size) { state_->Commit(size, /*publish=*/false); }
+void SpscProducer::flush() { state_->Publish(); }
 void SpscProducer::abort() { state_->claimed = false; }
 
 Result SpscProducer::try_send(std::span<const std::byte> payload) {

@@ -17,8 +17,9 @@
 // share one between threads without a lock, and do not use it in a child after fork().
 //
 // Cost: try_claim/commit/try_read/release are a handful of loads and stores on cache lines owned
-// by their side, plus one fence per commit/release so a sleeping peer is never missed; they make
-// a syscall only when the peer sleeps. Blocking forms spin and/or sleep per EndpointOptions::wait.
+// by their side, plus one locked instruction per commit/release so a sleeping peer is never missed
+// (one per batch with commit_deferred + flush); they make a syscall only when the peer sleeps.
+// Blocking forms spin and/or sleep per EndpointOptions::wait.
 #ifndef SHMRING_SPSC_H_
 #define SHMRING_SPSC_H_
 
@@ -63,6 +64,22 @@ class SpscProducer {
   // wakes it if it sleeps.
   void commit();
   void commit(std::size_t size);
+  // commit_deferred commits the claimed frame (its sequence number is taken) without publishing
+  // it yet: the consumer sees it, with every frame deferred before it, at the next commit() or
+  // flush(). One publication then covers the whole batch — a single store and one locked
+  // instruction instead of one per frame — which is what a producer streaming bursts of small
+  // frames wants. A claim that finds the ring full, close() and the destructor publish deferred
+  // frames first. Until then the consumer, shm-inspect and a producer taking over after a crash do
+  // not see them: call flush() before going idle.
+  //
+  //   for (const Msg& m : burst) { Claim c = p.claim(m.size(), deadline); copy(m, c.data);
+  //                                p.commit_deferred(); }
+  //   p.flush();
+  void commit_deferred();
+  void commit_deferred(std::size_t size);
+  // flush publishes every deferred frame and wakes the consumer if it sleeps; a no-op (no store,
+  // no locked instruction) when nothing is deferred.
+  void flush();
   // abort drops the outstanding claim; no sequence number is used.
   void abort();
 
