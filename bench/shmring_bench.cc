@@ -826,6 +826,12 @@ int Main(int argc, char** argv) {
                    o.cpu_a);
     }
   }
+  for (int cpu : {o.cpu_a, o.cpu_b}) {
+    if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
+      std::fprintf(stderr, "shmring-bench: CPU %d is not in this process's affinity mask\n", cpu);
+      return 2;
+    }
+  }
   if (!PinTo(o.cpu_a)) {
     std::fprintf(stderr, "shmring-bench: cannot pin to CPU %d: %s\n", o.cpu_a,
                  std::strerror(errno));
