@@ -239,6 +239,7 @@ class ShmringPair final : public Transport {
     if (!consumer.ok()) return consumer.status();
     // Only the streaming sender batches; side B's acknowledgements are published at once.
     batch_ = config_.stream && side == Side::kA ? config_.batch : 1;
+    release_batch_ = config_.stream && side == Side::kB ? config_.batch : 1;
     producer_.emplace(std::move(*producer));
     consumer_.emplace(std::move(*consumer));
     return absl::OkStatus();
@@ -269,6 +270,20 @@ class ShmringPair final : public Transport {
         deferred_ = 0;
         producer_->flush();
       }
+      if (release_batch_ > 1) {
+        // Batched release: release_deferred, and a publishing release() every release_batch_
+        // frames (a read that finds the ring empty publishes the rest).
+        const Frame f = consumer_->read(config_.deadline);
+        if (!f.ok() || f.data.size() != config_.size) return false;
+        std::memcpy(message, f.data.data(), config_.size);
+        if (++released_ == release_batch_) {
+          released_ = 0;
+          consumer_->release();
+        } else {
+          consumer_->release_deferred();
+        }
+        return true;
+      }
     }
     const Received r =
         consumer_->receive(std::span<std::byte>(message, config_.size), config_.deadline);
@@ -291,6 +306,8 @@ class ShmringPair final : public Transport {
   std::string names_[2];
   std::size_t batch_ = 1;
   std::size_t deferred_ = 0;
+  std::size_t release_batch_ = 1;  // stream receiver: publish releases every this many frames
+  std::size_t released_ = 0;
   std::optional<Producer> producer_;
   std::optional<Consumer> consumer_;
 };

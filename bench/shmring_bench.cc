@@ -118,7 +118,8 @@ void Usage(FILE* out) {
                "  --json       one JSON object per result\n"
                "  --timeout S  abort a run that takes longer (default 60)\n"
                "  --batch N    shmring-spsc throughput: publish every N frames (commit_deferred\n"
-               "               in between; default 32); 1: commit() publishes every frame\n"
+               "               and release_deferred in between; default 32); 1: commit() and\n"
+               "               release() publish every frame\n"
                "transports:\n");
   for (const TransportInfo& t : Transports()) {
     std::fprintf(out, "  %-13s %s%s\n", std::string(t.name).c_str(),

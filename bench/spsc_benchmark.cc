@@ -139,6 +139,31 @@ void BM_ReadRelease(benchmark::State& state) {
 }
 BENCHMARK(BM_ReadRelease)->Arg(64);
 
+// BM_ReadReleaseDeferred: as BM_ReadRelease, publishing the releases once per burst
+// (release_deferred, then a read that finds the ring empty publishes them).
+void BM_ReadReleaseDeferred(benchmark::State& state) {
+  Pair pair(state);
+  if (!pair.ok()) return;
+  const std::size_t size = static_cast<std::size_t>(state.range(0));
+  constexpr int kBurst = 256;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (int i = 0; i < kBurst; ++i) {
+      (void)pair.producer->try_claim(size);
+      pair.producer->commit();
+    }
+    state.ResumeTiming();
+    for (int i = 0; i < kBurst; ++i) {
+      Frame f = pair.consumer->try_read();
+      benchmark::DoNotOptimize(f.data.data());
+      pair.consumer->release_deferred();
+    }
+    benchmark::DoNotOptimize(pair.consumer->try_read().result);  // empty: publishes
+  }
+  state.SetItemsProcessed(state.iterations() * kBurst);
+}
+BENCHMARK(BM_ReadReleaseDeferred)->Arg(64);
+
 // BM_SendReceive: the copying API, payload copied in and out.
 void BM_SendReceive(benchmark::State& state) {
   Pair pair(state);

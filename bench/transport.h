@@ -39,8 +39,9 @@ struct Config {
   // message, so single-slot transports (floor, eventfd) skip their back-pressure in that mode.
   bool stream = false;
   absl::Time deadline = absl::InfiniteFuture();  // no single operation waits past this
-  // Stream mode, shmring-spsc: publish every `batch` frames (SpscProducer::commit_deferred for
-  // the others, flush before waiting for anything). 1: every frame is published by commit().
+  // Stream mode, shmring-spsc: the sender publishes every `batch` frames (commit_deferred for the
+  // others, flush before waiting for anything) and the receiver publishes its releases every
+  // `batch` frames (release_deferred). 1: commit() and release() publish every frame.
   std::size_t batch = 1;
 };
 

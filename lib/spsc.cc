@@ -25,6 +25,9 @@
 // frames (and next_write_seq) are published by the next [P1], which one release store and one
 // Notify handshake cover for the whole batch. A claim that finds the ring full publishes first (the
 // consumer can only free room it can see), and so do close() and the producer's destructor.
+// The consumer's release_deferred() is the mirror image: read_position (and next_read_seq) are
+// published by the next [C2] — release(), or a read that finds the ring empty (the producer can
+// only fill room it can see), or the consumer's destructor.
 //
 // The consumer treats every byte it loads from the segment as hostile: positions are bounded
 // against the capacity, frame lengths against max_frame and the published region, and each is
@@ -161,7 +164,8 @@ struct SpscProducerState {
 struct SpscConsumerState {
   std::unique_ptr<Endpoint> endpoint;
   RingView ring;
-  std::uint64_t read_position;  // local; published by release() [C2]
+  std::uint64_t read_position;            // local; published by release() [C2]
+  std::uint64_t published_read_position;  // == control.read_position
   std::uint64_t cached_write_position;
   std::uint64_t next_sequence;
   // The frame handed out by the last successful read, until release().
@@ -173,10 +177,21 @@ struct SpscConsumerState {
       : endpoint(std::move(ep)),
         ring(*endpoint),
         read_position(ring.control->read_position.load(std::memory_order_acquire)),
+        published_read_position(read_position),
         cached_write_position(read_position),
         next_sequence(ring.control->next_read_seq.load(std::memory_order_relaxed)) {}
 
+  // A consumer that detaches cleanly publishes what it released (deferred releases included).
+  ~SpscConsumerState() {
+    if (endpoint) PublishDeferred();
+  }
+
+  void PublishDeferred() {
+    if (published_read_position != read_position) PublishReadPosition();
+  }
+
   void PublishReadPosition() {
+    published_read_position = read_position;
     // Relaxed: ordered before [C2].
     ring.control->next_read_seq.store(next_sequence, std::memory_order_relaxed);
     // [C2] release: we are done reading everything before read_position. Pairs with [P2].
@@ -195,6 +210,9 @@ struct SpscConsumerState {
         }
         cached_write_position = write;
         if (write == read_position) {
+          // Empty: deferred releases must become visible, or the producer could never use the
+          // room they freed.
+          PublishDeferred();
           // [C3] acquire: pairs with [P3]. Then reload write_position: frames committed before
           // close() must be drained before end-of-stream is reported.
           if (ring.control->closed.load(std::memory_order_acquire) == 0) {
@@ -226,13 +244,14 @@ struct SpscConsumerState {
     }
   }
 
-  void Release() {
+  // Release frees the held frame; `publish` false defers the publication (release_deferred).
+  void Release(bool publish = true) {
     if (!holding) return;
     holding = false;
     read_position = held_end;
     next_sequence = held.sequence + 1;
     endpoint->CountFrame(held.data.size());
-    PublishReadPosition();
+    if (publish) PublishReadPosition();
   }
 };
 
@@ -311,6 +330,7 @@ Frame SpscConsumer::read(absl::Time deadline) {
 }
 
 void SpscConsumer::release() { state_->Release(); }
+void SpscConsumer::release_deferred() { state_->Release(/*publish=*/false); }
 
 namespace {
 Received CopyOut(const Frame& f, std::span<std::byte> buffer) {

@@ -18,7 +18,8 @@
 //
 // Cost: try_claim/commit/try_read/release are a handful of loads and stores on cache lines owned
 // by their side, plus one locked instruction per commit/release so a sleeping peer is never missed
-// (one per batch with commit_deferred + flush); they make a syscall only when the peer sleeps.
+// (one per batch with commit_deferred/release_deferred); they make a syscall only when the peer
+// sleeps.
 // Blocking forms spin and/or sleep per EndpointOptions::wait.
 #ifndef SHMRING_SPSC_H_
 #define SHMRING_SPSC_H_
@@ -120,6 +121,13 @@ class SpscConsumer {
   // release frees the frame returned by the last successful read, letting the producer reuse its
   // room, and wakes a producer sleeping on a full ring.
   void release();
+  // release_deferred frees the frame for this consumer (the next read returns the next frame)
+  // without publishing the room to the producer yet: the next release(), or a read that finds the
+  // ring empty, or the destructor publishes every deferred release at once — one store and one
+  // locked instruction for the batch. Until then the room stays taken, and a consumer that takes
+  // over after a crash starts again at the first frame whose release was not published (those
+  // frames are delivered again).
+  void release_deferred();
 
   // try_receive/receive: read + copy into `buffer` + release. kTooLarge (frame left unread) if
   // the buffer is smaller than the frame; Received::size then says how large it is.
