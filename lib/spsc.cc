@@ -22,7 +22,8 @@
 // Wake-ups: after [P1] the producer calls Notify(data_ready); after [C2] the consumer calls
 // Notify(space_ready) (the Dekker handshake on the wake word is described in endpoint.h).
 // Batched publication: commit_deferred() advances only the producer's local write position; the
-// frames (and next_write_seq) are published by the next [P1], which one release store and one
+// frames (and next_write_seq) are published by the next [P1] (at the latest once a quarter of the
+// ring is deferred), which one release store and one
 // Notify handshake cover for the whole batch. A claim that finds the ring full publishes first (the
 // consumer can only free room it can see), and so do close() and the producer's destructor.
 // The consumer's release_deferred() is the mirror image: read_position (and next_read_seq) are
@@ -42,6 +43,11 @@
 
 namespace shmring {
 namespace internal {
+
+// Deferred publication (commit_deferred, release_deferred) publishes anyway once this fraction of
+// the ring is deferred, so a batch larger than the ring cannot turn the stream into turns of
+// "producer fills, consumer drains" with no overlap.
+inline constexpr std::uint64_t kDeferredLimitDivisor = 4;
 
 struct RingView {
   ControlBlock* control;
@@ -127,7 +133,9 @@ struct SpscProducerState {
     write_position = claim_position + FrameBytes(size);
     ++next_sequence;
     endpoint->CountFrame(size);
-    if (publish) Publish();
+    if (publish || write_position - published_position >= ring.capacity / kDeferredLimitDivisor) {
+      Publish();
+    }
   }
 
   // Publish makes every committed frame visible to the consumer and wakes it if it sleeps.
@@ -251,7 +259,10 @@ struct SpscConsumerState {
     read_position = held_end;
     next_sequence = held.sequence + 1;
     endpoint->CountFrame(held.data.size());
-    if (publish) PublishReadPosition();
+    if (publish ||
+        read_position - published_read_position >= ring.capacity / kDeferredLimitDivisor) {
+      PublishReadPosition();
+    }
   }
 };
 

@@ -70,8 +70,9 @@ class SpscProducer {
   // flush(). One publication then covers the whole batch — a single store and one locked
   // instruction instead of one per frame — which is what a producer streaming bursts of small
   // frames wants. A claim that finds the ring full, close() and the destructor publish deferred
-  // frames first. Until then the consumer, shm-inspect and a producer taking over after a crash do
-  // not see them: call flush() before going idle.
+  // frames first, and a commit_deferred that leaves a quarter of the ring deferred publishes. Until
+  // then the consumer, shm-inspect and a producer taking over after a crash do not see them: call
+  // flush() before going idle.
   //
   //   for (const Msg& m : burst) { Claim c = p.claim(m.size(), deadline); copy(m, c.data);
   //                                p.commit_deferred(); }
@@ -124,7 +125,8 @@ class SpscConsumer {
   // release_deferred frees the frame for this consumer (the next read returns the next frame)
   // without publishing the room to the producer yet: the next release(), or a read that finds the
   // ring empty, or the destructor publishes every deferred release at once — one store and one
-  // locked instruction for the batch. Until then the room stays taken, and a consumer that takes
+  // locked instruction for the batch (a release_deferred that leaves a quarter of the ring
+  // deferred publishes too). Until then the room stays taken, and a consumer that takes
   // over after a crash starts again at the first frame whose release was not published (those
   // frames are delivered again).
   void release_deferred();
