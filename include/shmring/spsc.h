@@ -43,7 +43,8 @@ struct SpscConsumerState;
 // SpscProducer: the writing end of an SPSC channel.
 class SpscProducer {
  public:
-  // Attach opens the channel `name` and takes the producer role.
+  // Attach opens the channel `name` and takes the producer role. Both Attach calls prefault the
+  // whole ring into this process's page tables, so the data path never takes a page fault.
   // Errors: NotFound, InvalidArgument (bad name), PermissionDenied, FailedPrecondition (not an
   // SPSC channel, ABI mismatch, role held by a live process), DataLoss (truncated/corrupted),
   // DeadlineExceeded (creator still initialising after options.open_timeout).
