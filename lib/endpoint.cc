@@ -7,11 +7,17 @@
 namespace shmring::internal {
 namespace {
 
-void Retire(ControlBlock* control, EndpointEntry* entry) {
+// Retire folds an entry's counters into the segment's `retired` counters (and a consumer's also
+// into `retired_consumer`, so totals can be split by role) and zeroes them.
+void Retire(ControlBlock* control, EndpointEntry* entry, Role role) {
   auto fold = [&](AtomicU64 Counters::*field) {
     // Relaxed: counters are statistics; no other data depends on their order.
     const std::uint64_t v = (entry->counters.*field).exchange(0, std::memory_order_relaxed);
-    if (v != 0) (control->retired.*field).fetch_add(v, std::memory_order_relaxed);
+    if (v == 0) return;
+    (control->retired.*field).fetch_add(v, std::memory_order_relaxed);
+    if (role == Role::kConsumer) {
+      (control->retired_consumer.*field).fetch_add(v, std::memory_order_relaxed);
+    }
   };
   fold(&Counters::frames);
   fold(&Counters::bytes);
@@ -83,6 +89,7 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
   endpoint->control_ = seg.control();
   endpoint->entry_ = seg.endpoint(index);
   endpoint->index_ = index;
+  endpoint->role_ = role;
   endpoint->mode_ = options.wait;
   endpoint->spin_iterations_ = options.spin_iterations;
   EndpointEntry* e = endpoint->entry_;
@@ -93,7 +100,7 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
   prev.pid = e->pid.load(std::memory_order_relaxed);
   prev.claim_ticket = e->claim_ticket.load(std::memory_order_relaxed);
   prev.held_ticket = e->held_ticket.load(std::memory_order_relaxed);
-  Retire(endpoint->control_, e);
+  Retire(endpoint->control_, e, prev.role);
   e->pid.store(static_cast<std::uint32_t>(getpid()), std::memory_order_relaxed);
   e->attach_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
   e->generation.fetch_add(1, std::memory_order_relaxed);
@@ -113,7 +120,7 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
 
 Endpoint::~Endpoint() {
   if (!segment_) return;
-  Retire(control_, entry_);
+  Retire(control_, entry_, role_);
   entry_->claim_ticket.store(kNoTicket, std::memory_order_relaxed);
   entry_->held_ticket.store(kNoTicket, std::memory_order_relaxed);
   entry_->pid.store(0, std::memory_order_relaxed);

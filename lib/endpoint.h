@@ -94,6 +94,7 @@ class Endpoint {
   ControlBlock* control_ = nullptr;
   EndpointEntry* entry_ = nullptr;
   std::uint32_t index_ = 0;
+  Role role_ = Role::kNone;
   PreviousOwner previous_;
   WaitMode mode_ = WaitMode::kHybrid;
   std::uint32_t spin_iterations_ = 0;

@@ -326,6 +326,9 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
   s.space_ready_waiting = Load(c.space_ready.waiting) != 0;
   s.retired = ToValues(c.retired);
   s.counters = s.retired;
+  const CounterValues retired_consumer = ToValues(c.retired_consumer);
+  s.frames_consumed = retired_consumer.frames;
+  s.bytes_consumed = retired_consumer.bytes;
 
   // Endpoint table, in one read (at most 4096 entries of 128 bytes: bounded by ValidateHeader).
   std::vector<RawCopy<EndpointEntry>> entries(g.max_endpoints);
@@ -338,6 +341,10 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
     const CounterValues values = ToValues(e.counters);
     s.counters += values;  // a detached entry's counters were folded into retired and zeroed
     const std::uint32_t role = Load(e.role);
+    if (role == static_cast<std::uint32_t>(Role::kConsumer)) {
+      s.frames_consumed += values.frames;
+      s.bytes_consumed += values.bytes;
+    }
     const bool live = alive(i);
     if (role == static_cast<std::uint32_t>(Role::kNone) && !live) continue;
     EndpointSnapshot es;
@@ -361,6 +368,9 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
     }
     s.endpoints.push_back(std::move(es));
   }
+  // Clamped: a corrupted segment may claim more consumed than counted in all.
+  s.frames_produced = s.counters.frames - std::min(s.counters.frames, s.frames_consumed);
+  s.bytes_produced = s.counters.bytes - std::min(s.counters.bytes, s.bytes_consumed);
 
   if (options.max_frames > 0) {
     if (g.kind == Kind::kSpsc) {

@@ -97,7 +97,12 @@ struct Snapshot {
   std::uint32_t endpoints_alive = 0;
   std::uint32_t endpoints_dead = 0;  // entries with a role whose owner is gone
   CounterValues retired;             // control.retired
-  CounterValues counters;            // retired + every endpoint entry
+  CounterValues counters;            // retired + every endpoint entry (both roles)
+  // The frames/bytes of `counters` split by role: committed by producers, released by consumers.
+  std::uint64_t frames_produced = 0;
+  std::uint64_t bytes_produced = 0;
+  std::uint64_t frames_consumed = 0;
+  std::uint64_t bytes_consumed = 0;
   // Requested frames (DecodeOptions::max_frames); frames_note says why fewer were returned.
   std::vector<FrameSnapshot> frames;
   std::string frames_note;

@@ -165,8 +165,8 @@ struct ControlBlock {
   AtomicU32 reserved_u32;
   AtomicU64 close_time_ns;
   std::uint8_t state_pad[kLineSize - 16];
-  alignas(kLineSize) Counters retired;  // counters of endpoints that are gone
-  std::uint8_t retired_pad[kLineSize - sizeof(Counters)];
+  alignas(kLineSize) Counters retired;  // counters of endpoints that are gone (all roles)
+  Counters retired_consumer;            // the consumers' share of `retired` (already in it)
 };
 static_assert(std::is_standard_layout_v<ControlBlock>);
 static_assert(offsetof(ControlBlock, write_position) == 0);
@@ -177,6 +177,7 @@ static_assert(offsetof(ControlBlock, data_ready) == 2 * kLineSize);
 static_assert(offsetof(ControlBlock, space_ready) == 3 * kLineSize);
 static_assert(offsetof(ControlBlock, closed) == 4 * kLineSize);
 static_assert(offsetof(ControlBlock, retired) == 5 * kLineSize);
+static_assert(offsetof(ControlBlock, retired_consumer) == 5 * kLineSize + sizeof(Counters));
 static_assert(sizeof(ControlBlock) == 6 * kLineSize);
 
 inline constexpr std::uint64_t kNoTicket = ~std::uint64_t{0};

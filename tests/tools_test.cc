@@ -834,6 +834,11 @@ TEST_CASE("tools: inspect --json matches the live SPSC state", "[tools]") {
   // counters = retired + every endpoint.
   CHECK(j["counters"]["frames"].U() == j["retired"]["frames"].U() + 3 + 1);
   CHECK(j["counters"]["bytes"].U() == j["retired"]["bytes"].U() + 111 + 5);
+  // Split by role: 3 frames committed, 1 released.
+  CHECK(j["counters"]["frames_produced"].U() == 3);
+  CHECK(j["counters"]["bytes_produced"].U() == 111);
+  CHECK(j["counters"]["frames_consumed"].U() == 1);
+  CHECK(j["counters"]["bytes_consumed"].U() == 5);
   for (const char* key :
        {"frames", "bytes", "wakeups", "waits", "abandoned", "takeovers", "redelivered"}) {
     CHECK(j["counters"].Has(key));
@@ -876,6 +881,8 @@ TEST_CASE("tools: inspect --json matches the live SPSC state", "[tools]") {
   }
   CHECK(j["retired"]["frames"].U() == 3);  // the producer's counters were folded into retired
   CHECK(j["counters"]["frames"].U() == 4);
+  CHECK(j["counters"]["frames_produced"].U() == 3);  // the retired producer's share
+  CHECK(j["counters"]["frames_consumed"].U() == 1);
 }
 
 TEST_CASE("tools: inspect --json matches the live MPMC state; dead endpoints", "[tools]") {

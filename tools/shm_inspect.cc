@@ -165,10 +165,17 @@ class JsonWriter {
   bool after_key_ = false;
 };
 
-void CountersJson(JsonWriter& j, const CounterValues& c) {
+// With `channel`, the channel totals also get the frames/bytes split by role.
+void CountersJson(JsonWriter& j, const CounterValues& c, const Snapshot* channel = nullptr) {
   j.BeginObject();
   j.Key("frames").Uint(c.frames);
   j.Key("bytes").Uint(c.bytes);
+  if (channel != nullptr) {
+    j.Key("frames_produced").Uint(channel->frames_produced);
+    j.Key("bytes_produced").Uint(channel->bytes_produced);
+    j.Key("frames_consumed").Uint(channel->frames_consumed);
+    j.Key("bytes_consumed").Uint(channel->bytes_consumed);
+  }
   j.Key("wakeups").Uint(c.wakeups);
   j.Key("waits").Uint(c.waits);
   j.Key("abandoned").Uint(c.abandoned);
@@ -303,7 +310,7 @@ std::string SnapshotJson(const Snapshot& s, bool with_frames, const std::optiona
   j.Key("retired");
   CountersJson(j, s.retired);
   j.Key("counters");
-  CountersJson(j, s.counters);
+  CountersJson(j, s.counters, &s);
   if (with_frames) {
     j.Key("frames").BeginArray();
     for (const FrameSnapshot& f : s.frames) {
@@ -450,6 +457,8 @@ std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rate
                   s.space_ready_waiting ? "WAITING" : "-", " (word ", s.space_ready_word,
                   ")  sleepers ", s.waiters, "\n");
   if (s.closed) absl::StrAppend(&out, "  closed    at ", WallTime(s.close_time_ns), "\n");
+  absl::StrAppend(&out, "  frames    produced ", s.frames_produced, " (", s.bytes_produced,
+                  " B)  consumed ", s.frames_consumed, " (", s.bytes_consumed, " B)\n");
   absl::StrAppend(&out, "  counters  ", CountersLine(s.counters), "\n");
   if (rates) {
     absl::StrAppend(&out, "  rates     in ", HumanRate(rates->frames_in), " frames/s ",
