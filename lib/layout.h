@@ -61,6 +61,8 @@ enum class Role : std::uint32_t { kNone = 0, kProducer = 1, kConsumer = 2 };
 // Byte offsets used only for OFD locks (never read or written); beyond any plausible object size.
 inline constexpr std::int64_t kInitLockOffset = std::int64_t{1} << 40;
 inline constexpr std::int64_t kEndpointLockBase = kInitLockOffset + 1;
+// MPMC: held while a consumer rescues a dead consumer's frame (lib/mpmc.cc, "Consumer death").
+inline constexpr std::int64_t kRecoveryLockOffset = kInitLockOffset - 1;
 
 using AtomicU32 = std::atomic<std::uint32_t>;
 using AtomicU64 = std::atomic<std::uint64_t>;

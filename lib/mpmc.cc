@@ -69,7 +69,6 @@
 // between a *losing* CAS and its next poll shows a stale claim, which delays (never wrongs) the
 // abandonment of that ticket if its real owner died — until the stopped producer runs again.
 // (2) A rescuer stopped while it holds the recovery lock delays other rescues the same way.
-// (3) kRecoveryLockOffset is part of the ABI and should move to lib/layout.h.
 //
 // The segment is treated as hostile: positions are loaded once and bounded (read <= write <=
 // read + capacity), slot indices are masked, header.sequence must equal the ticket and
@@ -86,9 +85,6 @@ namespace shmring {
 namespace internal {
 namespace {
 
-// Byte of the shm object whose OFD lock serialises consumer-death rescues (next to the init lock,
-// beyond any object size; never read or written).
-constexpr std::int64_t kRecoveryLockOffset = kInitLockOffset - 1;
 // Bound on the retries of one try_ call (each retry means another endpoint made progress).
 constexpr int kMaxRetries = 1024;
 // Stalled polls before the endpoint table is scanned (after spinning), and rescan intervals.
