@@ -525,6 +525,7 @@ TEST_CASE("a consumer killed asleep costs producers at most one wake-up syscall"
 
 // Own main (instead of tests/test_main.cc) for the --iterations option.
 int main(int argc, char* argv[]) {
+  shmring::testing::RemoveTestObjectsOnSignal();
   Catch::Session session;
   using Catch::clara::Opt;
   session.cli(session.cli() | Opt(shmring::g_iterations, "n")["--iterations"](

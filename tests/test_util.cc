@@ -1,13 +1,18 @@
 #include "test_util.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 
 #include "absl/strings/str_cat.h"
@@ -40,10 +45,60 @@ void RemoveAllTestObjects() {
   closedir(dir);
 }
 
+namespace {
+
+pid_t g_main_pid = 0;
+char g_signal_prefix[64];
+std::size_t g_signal_prefix_size = 0;
+
+// Async-signal-safe: getdents64 and unlinkat on /dev/shm (shm_unlink is unlink there), no malloc.
+void OnTerminatingSignal(int signal) {
+  if (getpid() == g_main_pid) {
+    const int dir = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+      alignas(8) char buffer[8192];
+      for (;;) {
+        const long n = syscall(SYS_getdents64, dir, buffer, sizeof(buffer));
+        if (n <= 0) break;
+        for (long at = 0; at < n;) {
+          // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[].
+          unsigned short reclen;
+          std::memcpy(&reclen, buffer + at + 16, sizeof(reclen));
+          const char* entry = buffer + at + 19;
+          if (std::strncmp(entry, g_signal_prefix, g_signal_prefix_size) == 0) {
+            unlinkat(dir, entry, 0);
+          }
+          at += reclen;
+        }
+      }
+      close(dir);
+    }
+  }
+  ::signal(signal, SIG_DFL);
+  raise(signal);
+}
+
+}  // namespace
+
+void RemoveTestObjectsOnSignal() {
+  const std::string prefix = TestPrefix();
+  g_main_pid = getpid();
+  g_signal_prefix_size = std::min(prefix.size(), sizeof(g_signal_prefix) - 1);
+  std::memcpy(g_signal_prefix, prefix.data(), g_signal_prefix_size);
+  struct sigaction action = {};
+  action.sa_handler = OnTerminatingSignal;
+  sigemptyset(&action.sa_mask);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaction(s, &action, nullptr);
+}
+
 Child::Child(std::function<int()> body) {
   std::fflush(nullptr);
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    // Die with the test binary (a timeout, ^C), instead of running on as an orphan.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(98);
     int code = 99;
     try {
       code = body();

@@ -39,6 +39,11 @@ class ScopedName {
 // RemoveAllTestObjects unlinks every /dev/shm object under TestPrefix().
 void RemoveAllTestObjects();
 
+// RemoveTestObjectsOnSignal makes SIGTERM, SIGINT and SIGHUP (a meson timeout, ^C, a closed
+// terminal) unlink every object under TestPrefix() before the test binary dies of the signal.
+// Call it once from main(); forked children that get the signal just die of it.
+void RemoveTestObjectsOnSignal();
+
 // Child: a forked process running `body`; its return value is the exit code (exceptions → 99).
 class Child {
  public:
