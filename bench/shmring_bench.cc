@@ -33,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mpmc_fan.h"
 #include "transport.h"
 
 namespace shmring::bench {
@@ -97,6 +98,9 @@ struct Options {
   std::string plot = "shmring-bench-latency.png";
   int timeout_s = 60;  // per run
   std::size_t batch = kDefaultBatch;
+  int producers = 0;  // shmring-mpmc throughput with several processes per side (0: not given)
+  int consumers = 0;
+  std::vector<int> allowed_cpus;
 };
 
 void Usage(FILE* out) {
@@ -109,6 +113,9 @@ void Usage(FILE* out) {
                "      [--wait spin|block|hybrid] [--rate HZ] [--cpus A,B] [--json]\n"
                "  shmring-bench throughput --transport T --size BYTES [--count N] [--warmup N]\n"
                "      [--wait spin|block|hybrid] [--cpus A,B] [--json]\n"
+               "  shmring-bench throughput --transport shmring-mpmc --size BYTES\n"
+               "      --producers P --consumers C [--count N] [--wait W] [--json]\n"
+               "      P producer and C consumer processes on one channel (not pinned)\n"
                "options:\n"
                "  --size       message bytes, >= 8 (suffixes K/KiB, M/MiB)\n"
                "  --wait       how shmring-* endpoints wait (default hybrid, the library's);\n"
@@ -120,6 +127,10 @@ void Usage(FILE* out) {
                "  --batch N    shmring-spsc throughput: publish every N frames (commit_deferred\n"
                "               and release_deferred in between; default 32); 1: commit() and\n"
                "               release() publish every frame\n"
+               "  --producers P, --consumers C\n"
+               "               shmring-mpmc throughput: P producer processes each stream N\n"
+               "               frames to C competing consumer processes (1..32 each); every\n"
+               "               frame checked: exactly once, in order per producer\n"
                "transports:\n");
   for (const TransportInfo& t : Transports()) {
     std::fprintf(out, "  %-13s %s%s\n", std::string(t.name).c_str(),
@@ -229,6 +240,14 @@ int ParseArgs(int argc, char** argv, Options* o) {
       if ((v = value()) == nullptr) return 2;
       o->batch = static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
       if (o->batch == 0) o->batch = 1;
+    } else if (arg == "--producers" || arg == "--consumers") {
+      if ((v = value()) == nullptr) return 2;
+      const int n = std::atoi(v);
+      if (n < 1 || n > 32) {
+        std::fprintf(stderr, "shmring-bench: bad %s '%s' (1..32)\n", argv[i - 1], v);
+        return 2;
+      }
+      (arg == "--producers" ? o->producers : o->consumers) = n;
     } else if (arg == "--timeout") {
       if ((v = value()) == nullptr) return 2;
       o->timeout_s = std::atoi(v);
@@ -258,6 +277,12 @@ int ParseArgs(int argc, char** argv, Options* o) {
     }
     if (!o->size_given) {
       std::fprintf(stderr, "shmring-bench: %s needs --size BYTES\n", o->mode.c_str());
+      return 2;
+    }
+    if ((o->producers != 0 || o->consumers != 0) &&
+        (o->mode != "throughput" || o->transport != "shmring-mpmc")) {
+      std::fprintf(stderr,
+                   "shmring-bench: --producers/--consumers apply to throughput of shmring-mpmc\n");
       return 2;
     }
     if (o->rate > 0 && o->mode != "latency") {
@@ -580,6 +605,47 @@ void PrintThroughputRow(const RunResult& r, const RunResult* naive) {
               r.bytes_per_s / (1024.0 * 1024.0), vs);
 }
 
+// ---- shmring-mpmc with several producer and consumer processes ----
+FanSpec MakeFan(const Options& o, int producers, int consumers, std::uint64_t count, Wait wait) {
+  FanSpec f;
+  f.producers = producers;
+  f.consumers = consumers;
+  f.size = o.size_given ? o.size : 64;
+  f.count = count != 0 ? count
+                       : std::max<std::uint64_t>(
+                             1000, std::min<std::uint64_t>(
+                                       1000000, (std::uint64_t{256} << 20) / f.size / producers));
+  f.wait = wait;
+  f.timeout_s = o.timeout_s;
+  f.cpus = o.allowed_cpus;
+  return f;
+}
+
+std::string FanLabel(const FanSpec& f) {
+  return "mpmc " + std::to_string(f.producers) + "P" + std::to_string(f.consumers) + "C/" +
+         std::string(WaitName(f.wait));
+}
+
+void PrintFan(const FanSpec& f, const FanResult& r, bool json) {
+  if (json) {
+    std::printf(
+        "{\"transport\": \"shmring-mpmc\", \"size\": %zu, \"wait\": \"%s\", "
+        "\"count\": %" PRIu64
+        ", \"producers\": %d, \"consumers\": %d, "
+        "\"msgs_per_s\": %.0f, \"bytes_per_s\": %.0f, \"max_consumer_share\": %.3f}\n",
+        f.size, std::string(WaitName(f.wait)).c_str(), r.frames, f.producers, f.consumers,
+        r.msgs_per_s, r.bytes_per_s, r.max_consumer_share);
+  } else if (!r.ok) {
+    std::printf("%-20s %7s  n/a: %s\n", FanLabel(f).c_str(), SizeName(f.size).c_str(),
+                r.error.c_str());
+  } else {
+    std::printf("%-20s %7s %8" PRIu64 " %14.0f %12.1f %9s  (busiest consumer %.0f%%)\n",
+                FanLabel(f).c_str(), SizeName(f.size).c_str(), r.frames, r.msgs_per_s,
+                r.bytes_per_s / (1024.0 * 1024.0), "", 100 * r.max_consumer_share);
+  }
+  std::fflush(stdout);
+}
+
 // Writes the latency percentiles of the full comparison as a PNG with gnuplot: one panel per size,
 // p50/p90/p99/p99.9 bars per transport on a log scale. Returns false (with a message) on failure.
 bool Plot(const std::vector<RunResult>& results, const std::string& path, int cpu_a, int cpu_b) {
@@ -736,6 +802,22 @@ int RunAll(const Options& o) {
     }
     std::fflush(stdout);
   }
+  // MPMC with several processes per side: the master-and-workers shape (not pinned).
+  bool fan_failed = false;
+  for (const auto& [producers, consumers] : {std::pair{2, 2}, std::pair{4, 4}}) {
+    Options fo = o;
+    fo.size = 64;
+    fo.size_given = true;
+    const FanSpec f =
+        MakeFan(fo, producers, consumers, o.count != 0 ? o.count : 500000, Wait::kHybrid);
+    const FanResult r = RunFan(f);
+    fan_failed = fan_failed || !r.ok;
+    if (o.json && !r.ok) {
+      std::fprintf(stderr, "shmring-bench: %s 64 B: %s\n", FanLabel(f).c_str(), r.error.c_str());
+    } else {
+      PrintFan(f, r, o.json);
+    }
+  }
   // The goals of issue 5, from this run's numbers.
   const auto ratio = [&](std::string_view a, Wait wa, std::string_view b, Wait wb, std::size_t size,
                          bool latency, double RunResult::*field, std::size_t batch = 0) -> double {
@@ -796,6 +878,7 @@ int RunAll(const Options& o) {
     }
   }
   std::fprintf(out, "total time: %.1f s\n", static_cast<double>(NowNs() - started) / 1e9);
+  if (fan_failed) return 1;
   for (const RunResult& r : results) {
     if (!r.ok && r.error.find("mq_open") == std::string::npos) return 1;
   }
@@ -811,6 +894,9 @@ int Main(int argc, char** argv) {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
   sched_getaffinity(0, sizeof(allowed), &allowed);
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed)) o.allowed_cpus.push_back(c);
+  }
   if (o.cpu_a < 0) {
     for (int c = 0; c < CPU_SETSIZE; ++c) {
       if (!CPU_ISSET(c, &allowed)) continue;
@@ -839,6 +925,24 @@ int Main(int argc, char** argv) {
     return 2;
   }
   if (o.mode.empty()) return RunAll(o);
+  if (o.producers != 0 || o.consumers != 0) {
+    const FanSpec f =
+        MakeFan(o, std::max(o.producers, 1), std::max(o.consumers, 1), o.count, o.wait);
+    const FanResult r = RunFan(f);
+    if (!r.ok) {
+      std::fprintf(stderr, "shmring-bench: throughput %s %s: %s\n", FanLabel(f).c_str(),
+                   SizeName(f.size).c_str(), r.error.c_str());
+      return 1;
+    }
+    if (!o.json) {
+      std::printf("%d producer and %d consumer processes (not pinned, CPUs allowed: %zu); %" PRIu64
+                  " frames, each checked: exactly once, in order per producer\n",
+                  f.producers, f.consumers, o.allowed_cpus.size(), r.frames);
+      PrintThroughputHeader();
+    }
+    PrintFan(f, r, o.json);
+    return 0;
+  }
 
   const TransportInfo* info = FindTransport(o.transport);
   const bool latency = o.mode == "latency";
