@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
   OpenOptions open;
   open.access = Access::kReadWrite;
   open.expected_kind = kind;
-  open.deadline = absl::Now() + options.open_timeout;
+  open.deadline = WallNow() + options.open_timeout;
   open.allow_shared_mode = options.allow_shared_mode;
   absl::StatusOr<std::unique_ptr<Segment>> segment = Segment::Open(name, open);
   if (!segment.ok()) return segment.status();

@@ -113,7 +113,7 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
       r = poll();
       if (ResultOf(r) != Result::kWouldBlock) return r;
       // Reading the clock costs ~20 ns; do it every 1024 polls.
-      if ((i & 1023) == 0 && absl::Now() >= deadline) return WithResult<R>(Result::kTimeout);
+      if ((i & 1023) == 0 && WallNow() >= deadline) return WithResult<R>(Result::kTimeout);
       if (mode_ == WaitMode::kHybrid && i >= spin_iterations_) break;
     }
   }
@@ -127,7 +127,7 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
     wake.waiting.exchange(1, std::memory_order_acq_rel);
     r = poll();
     if (ResultOf(r) != Result::kWouldBlock) return r;
-    const absl::Time now = absl::Now();
+    const absl::Time now = WallNow();
     if (now >= deadline) return WithResult<R>(Result::kTimeout);
     entry_->sleeping.store(1, std::memory_order_relaxed);  // informational (shm-inspect)
     Count(&Counters::waits);

@@ -139,7 +139,7 @@ class StallGate {
       count_ = 0;
     }
     if (++count_ < polls_) return false;
-    const absl::Time now = absl::Now();
+    const absl::Time now = WallNow();
     if (count_ == polls_ || now - last_ >= interval_) {
       last_ = now;
       return true;
@@ -179,6 +179,7 @@ struct MpmcProducerState {
 
   explicit MpmcProducerState(std::unique_ptr<Endpoint> ep)
       : endpoint(std::move(ep)), ring(*endpoint), self(endpoint->entry()) {
+    PrefaultDataArea(ring.data, ring.segment->geometry().data_size, /*for_writing=*/true);
     // A dead producer's claim left in this entry: clearing it lets consumers skip that ticket
     // (nobody live claims it). Release: pairs with the acquire in the consumers' scan [X0].
     // A dead consumer's held_ticket stays: consumers ignore held tickets of non-consumer
@@ -314,6 +315,7 @@ struct MpmcConsumerState {
         self(endpoint->entry()),
         self_index(endpoint->index()),
         stall(kStallPolls, kStallInterval, options) {
+    PrefaultDataArea(ring.data, ring.segment->geometry().data_size, /*for_writing=*/false);
     // A dead producer's claim left in this entry: clear it so consumers skip that ticket.
     self->claim_ticket.store(kNoTicket, std::memory_order_release);
     // A dead consumer's frame left in this entry: adopt it (redelivery) or, if it is not ours to
@@ -386,10 +388,10 @@ struct MpmcConsumerState {
   }
 
   bool LockRecovery(bool wait) {
-    const absl::Time give_up = absl::Now() + absl::Seconds(1);
+    const absl::Time give_up = WallNow() + absl::Seconds(1);
     for (;;) {
       if (TryLockByte(ring.segment->fd(), kRecoveryLockOffset)) return true;
-      if (!wait || absl::Now() >= give_up) return false;
+      if (!wait || WallNow() >= give_up) return false;
       absl::SleepFor(absl::Microseconds(100));
     }
   }
@@ -564,7 +566,7 @@ struct MpmcConsumerState {
             if (out.result == Result::kWouldBlock) out = {Result::kClosed, {}, 0};
             return out;
           }
-          const absl::Time now = absl::Now();
+          const absl::Time now = WallNow();
           if (now - last_sweep >= kSweepInterval) {
             last_sweep = now;
             out = SweepEntries(read);

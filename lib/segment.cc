@@ -297,7 +297,7 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
   // A creator that is alive but not done holds the init lock: wait for it up to the deadline.
   // One that died (or an object no shmring creator made) does not: then a short grace period
   // covers the window between the creator's shm_open and its taking the lock.
-  const absl::Time grace_end = absl::Now() + absl::Milliseconds(50);
+  const absl::Time grace_end = WallNow() + absl::Milliseconds(50);
   for (;;) {
     struct stat st;
     if (fstat(fd, &st) != 0) return ErrnoStatus(errno, name, "fstat failed");
@@ -387,7 +387,7 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
     } else {
       not_ready = ValidateHeader(name, SegmentHeader{}, size).status();
     }
-    const absl::Time now = absl::Now();
+    const absl::Time now = WallNow();
     const bool creator_alive = IsByteLocked(fd, kInitLockOffset);
     if (!creator_alive && now >= grace_end) return not_ready;
     if (creator_alive && now >= options.deadline) {

@@ -35,8 +35,6 @@
 // loaded once into a local before use. A violation returns kCorrupted, never an out-of-bounds read.
 #include "shmring/spsc.h"
 
-#include <sys/mman.h>
-
 #include <climits>
 #include <cstring>
 
@@ -50,18 +48,6 @@ namespace internal {
 // the ring is deferred, so a batch larger than the ring cannot turn the stream into turns of
 // "producer fills, consumer drains" with no overlap.
 inline constexpr std::uint64_t kDeferredLimitDivisor = 4;
-
-// PrefaultDataArea maps every page of the ring into this process's page tables at attach time,
-// so the data path never takes a page fault (each first touch of a page costs microseconds, and
-// on a fresh ring every frame of the first lap would pay it). It changes no byte of the ring.
-// `for_writing`: the producer also wants the pages mapped writable.
-inline void PrefaultDataArea(std::byte* data, std::uint64_t bytes, bool for_writing) {
-  if (madvise(data, bytes, for_writing ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0) return;
-  // Kernels before 5.14: touch a byte per page (a read fault maps a shmem page writable too).
-  for (std::uint64_t offset = 0; offset < bytes; offset += 4096) {
-    (void)*static_cast<volatile const std::byte*>(data + offset);
-  }
-}
 
 struct RingView {
   ControlBlock* control;
@@ -98,7 +84,11 @@ struct SpscProducerState {
         published_position(write_position),
         cached_read_position(ring.control->read_position.load(std::memory_order_acquire)),
         next_sequence(ring.control->next_write_seq.load(std::memory_order_relaxed)) {
-    PrefaultDataArea(ring.data, ring.capacity, /*for_writing=*/true);
+    // The free region, if the cursors make sense (TryClaim reports them corrupted otherwise).
+    const std::uint64_t used = write_position - cached_read_position;
+    const std::uint64_t free_bytes =
+        cached_read_position <= write_position && used <= ring.capacity ? ring.capacity - used : 0;
+    PrefaultDataArea(ring.data, ring.capacity, /*for_writing=*/true, write_position, free_bytes);
   }
 
   Claim TryClaim(std::size_t size) {
