@@ -232,7 +232,7 @@ void DecodeMpmcFrames(const Geometry& g, const ByteReader& read, const DecodeOpt
 // -fsanitize=thread), and on x86 an acquire fence only restrains the compiler, so TSan builds
 // keep that part.
 inline void AcquireFence() {
-#if defined(__SANITIZE_THREAD__)
+#if SHMRING_TSAN
   std::atomic_signal_fence(std::memory_order_acquire);
 #else
   std::atomic_thread_fence(std::memory_order_acquire);

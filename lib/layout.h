@@ -43,6 +43,18 @@
 #include <cstdint>
 #include <type_traits>
 
+// SHMRING_TSAN: 1 when compiled with ThreadSanitizer (GCC or clang).
+#if defined(__SANITIZE_THREAD__)
+#define SHMRING_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHMRING_TSAN 1
+#endif
+#endif
+#ifndef SHMRING_TSAN
+#define SHMRING_TSAN 0
+#endif
+
 namespace shmring::internal {
 
 // A fixed line size, not std::hardware_destructive_interference_size (it varies with -mtune and
