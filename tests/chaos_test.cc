@@ -50,18 +50,14 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::Mix;
+using testing::Scale;
 using testing::ScopedName;
 
 // Each blocking call waits at most this long, then loops (so a timeout is exercised too).
 constexpr absl::Duration kStep = absl::Milliseconds(150);
 // The whole iteration must finish within this (a generous bound for a noisy 2-core machine).
 constexpr absl::Duration kWatchdog = absl::Seconds(120);
-
-double Scale() {
-  const char* s = std::getenv("SHMRING_TEST_SCALE");
-  const double v = s != nullptr ? std::atof(s) : 1.0;
-  return v > 0 ? v : 1.0;
-}
 
 int Iterations() {
   if (const char* s = std::getenv("SHMRING_CHAOS_ITERATIONS"); s != nullptr && std::atoi(s) > 0) {
@@ -78,13 +74,6 @@ std::uint64_t Seed() {
   }
   return static_cast<std::uint64_t>(absl::ToUnixNanos(absl::Now())) ^
          (static_cast<std::uint64_t>(getpid()) << 32);
-}
-
-std::uint64_t Mix(std::uint64_t x) {  // splitmix64
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
 }
 
 // PatternByte: byte i of the payload of the frame with identity `id`.

@@ -32,6 +32,9 @@ namespace {
 
 using absl::StatusCode;
 using testing::Child;
+using testing::FillSeq;
+using testing::IntactSeq;
+using testing::Scale;
 using testing::ScopedName;
 
 constexpr absl::Duration kGenerous = absl::Seconds(60);
@@ -39,28 +42,6 @@ constexpr absl::Duration kGenerous = absl::Seconds(60);
 const absl::Duration kStopped = internal::kMaxSleep * 7 / 2;
 // The peers' deadlines while the victim is stopped (shorter than the stop).
 const absl::Duration kPeerDeadline = internal::kMaxSleep * 5 / 2;
-
-double Scale() {
-  const char* s = std::getenv("SHMRING_TEST_SCALE");
-  const double v = s != nullptr ? std::atof(s) : 1.0;
-  return v > 0 ? v : 1.0;
-}
-
-// Frame `seq` carries its sequence number in its first 8 bytes, then seq's low byte.
-void Fill(std::uint64_t seq, std::span<std::byte> out) {
-  std::memcpy(out.data(), &seq, sizeof(seq));
-  std::memset(out.data() + 8, static_cast<int>(seq & 0xFF), out.size() - 8);
-}
-bool Intact(std::uint64_t seq, std::span<const std::byte> in) {
-  if (in.size() < 8) return false;
-  std::uint64_t s;
-  std::memcpy(&s, in.data(), 8);
-  if (s != seq) return false;
-  for (std::size_t i = 8; i < in.size(); ++i) {
-    if (in[i] != static_cast<std::byte>(seq & 0xFF)) return false;
-  }
-  return true;
-}
 
 // AwaitStopped: waits until `pid` is stopped (it raised SIGSTOP or was sent it).
 void AwaitStopped(pid_t pid) {
@@ -112,7 +93,7 @@ TEST_CASE("SPSC: a producer stopped between claim and commit keeps its role and 
     for (std::uint64_t i = 0; i < kTotal; ++i) {
       Claim c = p->claim(100, absl::Now() + kGenerous);
       if (!c.ok() || c.sequence != i) return 11;
-      Fill(i, c.data);
+      FillSeq(i, c.data);
       if (i == kBefore) raise(SIGSTOP);  // stopped with the claim outstanding
       p->commit();
     }
@@ -141,7 +122,7 @@ TEST_CASE("SPSC: a producer stopped between claim and commit keeps its role and 
     Frame f = consumer->read(absl::Now() + kGenerous);
     REQUIRE(f.ok());
     CHECK(f.sequence == i);
-    CHECK(Intact(i, f.data));
+    CHECK(IntactSeq(i, f.data));
     consumer->release();
   }
   CHECK(consumer->read(absl::Now() + kGenerous).result == Result::kClosed);
@@ -164,7 +145,7 @@ TEST_CASE("SPSC: a consumer stopped holding a frame keeps its role; nothing is r
     for (std::uint64_t i = 0;; ++i) {
       Frame f = c->read(absl::Now() + kGenerous);
       if (f.result == Result::kClosed) return i == kTotal ? 0 : 11;
-      if (!f.ok() || f.sequence != i || !Intact(i, f.data)) return 12;
+      if (!f.ok() || f.sequence != i || !IntactSeq(i, f.data)) return 12;
       if (i == kHeld) raise(SIGSTOP);  // stopped holding frame kHeld
       c->release();
     }
@@ -174,7 +155,7 @@ TEST_CASE("SPSC: a consumer stopped holding a frame keeps its role; nothing is r
   while (sent <= kHeld) {
     Claim c = producer->claim(kSize, absl::Now() + kGenerous);
     REQUIRE(c.ok());
-    Fill(sent++, c.data);
+    FillSeq(sent++, c.data);
     producer->commit();
   }
   AwaitStopped(consumer.pid());
@@ -182,7 +163,7 @@ TEST_CASE("SPSC: a consumer stopped holding a frame keeps its role; nothing is r
     Claim c = producer->try_claim(kSize);
     if (c.result == Result::kWouldBlock) break;
     REQUIRE(c.ok());
-    Fill(sent++, c.data);
+    FillSeq(sent++, c.data);
     producer->commit();
   }
   const absl::Time deadline = absl::Now() + kStopped;
@@ -195,7 +176,7 @@ TEST_CASE("SPSC: a consumer stopped holding a frame keeps its role; nothing is r
   while (sent < kTotal) {
     Claim c = producer->claim(kSize, absl::Now() + kGenerous);
     REQUIRE(c.ok());
-    Fill(sent++, c.data);
+    FillSeq(sent++, c.data);
     producer->commit();
   }
   producer->close();
@@ -214,7 +195,7 @@ TEST_CASE("MPMC: a consumer stopped holding a frame is not robbed of it") {
   auto send = [&](std::uint64_t seq, absl::Time deadline) {
     Claim c = producer->claim(32, deadline);
     if (!c.ok()) return c.result;
-    Fill(seq, c.data);
+    FillSeq(seq, c.data);
     return producer->commit();
   };
   REQUIRE(send(0, absl::Now() + kGenerous) == Result::kOk);
@@ -222,10 +203,10 @@ TEST_CASE("MPMC: a consumer stopped holding a frame is not robbed of it") {
     auto c = MpmcConsumer::Attach(name, EndpointOptions{.wait = WaitMode::kBlock});
     if (!c.ok()) return 10;
     Frame f = c->read(absl::Now() + kGenerous);
-    if (!f.ok() || f.sequence != 0 || !Intact(0, f.data)) return 11;
+    if (!f.ok() || f.sequence != 0 || !IntactSeq(0, f.data)) return 11;
     raise(SIGSTOP);  // stopped holding ticket 0
     // Still ours after the stop.
-    if (!Intact(0, f.data)) return 12;
+    if (!IntactSeq(0, f.data)) return 12;
     c->release();
     return 0;
   });
@@ -256,7 +237,7 @@ TEST_CASE("MPMC: a consumer stopped holding a frame is not robbed of it") {
   Frame f = other->read(absl::Now() + kGenerous);
   REQUIRE(f.ok());
   CHECK(f.sequence == 4);
-  CHECK(Intact(4, f.data));
+  CHECK(IntactSeq(4, f.data));
   other->release();
   CHECK(Total(name.str(), &internal::Counters::redelivered) == 0);
 }
@@ -327,7 +308,7 @@ TEST_CASE("SPSC: random SIGSTOPs under load: nothing skipped, duplicated or take
       const std::size_t size = 8 + (i * 37) % 300;
       Claim c = Retry([&](absl::Time d) { return p->claim(size, d); });
       if (!c.ok() || c.sequence != i) return 11;
-      Fill(i, c.data);
+      FillSeq(i, c.data);
       p->commit();
     }
     p->close();
@@ -341,7 +322,7 @@ TEST_CASE("SPSC: random SIGSTOPs under load: nothing skipped, duplicated or take
     for (std::uint64_t i = 0;; ++i) {
       Frame f = Retry([&](absl::Time d) { return c->read(d); });
       if (f.result == Result::kClosed) return Linger(tally, i == frames ? 0 : 21);
-      if (!f.ok() || f.sequence != i || !Intact(i, f.data)) return 22;
+      if (!f.ok() || f.sequence != i || !IntactSeq(i, f.data)) return 22;
       c->release();
     }
   });
@@ -379,7 +360,7 @@ TEST_CASE("MPMC: random SIGSTOPs under load: no slot abandoned, nothing redelive
     for (std::uint64_t i = 0; i < per_producer; ++i) {
       Claim c = Retry([&](absl::Time d) { return p->claim(64, d); });
       if (!c.ok()) return 11;
-      Fill(id * per_producer + i, c.data);
+      FillSeq(id * per_producer + i, c.data);
       if (p->commit() != Result::kOk) return 12;  // kAbandoned would be a false death
     }
     return Linger(tally, 0);
@@ -394,7 +375,7 @@ TEST_CASE("MPMC: random SIGSTOPs under load: no slot abandoned, nothing redelive
       if (!f.ok() || f.data.size() != 64) return 21;
       std::uint64_t id;
       std::memcpy(&id, f.data.data(), sizeof(id));
-      if (id >= 2 * per_producer || !Intact(id, f.data)) return 22;
+      if (id >= 2 * per_producer || !IntactSeq(id, f.data)) return 22;
       tally->seen[id].fetch_add(1);
       c->release();
     }

@@ -41,16 +41,11 @@ namespace {
 
 using absl::StatusCode;
 using testing::Child;
+using testing::Scale;
 using testing::ScopedName;
 
 constexpr absl::Duration kWatchdog = absl::Seconds(120);
 constexpr absl::Duration kStep = absl::Milliseconds(20);
-
-double Scale() {
-  const char* s = std::getenv("SHMRING_TEST_SCALE");
-  const double v = s != nullptr ? std::atof(s) : 1.0;
-  return v > 0 ? v : 1.0;
-}
 
 // How long each hostile phase lasts.
 absl::Duration Phase() { return std::max(absl::Seconds(1), absl::Seconds(3) * Scale()); }

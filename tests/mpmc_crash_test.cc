@@ -28,28 +28,13 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::FillProducerFrame;
+using testing::Pipe;
 using testing::ScopedName;
 
 int g_iterations = 20;
 
 constexpr absl::Duration kGenerous = absl::Seconds(60);
-
-struct Pipe {
-  int fd[2];
-  Pipe() { REQUIRE(pipe(fd) == 0); }
-  ~Pipe() {
-    close(fd[0]);
-    close(fd[1]);
-  }
-  bool Signal() {
-    char c = 1;
-    return write(fd[1], &c, 1) == 1;
-  }
-  bool Await() {
-    char c;
-    return read(fd[0], &c, 1) == 1;
-  }
-};
 
 struct SharedMemory {
   void* base;
@@ -61,33 +46,13 @@ struct SharedMemory {
   ~SharedMemory() { munmap(base, size); }
 };
 
-std::uint64_t Mix(std::uint64_t x) {  // splitmix64 finaliser
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-// Frame (producer, counter): producer id, counter, then bytes derived from both; 12..12+51 bytes.
+// Frames of (producer, counter) (test_util.h): 12..63 bytes.
+constexpr std::size_t kSpread = 52;
 std::size_t FrameSize(std::uint32_t producer, std::uint64_t counter) {
-  return 12 + Mix(counter * 8 + producer) % 52;
-}
-void Fill(std::uint32_t producer, std::uint64_t counter, std::span<std::byte> out) {
-  std::memcpy(out.data(), &producer, 4);
-  std::memcpy(out.data() + 4, &counter, 8);
-  const std::uint64_t k = Mix(counter ^ (std::uint64_t{producer} << 40));
-  for (std::size_t i = 12; i < out.size(); ++i) out[i] = static_cast<std::byte>(k >> (i % 8 * 8));
+  return testing::ProducerFrameSize(producer, counter, kSpread);
 }
 bool Decode(std::span<const std::byte> in, std::uint32_t* producer, std::uint64_t* counter) {
-  if (in.size() < 12) return false;
-  std::memcpy(producer, in.data(), 4);
-  std::memcpy(counter, in.data() + 4, 8);
-  if (in.size() != FrameSize(*producer, *counter)) return false;
-  const std::uint64_t k = Mix(*counter ^ (std::uint64_t{*producer} << 40));
-  for (std::size_t i = 12; i < in.size(); ++i) {
-    if (in[i] != static_cast<std::byte>(k >> (i % 8 * 8))) return false;
-  }
-  return true;
+  return testing::DecodeProducerFrame(in, kSpread, producer, counter);
 }
 
 std::unique_ptr<internal::Segment> Inspect(const std::string& name) {
@@ -177,7 +142,7 @@ int RunProducer(const std::string& name, std::uint32_t p, CrashShared* shared) {
   for (std::uint64_t i = 0; i < kFramesPerProducer; ++i) {
     Claim c = producer->claim(FrameSize(p, i), absl::Now() + kGenerous);
     if (!c.ok()) return 11;
-    Fill(p, i, c.data);
+    FillProducerFrame(p, i, c.data);
     if (i % 16 == 0) sched_yield();  // widen the claim-to-commit window the kill may hit
     if (producer->commit() != Result::kOk) return 12;
     shared->committed[p].store(i + 1, std::memory_order_relaxed);

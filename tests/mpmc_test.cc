@@ -21,45 +21,19 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::FillProducerFrame;
+using testing::Scaled;
 using testing::ScopedName;
 
 constexpr absl::Duration kGenerous = absl::Seconds(120);
 
-std::uint64_t Scaled(std::uint64_t n) {
-  const char* scale = std::getenv("SHMRING_TEST_SCALE");  // e.g. 0.1 under sanitizers
-  if (scale == nullptr) return n;
-  return std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(n * std::atof(scale)));
-}
-
-std::uint64_t Mix(std::uint64_t x) {  // splitmix64 finaliser
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-// Frame of (producer, counter): 4-byte producer id, 8-byte counter, then bytes that are a
-// function of both, so a torn or misdelivered frame is detected. Size 12..12+63.
+// Frames of (producer, counter) (test_util.h): 12..75 bytes.
+constexpr std::size_t kSpread = 64;
 std::size_t FrameSize(std::uint32_t producer, std::uint64_t counter) {
-  return 12 + Mix(counter * 8 + producer) % 64;
+  return testing::ProducerFrameSize(producer, counter, kSpread);
 }
-void Fill(std::uint32_t producer, std::uint64_t counter, std::span<std::byte> out) {
-  std::memcpy(out.data(), &producer, 4);
-  std::memcpy(out.data() + 4, &counter, 8);
-  const std::uint64_t k = Mix(counter ^ (std::uint64_t{producer} << 40));
-  for (std::size_t i = 12; i < out.size(); ++i) out[i] = static_cast<std::byte>(k >> (i % 8 * 8));
-}
-// Decode returns false for a torn frame.
 bool Decode(std::span<const std::byte> in, std::uint32_t* producer, std::uint64_t* counter) {
-  if (in.size() < 12) return false;
-  std::memcpy(producer, in.data(), 4);
-  std::memcpy(counter, in.data() + 4, 8);
-  if (in.size() != FrameSize(*producer, *counter)) return false;
-  const std::uint64_t k = Mix(*counter ^ (std::uint64_t{*producer} << 40));
-  for (std::size_t i = 12; i < in.size(); ++i) {
-    if (in[i] != static_cast<std::byte>(k >> (i % 8 * 8))) return false;
-  }
-  return true;
+  return testing::DecodeProducerFrame(in, kSpread, producer, counter);
 }
 
 // Shared anonymous memory created before fork(): children write, the parent reads after wait.
@@ -190,11 +164,11 @@ TEST_CASE(
         if (p < 2) {  // zero-copy
           Claim c = producer->claim(size, absl::Now() + kGenerous);
           if (!c.ok()) return 11;
-          Fill(p, i, c.data);
+          FillProducerFrame(p, i, c.data);
           if (producer->commit() != Result::kOk) return 12;
         } else {
           std::byte buffer[128];
-          Fill(p, i, std::span<std::byte>(buffer, size));
+          FillProducerFrame(p, i, std::span<std::byte>(buffer, size));
           if (producer->send(std::span<const std::byte>(buffer, size), absl::Now() + kGenerous) !=
               Result::kOk) {
             return 13;

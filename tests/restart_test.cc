@@ -28,15 +28,10 @@ namespace {
 
 using absl::StatusCode;
 using testing::Child;
+using testing::Scale;
 using testing::ScopedName;
 
 constexpr absl::Duration kGenerous = absl::Seconds(60);
-
-double Scale() {
-  const char* s = std::getenv("SHMRING_TEST_SCALE");
-  const double v = s != nullptr ? std::atof(s) : 1.0;
-  return v > 0 ? v : 1.0;
-}
 
 ChannelOptions ServiceChannel() {
   ChannelOptions o;

@@ -15,42 +15,12 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::FillSeq;
+using testing::IntactSeq;
+using testing::Pipe;
 using testing::ScopedName;
 
 constexpr absl::Duration kGenerous = absl::Seconds(60);
-
-struct Pipe {
-  int fd[2];
-  Pipe() { REQUIRE(pipe(fd) == 0); }
-  ~Pipe() {
-    close(fd[0]);
-    close(fd[1]);
-  }
-  bool Signal() {
-    char c = 1;
-    return write(fd[1], &c, 1) == 1;
-  }
-  bool Await() {
-    char c;
-    return read(fd[0], &c, 1) == 1;
-  }
-};
-
-// Frame `seq` carries its sequence number in its first 8 bytes and seq's low byte after that.
-void Fill(std::uint64_t seq, std::span<std::byte> out) {
-  std::memcpy(out.data(), &seq, sizeof(seq));
-  std::memset(out.data() + 8, static_cast<int>(seq & 0xFF), out.size() - 8);
-}
-bool Intact(std::uint64_t seq, std::span<const std::byte> in) {
-  if (in.size() < 8) return false;
-  std::uint64_t s;
-  std::memcpy(&s, in.data(), 8);
-  if (s != seq) return false;
-  for (std::size_t i = 8; i < in.size(); ++i) {
-    if (in[i] != static_cast<std::byte>(seq & 0xFF)) return false;
-  }
-  return true;
-}
 
 std::uint64_t ProducerWakeups(const std::string& name) {
   internal::OpenOptions o;
@@ -78,7 +48,7 @@ TEST_CASE(
     if (!c.ok()) return 10;
     for (std::uint64_t i = 0; i < kReleasedByFirst; ++i) {
       Frame f = c->read(absl::Now() + kGenerous);
-      if (!f.ok() || f.sequence != i || !Intact(i, f.data)) return 11;
+      if (!f.ok() || f.sequence != i || !IntactSeq(i, f.data)) return 11;
       c->release();
     }
     Frame held = c->read(absl::Now() + kGenerous);  // read, never released: redelivered later
@@ -92,7 +62,7 @@ TEST_CASE(
   auto send_one = [&](absl::Time deadline) {
     Claim c = producer->claim(kSize, deadline);
     if (!c.ok()) return c.result;
-    Fill(sent, c.data);
+    FillSeq(sent, c.data);
     producer->commit();
     ++sent;
     return Result::kOk;
@@ -104,7 +74,7 @@ TEST_CASE(
     Claim c = producer->try_claim(kSize);
     if (c.result == Result::kWouldBlock) break;
     REQUIRE(c.ok());
-    Fill(sent++, c.data);
+    FillSeq(sent++, c.data);
     producer->commit();
   }
   first.Kill(SIGKILL);
@@ -126,7 +96,7 @@ TEST_CASE(
       if (f.result == Result::kWouldBlock) break;
       REQUIRE(f.ok());
       CHECK(f.sequence == expect);
-      torn += !Intact(expect, f.data);
+      torn += !IntactSeq(expect, f.data);
       second->release();
       ++expect;
     }
@@ -134,7 +104,7 @@ TEST_CASE(
   }
   for (Frame f = second->try_read(); f.ok(); f = second->try_read()) {
     CHECK(f.sequence == expect);
-    torn += !Intact(expect, f.data);
+    torn += !IntactSeq(expect, f.data);
     second->release();
     ++expect;
   }
@@ -158,7 +128,7 @@ TEST_CASE(
     for (std::uint64_t i = 0; i < 3; ++i) {
       Claim c = p->claim(100, absl::Now() + kGenerous);
       if (!c.ok()) return 11;
-      Fill(i, c.data);
+      FillSeq(i, c.data);
       p->commit();
     }
     Claim c = p->claim(100, absl::Now() + kGenerous);
@@ -175,7 +145,7 @@ TEST_CASE(
     Frame f = consumer->try_read();
     REQUIRE(f.ok());
     CHECK(f.sequence == i);
-    CHECK(Intact(i, f.data));
+    CHECK(IntactSeq(i, f.data));
     consumer->release();
   }
   CHECK(consumer->try_read().result == Result::kWouldBlock);  // the claim never became a frame
@@ -184,12 +154,12 @@ TEST_CASE(
   CHECK(next->next_sequence() == 3);
   Claim c = next->try_claim(100);
   REQUIRE(c.ok());
-  Fill(3, c.data);
+  FillSeq(3, c.data);
   next->commit();
   Frame f = consumer->try_read();
   REQUIRE(f.ok());
   CHECK(f.sequence == 3);
-  CHECK(Intact(3, f.data));
+  CHECK(IntactSeq(3, f.data));
 }
 
 TEST_CASE("a consumer killed asleep costs the producer at most one wake-up syscall") {

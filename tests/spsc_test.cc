@@ -17,16 +17,11 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::Mix;
+using testing::Scaled;
 using testing::ScopedName;
 
 constexpr absl::Duration kGenerous = absl::Seconds(60);
-
-std::uint64_t Mix(std::uint64_t x) {  // splitmix64 finaliser
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // The payload of frame `seq` is a function of seq alone, so the consumer can check every byte.
 std::size_t SizeOf(std::uint64_t seq, std::size_t max) { return Mix(seq) % (max + 1); }
@@ -44,12 +39,6 @@ bool Check(std::uint64_t seq, std::span<const std::byte> in) {
     if (in[i] != static_cast<std::byte>(state >> (8 * (i % 8)))) return false;
   }
   return true;
-}
-
-std::uint64_t Scaled(std::uint64_t n) {
-  const char* scale = std::getenv("SHMRING_TEST_SCALE");  // e.g. 0.1 under sanitizers
-  if (scale == nullptr) return n;
-  return std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(n * std::atof(scale)));
 }
 
 EndpointOptions Wait(WaitMode mode) {

@@ -12,8 +12,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -88,7 +90,82 @@ void RemoveTestObjectsOnSignal() {
   struct sigaction action = {};
   action.sa_handler = OnTerminatingSignal;
   sigemptyset(&action.sa_mask);
-  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaction(s, &action, nullptr);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGABRT}) sigaction(s, &action, nullptr);
+}
+
+double Scale() {
+  const char* s = std::getenv("SHMRING_TEST_SCALE");
+  const double v = s != nullptr ? std::atof(s) : 1.0;
+  return v > 0 ? v : 1.0;
+}
+
+std::uint64_t Scaled(std::uint64_t n) {
+  if (std::getenv("SHMRING_TEST_SCALE") == nullptr) return n;
+  return std::max<std::uint64_t>(1000,
+                                 static_cast<std::uint64_t>(static_cast<double>(n) * Scale()));
+}
+
+std::uint64_t Mix(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+void FillSeq(std::uint64_t seq, std::span<std::byte> out) {
+  std::memcpy(out.data(), &seq, sizeof(seq));
+  std::memset(out.data() + 8, static_cast<int>(seq & 0xFF), out.size() - 8);
+}
+
+bool IntactSeq(std::uint64_t seq, std::span<const std::byte> in) {
+  if (in.size() < 8) return false;
+  std::uint64_t s;
+  std::memcpy(&s, in.data(), 8);
+  if (s != seq) return false;
+  for (std::size_t i = 8; i < in.size(); ++i) {
+    if (in[i] != static_cast<std::byte>(seq & 0xFF)) return false;
+  }
+  return true;
+}
+
+std::size_t ProducerFrameSize(std::uint32_t producer, std::uint64_t counter, std::size_t spread) {
+  return 12 + Mix(counter * 8 + producer) % spread;
+}
+
+void FillProducerFrame(std::uint32_t producer, std::uint64_t counter, std::span<std::byte> out) {
+  std::memcpy(out.data(), &producer, 4);
+  std::memcpy(out.data() + 4, &counter, 8);
+  const std::uint64_t k = Mix(counter ^ (std::uint64_t{producer} << 40));
+  for (std::size_t i = 12; i < out.size(); ++i) out[i] = static_cast<std::byte>(k >> (i % 8 * 8));
+}
+
+bool DecodeProducerFrame(std::span<const std::byte> in, std::size_t spread, std::uint32_t* producer,
+                         std::uint64_t* counter) {
+  if (in.size() < 12) return false;
+  std::memcpy(producer, in.data(), 4);
+  std::memcpy(counter, in.data() + 4, 8);
+  if (in.size() != ProducerFrameSize(*producer, *counter, spread)) return false;
+  const std::uint64_t k = Mix(*counter ^ (std::uint64_t{*producer} << 40));
+  for (std::size_t i = 12; i < in.size(); ++i) {
+    if (in[i] != static_cast<std::byte>(k >> (i % 8 * 8))) return false;
+  }
+  return true;
+}
+
+Pipe::Pipe() {
+  if (pipe(fd_) != 0) throw std::runtime_error("pipe(2) failed");
+}
+Pipe::~Pipe() {
+  close(fd_[0]);
+  close(fd_[1]);
+}
+bool Pipe::Signal() {
+  char c = 1;
+  return write(fd_[1], &c, 1) == 1;
+}
+bool Pipe::Await() {
+  char c;
+  return read(fd_[0], &c, 1) == 1;
 }
 
 Child::Child(std::function<int()> body) {

@@ -5,7 +5,10 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -39,10 +42,48 @@ class ScopedName {
 // RemoveAllTestObjects unlinks every /dev/shm object under TestPrefix().
 void RemoveAllTestObjects();
 
-// RemoveTestObjectsOnSignal makes SIGTERM, SIGINT and SIGHUP (a meson timeout, ^C, a closed
-// terminal) unlink every object under TestPrefix() before the test binary dies of the signal.
+// RemoveTestObjectsOnSignal makes SIGTERM, SIGINT, SIGHUP and SIGABRT (a meson timeout, ^C, a
+// closed terminal, a sanitizer report) unlink every object under TestPrefix() before the test
+// binary dies of the signal.
 // Call it once from main(); forked children that get the signal just die of it.
 void RemoveTestObjectsOnSignal();
+
+// Scale is SHMRING_TEST_SCALE (default 1; the sanitizer runs use 0.1): how much of the frame
+// counts and iterations a run does. Scaled(n) is n scaled, at least 1000 (n itself if unset).
+double Scale();
+std::uint64_t Scaled(std::uint64_t n);
+
+// Mix: the splitmix64 finaliser, for payloads that are a function of their frame's identity.
+std::uint64_t Mix(std::uint64_t x);
+
+// Frames that carry their sequence number: 8 bytes of it, then its low byte repeated.
+// IntactSeq checks every byte (false for a torn, misplaced or short frame).
+void FillSeq(std::uint64_t seq, std::span<std::byte> out);
+bool IntactSeq(std::uint64_t seq, std::span<const std::byte> in);
+
+// Frames of (producer, counter), for many producers: 4-byte producer id, 8-byte counter, then
+// bytes that are a function of both, so a torn or misdelivered frame is detected. The size is
+// ProducerFrameSize: 12 .. 12 + spread - 1 bytes. DecodeProducerFrame returns false for a frame
+// whose size or bytes do not match its (producer, counter).
+std::size_t ProducerFrameSize(std::uint32_t producer, std::uint64_t counter, std::size_t spread);
+void FillProducerFrame(std::uint32_t producer, std::uint64_t counter, std::span<std::byte> out);
+bool DecodeProducerFrame(std::span<const std::byte> in, std::size_t spread, std::uint32_t* producer,
+                         std::uint64_t* counter);
+
+// Pipe: a one-byte signal between processes (created before fork()). Await blocks until the
+// other side signals, or returns false once every writer is gone.
+class Pipe {
+ public:
+  Pipe();  // throws std::runtime_error if pipe(2) fails
+  ~Pipe();
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+  bool Signal();
+  bool Await();
+
+ private:
+  int fd_[2];
+};
 
 // Child: a forked process running `body`; its return value is the exit code (exceptions → 99).
 class Child {
