@@ -133,6 +133,11 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
     Count(&Counters::waits);
     FutexWait(&wake.word, seen, std::min(deadline - now, kMaxSleep));
     entry_->sleeping.store(0, std::memory_order_relaxed);
+    // Poll before announcing ourselves again: a waker cleared `waiting` when it woke us, and
+    // setting it again first would leave it set after we return, costing the peer one futex
+    // syscall on its next publication although nobody sleeps.
+    r = poll();
+    if (ResultOf(r) != Result::kWouldBlock) return r;
   }
 }
 
