@@ -6,7 +6,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,12 +27,6 @@ constexpr std::uint64_t kCounterMask = (std::uint64_t{1} << 56) - 1;
 // of the run is then known to a few µs without a clock read per frame.
 constexpr std::uint64_t kClockEvery = 64;
 
-std::int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
 // State shared by the parent and every child (an anonymous shared mapping made before fork).
 struct Shared {
   std::atomic<int> attached{0};
@@ -47,18 +40,6 @@ struct Shared {
   char errors[2 * kMaxProcesses][192];  // producers, then consumers
 };
 
-WaitMode ToMode(Wait wait) {
-  switch (wait) {
-    case Wait::kSpin:
-      return WaitMode::kSpin;
-    case Wait::kBlock:
-      return WaitMode::kBlock;
-    case Wait::kHybrid:
-      break;
-  }
-  return WaitMode::kHybrid;
-}
-
 void WaitForGo(Shared* shared) {
   shared->attached.fetch_add(1);
   while (shared->go.load(std::memory_order_acquire) == 0) sched_yield();
@@ -68,7 +49,7 @@ int ProducerMain(const FanSpec& spec, const std::string& name, int id, Shared* s
                  absl::Time deadline) {
   char* error = shared->errors[id];
   EndpointOptions options;
-  options.wait = ToMode(spec.wait);
+  options.wait = ToWaitMode(spec.wait);
   absl::StatusOr<MpmcProducer> producer = MpmcProducer::Attach(name, options);
   if (!producer.ok()) {
     std::snprintf(error, sizeof(shared->errors[0]), "producer %d: %s", id,
@@ -98,15 +79,17 @@ int ProducerMain(const FanSpec& spec, const std::string& name, int id, Shared* s
 int ConsumerMain(const FanSpec& spec, const std::string& name, int id, Shared* shared,
                  absl::Time deadline) {
   char* error = shared->errors[kMaxProcesses + id];
-  Shared::Consumer& mine = shared->consumers[id];
   EndpointOptions options;
-  options.wait = ToMode(spec.wait);
+  options.wait = ToWaitMode(spec.wait);
   absl::StatusOr<MpmcConsumer> consumer = MpmcConsumer::Attach(name, options);
   if (!consumer.ok()) {
     std::snprintf(error, sizeof(shared->errors[0]), "consumer %d: %s", id,
                   consumer.status().ToString().c_str());
     return 1;
   }
+  // Tallies stay in this process while frames flow (no shared line written per frame) and are
+  // copied to the shared state once, at the end.
+  Shared::Consumer mine{};
   std::vector<std::uint64_t> next(static_cast<std::size_t>(spec.producers), 0);
   WaitForGo(shared);
   for (;;) {
@@ -139,6 +122,7 @@ int ConsumerMain(const FanSpec& spec, const std::string& name, int id, Shared* s
     mine.sum[producer] += counter;
     if (++mine.frames % kClockEvery == 0 || counter + 1 == spec.count) mine.last_ns = NowNs();
   }
+  shared->consumers[id] = mine;
   return 0;
 }
 
@@ -196,9 +180,8 @@ FanResult RunFan(const FanSpec& spec) {
   }
   RegisterName(name, NameKind::kShm);
 
-  void* memory =
-      mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (memory == MAP_FAILED) {
+  std::byte* memory = MapSharedAnonymous(sizeof(Shared));
+  if (memory == nullptr) {
     result.error = std::string("mmap: ") + std::strerror(errno);
     (void)RemoveChannel(name);
     UnregisterName(name);

@@ -185,18 +185,6 @@ class Naive final : public SharedPair {
   std::uint64_t tail_ = 0;
 };
 
-shmring::WaitMode ToWaitMode(Wait wait) {
-  switch (wait) {
-    case Wait::kSpin:
-      return shmring::WaitMode::kSpin;
-    case Wait::kBlock:
-      return shmring::WaitMode::kBlock;
-    case Wait::kHybrid:
-      return shmring::WaitMode::kHybrid;
-  }
-  return shmring::WaitMode::kHybrid;
-}
-
 // ---- shmring-spsc / shmring-mpmc ----
 // Two channels (A→B, B→A). The parent creates them; each process attaches its endpoints after
 // fork(). Send is the copying send(); Receive the copying receive(), as a user would call them.

@@ -44,12 +44,6 @@ constexpr std::size_t kFullSizes[] = {64, 4096, 65536};
 // producer of bursts uses the library; --batch 1 publishes every frame.
 constexpr std::size_t kDefaultBatch = 32;
 
-std::int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
 // ---- process state for the signal handler ----
 pid_t g_parent_pid = 0;
 volatile pid_t g_child = 0;
@@ -606,11 +600,12 @@ void PrintThroughputRow(const RunResult& r, const RunResult* naive) {
 }
 
 // ---- shmring-mpmc with several producer and consumer processes ----
-FanSpec MakeFan(const Options& o, int producers, int consumers, std::uint64_t count, Wait wait) {
+FanSpec MakeFan(const Options& o, std::size_t size, int producers, int consumers,
+                std::uint64_t count, Wait wait) {
   FanSpec f;
   f.producers = producers;
   f.consumers = consumers;
-  f.size = o.size_given ? o.size : 64;
+  f.size = size;
   f.count = count != 0 ? count
                        : std::max<std::uint64_t>(
                              1000, std::min<std::uint64_t>(
@@ -805,11 +800,8 @@ int RunAll(const Options& o) {
   // MPMC with several processes per side: the master-and-workers shape (not pinned).
   bool fan_failed = false;
   for (const auto& [producers, consumers] : {std::pair{2, 2}, std::pair{4, 4}}) {
-    Options fo = o;
-    fo.size = 64;
-    fo.size_given = true;
     const FanSpec f =
-        MakeFan(fo, producers, consumers, o.count != 0 ? o.count : 500000, Wait::kHybrid);
+        MakeFan(o, 64, producers, consumers, o.count != 0 ? o.count : 500000, Wait::kHybrid);
     const FanResult r = RunFan(f);
     fan_failed = fan_failed || !r.ok;
     if (o.json && !r.ok) {
@@ -927,7 +919,7 @@ int Main(int argc, char** argv) {
   if (o.mode.empty()) return RunAll(o);
   if (o.producers != 0 || o.consumers != 0) {
     const FanSpec f =
-        MakeFan(o, std::max(o.producers, 1), std::max(o.consumers, 1), o.count, o.wait);
+        MakeFan(o, o.size, std::max(o.producers, 1), std::max(o.consumers, 1), o.count, o.wait);
     const FanResult r = RunFan(f);
     if (!r.ok) {
       std::fprintf(stderr, "shmring-bench: throughput %s %s: %s\n", FanLabel(f).c_str(),

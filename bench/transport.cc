@@ -3,6 +3,7 @@
 
 #include <mqueue.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
@@ -21,6 +22,24 @@ std::unique_ptr<Transport> MakeEventfd();
 std::unique_ptr<Transport> MakePosixMq();
 std::unique_ptr<Transport> MakeTcp();
 std::unique_ptr<Transport> MakeBoostMq();
+
+shmring::WaitMode ToWaitMode(Wait wait) {
+  switch (wait) {
+    case Wait::kSpin:
+      return shmring::WaitMode::kSpin;
+    case Wait::kBlock:
+      return shmring::WaitMode::kBlock;
+    case Wait::kHybrid:
+      return shmring::WaitMode::kHybrid;
+  }
+  return shmring::WaitMode::kHybrid;
+}
+
+std::int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
 
 std::string_view WaitName(Wait wait) {
   switch (wait) {

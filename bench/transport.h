@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "shmring/result.h"
 
 namespace shmring::bench {
 
@@ -31,6 +32,11 @@ enum class Side { kA, kB };
 // Wait: how a receiver waits. Kernel transports always block; floor and naive always spin.
 enum class Wait { kSpin, kBlock, kHybrid };
 std::string_view WaitName(Wait wait);
+// ToWaitMode: the library's EndpointOptions::wait for a Wait (shmring-* endpoints).
+shmring::WaitMode ToWaitMode(Wait wait);
+
+// NowNs: CLOCK_MONOTONIC in nanoseconds (what every run is timed with).
+std::int64_t NowNs();
 
 struct Config {
   std::size_t size = 64;     // bytes per message (>= 8: the first 8 carry the sequence number)

@@ -28,6 +28,7 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::CounterSum;
 using testing::FillProducerFrame;
 using testing::Pipe;
 using testing::ScopedName;
@@ -61,15 +62,6 @@ std::unique_ptr<internal::Segment> Inspect(const std::string& name) {
   auto seg = internal::Segment::Open(name, o);
   REQUIRE(seg.ok());
   return std::move(*seg);
-}
-
-std::uint64_t CounterSum(const std::string& name, internal::AtomicU64 internal::Counters::*field) {
-  auto seg = Inspect(name);
-  std::uint64_t sum = (seg->control()->retired.*field).load();
-  for (std::uint32_t i = 0; i < seg->geometry().max_endpoints; ++i) {
-    sum += (seg->endpoint(i)->counters.*field).load();
-  }
-  return sum;
 }
 
 EndpointOptions Options(WaitMode mode, std::uint32_t spin = 100) {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 
+#include "layout.h"
 #include "shmring/channel.h"
 #include "test_util.h"
 
@@ -17,7 +18,9 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::CounterSum;
 using testing::Mix;
+using testing::Pipe;
 using testing::Scaled;
 using testing::ScopedName;
 
@@ -197,6 +200,42 @@ TEST_CASE("a producer sleeping on a full ring wakes when the consumer process fr
     REQUIRE(producer->send(payload, absl::Now() + kGenerous) == Result::kOk);
   }
   producer->close();
+  CHECK(consumer.Wait() == 0);
+}
+
+TEST_CASE("a consumer woken from its futex leaves no wake-up armed: the next frame costs none") {
+  ScopedName name("rearm");
+  REQUIRE(CreateChannel(name, {}).ok());
+  Pipe got_first, sent_second;
+  Child consumer([&] {
+    auto c = SpscConsumer::Attach(name, Wait(WaitMode::kBlock));
+    if (!c.ok()) return 10;
+    Frame f = c->read(absl::Now() + kGenerous);  // sleeps until the producer sends
+    if (!f.ok() || f.sequence != 0) return 11;
+    c->release();
+    if (!got_first.Signal()) return 12;
+    if (!sent_second.Await()) return 13;
+    f = c->try_read();
+    return f.ok() && f.sequence == 1 ? 0 : 14;
+  });
+  // Until the consumer has gone to sleep on the futex (a condition, not a timing assumption).
+  const absl::Time give_up = absl::Now() + kGenerous;
+  while (CounterSum(name.str(), &internal::Counters::waits) == 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  REQUIRE(CounterSum(name.str(), &internal::Counters::waits) >= 1);
+  auto producer = SpscProducer::Attach(name);
+  REQUIRE(producer.ok());
+  std::byte payload[8] = {};
+  REQUIRE(producer->try_send(payload) == Result::kOk);
+  REQUIRE(got_first.Await());
+  const std::uint64_t woken = CounterSum(name.str(), &internal::Counters::wakeups);
+  // The consumer is awake (blocked on the pipe, not on the ring): nobody to wake.
+  REQUIRE(producer->try_send(payload) == Result::kOk);
+  // 0 when the first frame arrived while the consumer was between two sleeps (it then found the
+  // frame without being woken); otherwise exactly the one wake-up of the first frame.
+  if (woken == 1) CHECK(CounterSum(name.str(), &internal::Counters::wakeups) == 1);
+  REQUIRE(sent_second.Signal());
   CHECK(consumer.Wait() == 0);
 }
 

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "segment.h"
 #include "shmring/channel.h"
 
 namespace shmring::testing {
@@ -150,6 +151,18 @@ bool DecodeProducerFrame(std::span<const std::byte> in, std::size_t spread, std:
     if (in[i] != static_cast<std::byte>(k >> (i % 8 * 8))) return false;
   }
   return true;
+}
+
+std::uint64_t CounterSum(const std::string& name, internal::AtomicU64 internal::Counters::*field) {
+  internal::OpenOptions o;
+  o.access = internal::Access::kReadOnly;
+  auto seg = internal::Segment::Open(name, o);
+  if (!seg.ok()) throw std::runtime_error(seg.status().ToString());
+  std::uint64_t sum = ((*seg)->control()->retired.*field).load();
+  for (std::uint32_t i = 0; i < (*seg)->geometry().max_endpoints; ++i) {
+    sum += ((*seg)->endpoint(i)->counters.*field).load();
+  }
+  return sum;
 }
 
 Pipe::Pipe() {

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "layout.h"
 
 namespace shmring::testing {
 
@@ -69,6 +70,11 @@ std::size_t ProducerFrameSize(std::uint32_t producer, std::uint64_t counter, std
 void FillProducerFrame(std::uint32_t producer, std::uint64_t counter, std::span<std::byte> out);
 bool DecodeProducerFrame(std::span<const std::byte> in, std::size_t spread, std::uint32_t* producer,
                          std::uint64_t* counter);
+
+// CounterSum: one statistics counter of channel `name` summed over its retired counters and
+// every endpoint entry, read through a read-only mapping. Throws std::runtime_error if the
+// channel cannot be opened.
+std::uint64_t CounterSum(const std::string& name, internal::AtomicU64 internal::Counters::*field);
 
 // Pipe: a one-byte signal between processes (created before fork()). Await blocks until the
 // other side signals, or returns false once every writer is gone.
