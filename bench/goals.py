@@ -1,62 +1,71 @@
 #!/usr/bin/env python3
 """goals.py — the issue-5 goal ratios, repeated and reduced to medians.
 
-Each repetition runs every pair of a ratio back to back (shmring-bench --json), so the two sides
-of a ratio see the same machine; the median over repetitions damps a noisy, shared machine.
+Each ratio comes from one paired run (shmring-bench ... --against OTHER --json): the same two
+processes alternate between the two transports in blocks, so both sides of a ratio see the same
+machine even when a shared VM changes speed from one second to the next. The median over
+repetitions damps what is left.
 
-  bench/goals.py build-bench/bench/shmring-bench [--before OLD-shmring-bench] [--reps 7]
+  bench/goals.py build/bench/shmring-bench [--reps 7] [--bench OTHER-shmring-bench ...]
 
---before: a shmring-bench built from an older library; its shmring-spsc stream (which then
-publishes every frame) is reported against the same naive run as "before".
+With several binaries (e.g. one built from the commit before a change), each gets its own
+columns, run interleaved rep by rep.
 """
 import argparse
 import json
 import statistics
 import subprocess
 
+# (label, goal, command args, field, against)
+GOALS = [
+    ("spin 64 B p50 / floor", "<= 1.15",
+     ["latency", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
+      "--count", "20000"], ["p50_ns", "p999_ns"], "floor"),
+    ("block 64 B p50 / eventfd", "<= 1.05",
+     ["latency", "--transport", "shmring-spsc", "--wait", "block", "--size", "64",
+      "--count", "10000"], ["p50_ns"], "eventfd"),
+    ("stream 64 B b32 / naive", ">= 2",
+     ["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
+      "--count", "2000000", "--batch", "32"], ["msgs_per_s"], "naive"),
+    ("stream 64 B b1 / naive", "(info)",
+     ["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
+      "--count", "2000000", "--batch", "1"], ["msgs_per_s"], "naive"),
+    ("stream 64 KiB b32 / naive", ">= 0.9",
+     ["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "65536",
+      "--count", "10000", "--batch", "32"], ["msgs_per_s"], "naive"),
+]
 
-def run(binary, *args):
-    out = subprocess.run([binary, *args, "--json"], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+
+def paired(binary, args, against):
+    out = subprocess.run([binary, *args, "--against", against, "--json"], capture_output=True,
+                         text=True, timeout=300, check=True).stdout
+    a, b = (json.loads(line) for line in out.strip().splitlines()[-2:])
+    return a, b
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("bench")
-    parser.add_argument("--before")
+    parser.add_argument("--bench", dest="more", action="append", default=[],
+                        help="another shmring-bench to measure the same way (e.g. a 'before')")
     parser.add_argument("--reps", type=int, default=7)
     args = parser.parse_args()
-    a = args.bench
+    binaries = [args.bench, *args.more]
     ratios = {}
-
-    def add(key, value):
-        ratios.setdefault(key, []).append(value)
-
     for _ in range(args.reps):
-        floor = run(a, "latency", "--transport", "floor", "--size", "64", "--count", "50000")
-        spin = run(a, "latency", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
-                   "--count", "50000")
-        add("spin 64 B p50 / floor (<= 1.15)", spin["p50_ns"] / floor["p50_ns"])
-        add("spin 64 B p99.9 / floor (<= 2)", spin["p999_ns"] / floor["p999_ns"])
-        eventfd = run(a, "latency", "--transport", "eventfd", "--size", "64", "--count", "20000")
-        block = run(a, "latency", "--transport", "shmring-spsc", "--wait", "block", "--size", "64",
-                    "--count", "20000")
-        add("block 64 B p50 / eventfd (<= 1.05)", block["p50_ns"] / eventfd["p50_ns"])
-        for size, count, goal in [("64", "2000000", "2"), ("65536", "10000", "0.9")]:
-            naive = run(a, "throughput", "--transport", "naive", "--size", size, "--count", count)
-            common = ["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", size,
-                      "--count", count]
-            b32 = run(a, *common, "--batch", "32")
-            b1 = run(a, *common, "--batch", "1")
-            add(f"stream {size} B b32 / naive (>= {goal})", b32["msgs_per_s"] / naive["msgs_per_s"])
-            add(f"stream {size} B b1 / naive", b1["msgs_per_s"] / naive["msgs_per_s"])
-            if args.before:
-                old = run(args.before, *common)
-                add(f"stream {size} B before / naive", old["msgs_per_s"] / naive["msgs_per_s"])
-    for key, values in ratios.items():
+        for label, goal, cmd, fields, against in GOALS:
+            for n, binary in enumerate(binaries):
+                a, b = paired(binary, cmd, against)
+                for field in fields:
+                    key = (label if field in ("p50_ns", "msgs_per_s")
+                           else label.replace("p50", field[:-3].replace("p999", "p99.9")),
+                           goal if field != "p999_ns" else "<= 2", n)
+                    ratios.setdefault(key, []).append(a[field] / b[field])
+    for (label, goal, n), values in ratios.items():
         runs = " ".join(f"{v:.2f}" for v in values)
-        print(f"{key:38s} median {statistics.median(values):5.2f}x   runs {runs}")
+        which = f" [{binaries[n]}]" if len(binaries) > 1 else ""
+        print(f"{label:28s} goal {goal:8s} median {statistics.median(values):5.2f}x"
+              f"   runs {runs}{which}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 //                            [--rate HZ] [--cpus A,B] [--json]
 //   shmring-bench throughput --transport T --size BYTES [--count N] [--wait W] [--cpus A,B]
 //   [--json]
+//   ... --against T2                   T and T2 side by side (alternating blocks), both results
 //
 // Method. Two processes (the parent, side A, and a fork()ed child, side B), each pinned to its
 // own CPU. Latency: A sends a message, B echoes it, A times the round trip with CLOCK_MONOTONIC
@@ -14,7 +15,10 @@
 // every later sample instead of hiding (no coordinated omission). Throughput: A streams N
 // messages one way; B checks that every message carries the next sequence number (a loss or
 // reordering fails the run) and acknowledges the last one; A times from the first send to the
-// acknowledgement. Messages carry their sequence number in the first 8 bytes.
+// acknowledgement. Messages carry their sequence number in the first 8 bytes. A paired run
+// (--against, and the goal ratios of the full comparison) sets up both transports, forks once, and
+// alternates between them in blocks, each block timed on its own, so a shared machine that
+// changes speed mid-run slows both sides of the ratio alike.
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -79,6 +83,7 @@ bool PinTo(int cpu) {
 struct Options {
   std::string mode;  // "" (full comparison), "latency", "throughput"
   std::string transport;
+  std::string against;  // --against: a second transport, measured side by side
   std::size_t size = 64;
   bool size_given = false;
   std::uint64_t count = 0;   // 0: default for the mode and size
@@ -104,9 +109,9 @@ void Usage(FILE* out) {
                "      the full comparison: every transport at 64 B, 4 KiB and 64 KiB, kernel ones\n"
                "      blocking, shmring spinning and blocking; a table and a PNG plot\n"
                "  shmring-bench latency --transport T --size BYTES [--count N] [--warmup N]\n"
-               "      [--wait spin|block|hybrid] [--rate HZ] [--cpus A,B] [--json]\n"
+               "      [--wait spin|block|hybrid] [--rate HZ] [--against T2] [--cpus A,B] [--json]\n"
                "  shmring-bench throughput --transport T --size BYTES [--count N] [--warmup N]\n"
-               "      [--wait spin|block|hybrid] [--cpus A,B] [--json]\n"
+               "      [--wait spin|block|hybrid] [--batch N] [--against T2] [--cpus A,B] [--json]\n"
                "  shmring-bench throughput --transport shmring-mpmc --size BYTES\n"
                "      --producers P --consumers C [--count N] [--wait W] [--json]\n"
                "      P producer and C consumer processes on one channel (not pinned)\n"
@@ -116,6 +121,9 @@ void Usage(FILE* out) {
                "               kernel transports always block, floor and naive always spin\n"
                "  --rate HZ    paced latency: send on a fixed schedule, measure from it\n"
                "  --cpus A,B   CPUs of the two processes (default: the first two allowed)\n"
+               "  --against T2 measure T and T2 side by side: the same two processes alternate\n"
+               "               between them in blocks (1000 round trips, ~8 MiB of stream), so\n"
+               "               both see the same machine; prints both results and their ratio\n"
                "  --json       one JSON object per result\n"
                "  --timeout S  abort a run that takes longer (default 60)\n"
                "  --batch N    shmring-spsc throughput: publish every N frames (commit_deferred\n"
@@ -191,6 +199,9 @@ int ParseArgs(int argc, char** argv, Options* o) {
     } else if (arg == "--transport") {
       if ((v = value()) == nullptr) return 2;
       o->transport = v;
+    } else if (arg == "--against") {
+      if ((v = value()) == nullptr) return 2;
+      o->against = v;
     } else if (arg == "--size") {
       if ((v = value()) == nullptr) return 2;
       if (!ParseSize(v, &o->size) || o->size < 8 || o->size > (std::size_t{64} << 20)) {
@@ -279,6 +290,26 @@ int ParseArgs(int argc, char** argv, Options* o) {
                    "shmring-bench: --producers/--consumers apply to throughput of shmring-mpmc\n");
       return 2;
     }
+    if (!o->against.empty()) {
+      const TransportInfo* other = FindTransport(o->against);
+      if (other == nullptr) {
+        std::fprintf(stderr, "shmring-bench: unknown --against transport '%s'\n",
+                     o->against.c_str());
+        return 2;
+      }
+      if ((o->mode == "latency" && !other->latency) ||
+          (o->mode == "throughput" && !other->throughput)) {
+        std::fprintf(stderr, "shmring-bench: transport %s does not offer %s\n", o->against.c_str(),
+                     o->mode.c_str());
+        return 2;
+      }
+      if (o->rate > 0 || o->producers != 0 || o->consumers != 0) {
+        std::fprintf(stderr,
+                     "shmring-bench: --against does not combine with --rate or "
+                     "--producers/--consumers\n");
+        return 2;
+      }
+    }
     if (o->rate > 0 && o->mode != "latency") {
       std::fprintf(stderr, "shmring-bench: --rate applies to latency only\n");
       return 2;
@@ -324,13 +355,32 @@ std::uint64_t SequenceOf(const std::byte* message) {
 }
 
 // The last message of every run carries this sequence number: B stops (and, in a stream,
-// acknowledges). A run may end early when its time budget is spent.
+// acknowledges). kBlockEnd ends a block of a stream: B acknowledges it, and A stops its clock.
 constexpr std::uint64_t kStop = ~std::uint64_t{0};
+constexpr std::uint64_t kBlockEnd = ~std::uint64_t{1};
 
-// Side B of a latency run: echo every message, checking its sequence number.
-int EchoLoop(Transport& t, std::size_t size) {
+// Paired runs (--against) alternate between their transports in blocks, so both sides of a ratio
+// see the same machine; a shared VM changes speed from one second to the next.
+constexpr std::uint64_t kLatencyBlock = 1000;  // round trips per block
+std::uint64_t StreamBlock(std::size_t size, std::uint64_t count, std::size_t transports) {
+  if (transports == 1) return count;  // one block: the whole stream
+  return std::max<std::uint64_t>(64, (std::uint64_t{8} << 20) / size);  // ~8 MiB per block
+}
+
+// Which of n transports carries round trip i of a latency run: first each one's warm-up in turn,
+// then blocks of kLatencyBlock in turn. Both sides follow it.
+std::size_t LatencyTurn(std::uint64_t i, std::uint64_t warmup, std::size_t n) {
+  if (n == 1) return 0;
+  if (i < warmup * n) return static_cast<std::size_t>(i / warmup);
+  return static_cast<std::size_t>((i - warmup * n) / kLatencyBlock % n);
+}
+
+// Side B of a latency run: echo every message on the transport whose turn it is, checking its
+// sequence number.
+int EchoLoop(const std::vector<Transport*>& ts, std::size_t size, std::uint64_t warmup) {
   std::vector<std::byte> message(size);
   for (std::uint64_t i = 0;; ++i) {
+    Transport& t = *ts[LatencyTurn(i, warmup, ts.size())];
     if (!t.Receive(message.data())) return 10;
     if (SequenceOf(message.data()) == kStop) return 0;
     if (SequenceOf(message.data()) != i) {
@@ -340,27 +390,33 @@ int EchoLoop(Transport& t, std::size_t size) {
     }
     if (!t.Send(message.data())) return 12;
   }
-  return 0;
 }
 
-// Side B of a throughput run: receive and check every message; acknowledge the end of the
-// warm-up and the end of the stream.
-int SinkLoop(Transport& t, std::size_t size, std::uint64_t warmup) {
+// Side B of a throughput run: receive blocks from the transports in turn (the warm-up is a block
+// of its own), checking every message's sequence number per transport; acknowledge the end of
+// each block and of the stream.
+int SinkLoop(const std::vector<Transport*>& ts, std::size_t size) {
   std::vector<std::byte> message(size);
-  for (std::uint64_t i = 0;; ++i) {
-    if (!t.Receive(message.data())) return 10;
-    const bool stop = SequenceOf(message.data()) == kStop;
-    if (!stop && SequenceOf(message.data()) != i) {
-      std::fprintf(stderr,
-                   "shmring-bench: sink: message %" PRIu64 " arrived as %" PRIu64
-                   " (lost or reordered)\n",
-                   i, SequenceOf(message.data()));
-      return 11;
+  std::vector<std::uint64_t> next(ts.size(), 0);
+  for (std::uint64_t block = 0;; ++block) {
+    const std::size_t k = block % ts.size();
+    for (;;) {
+      if (!ts[k]->Receive(message.data())) return 10;
+      const std::uint64_t seq = SequenceOf(message.data());
+      if (seq == kStop || seq == kBlockEnd) {
+        if (!ts[k]->Send(message.data())) return 12;
+        if (seq == kStop) return 0;
+        break;
+      }
+      if (seq != next[k]) {
+        std::fprintf(stderr,
+                     "shmring-bench: sink: message %" PRIu64 " arrived as %" PRIu64
+                     " (lost or reordered)\n",
+                     next[k], seq);
+        return 11;
+      }
+      ++next[k];
     }
-    if (i + 1 == warmup || stop) {
-      if (!t.Send(message.data())) return 12;
-    }
-    if (stop) return 0;
   }
 }
 
@@ -377,40 +433,74 @@ void WaitUntil(std::int64_t when_ns) {
   }
 }
 
-RunResult Run(const RunSpec& spec, int cpu_b, int timeout_s) {
-  RunResult result;
-  result.spec = spec;
-  std::unique_ptr<Transport> t = MakeTransport(spec.info->name);
-  Config config;
-  config.size = spec.size;
-  config.wait = spec.wait;
-  config.stream = !spec.latency;
-  config.deadline = absl::Now() + absl::Seconds(timeout_s);
-  config.batch = spec.batch;
-  if (absl::Status s = t->Setup(config); !s.ok()) {
-    t->Cleanup();
-    result.error = std::string(s.message());
-    return result;
+void SetPercentiles(std::vector<std::int64_t>& rtt, RunResult* result) {
+  std::sort(rtt.begin(), rtt.end());
+  const auto pct = [&](double q) {
+    std::size_t rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtt.size())));
+    if (rank == 0) rank = 1;
+    return static_cast<double>(rtt[std::min(rank, rtt.size()) - 1]) / 2;
+  };
+  result->p50 = pct(0.50);
+  result->p90 = pct(0.90);
+  result->p99 = pct(0.99);
+  result->p999 = pct(0.999);
+  result->max = static_cast<double>(rtt.back()) / 2;
+  double sum = 0;
+  for (std::int64_t r : rtt) sum += static_cast<double>(r);
+  result->mean = sum / static_cast<double>(rtt.size()) / 2;
+}
+
+// Run measures one transport (specs.size() == 1), or two side by side (--against): the same
+// processes alternate between them in blocks. All specs share the mode, size, count, warm-up and
+// budget. Returns one result per spec.
+std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int timeout_s) {
+  const RunSpec& spec = specs.front();
+  const std::size_t n = specs.size();
+  std::vector<RunResult> results(n);
+  for (std::size_t k = 0; k < n; ++k) results[k].spec = specs[k];
+  const auto fail = [&](const std::string& error) {
+    for (RunResult& r : results) r.error = error;
+    return results;
+  };
+  std::vector<std::unique_ptr<Transport>> owned;
+  std::vector<Transport*> ts;
+  const auto cleanup = [&] {
+    for (auto& t : owned) t->Cleanup();
+  };
+  for (const RunSpec& s : specs) {
+    owned.push_back(MakeTransport(s.info->name));
+    ts.push_back(owned.back().get());
+    Config config;
+    config.size = s.size;
+    config.wait = s.wait;
+    config.stream = !s.latency;
+    config.deadline = absl::Now() + absl::Seconds(timeout_s);
+    config.batch = s.batch;
+    if (absl::Status st = ts.back()->Setup(config); !st.ok()) {
+      cleanup();
+      return fail(std::string(s.info->name) + ": " + std::string(st.message()));
+    }
   }
-  const std::uint64_t total = spec.warmup + spec.count;
+  const std::uint64_t block = StreamBlock(spec.size, spec.count, n);  // throughput
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = fork();
   if (pid < 0) {
-    t->Cleanup();
-    result.error = std::string("fork: ") + std::strerror(errno);
-    return result;
+    cleanup();
+    return fail(std::string("fork: ") + std::strerror(errno));
   }
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != g_parent_pid) _exit(1);
     if (!PinTo(cpu_b)) _exit(2);
-    if (absl::Status s = t->Attach(Side::kB); !s.ok()) {
-      std::fprintf(stderr, "shmring-bench: %s: %s\n", std::string(spec.info->name).c_str(),
-                   std::string(s.message()).c_str());
-      _exit(3);
+    for (std::size_t k = 0; k < n; ++k) {
+      if (absl::Status s = ts[k]->Attach(Side::kB); !s.ok()) {
+        std::fprintf(stderr, "shmring-bench: %s: %s\n", std::string(specs[k].info->name).c_str(),
+                     std::string(s.message()).c_str());
+        _exit(3);
+      }
     }
-    _exit(spec.latency ? EchoLoop(*t, spec.size) : SinkLoop(*t, spec.size, spec.warmup));
+    _exit(spec.latency ? EchoLoop(ts, spec.size, spec.warmup) : SinkLoop(ts, spec.size));
   }
   g_child = pid;
   alarm(static_cast<unsigned>(timeout_s + 10));
@@ -418,126 +508,151 @@ RunResult Run(const RunSpec& spec, int cpu_b, int timeout_s) {
   std::vector<std::byte> message(spec.size), reply(spec.size);
   for (std::size_t i = 0; i < spec.size; ++i) message[i] = static_cast<std::byte>(i * 7 + 1);
   bool ok = true;
-  std::uint64_t measured = 0;
+  std::string error;
+  std::vector<std::uint64_t> measured(n, 0);
+  for (std::size_t k = 0; k < n && ok; ++k) {
+    if (absl::Status s = ts[k]->Attach(Side::kA); !s.ok()) {
+      ok = false;
+      error = std::string(s.message());
+    }
+  }
   std::int64_t stop_at = INT64_MAX;  // set when the warm-up ends
-  const auto over_budget = [&](std::uint64_t i) {
-    return spec.budget_s > 0 && (i & 63) == 0 && NowNs() > stop_at;
+  const auto over_budget = [&] { return spec.budget_s > 0 && NowNs() > stop_at; };
+  const auto start_budget = [&] {
+    stop_at = NowNs() + static_cast<std::int64_t>(spec.budget_s * 1e9);
   };
-  if (absl::Status s = t->Attach(Side::kA); !s.ok()) {
-    ok = false;
-    result.error = std::string(s.message());
-  } else if (spec.latency) {
-    std::vector<std::int64_t> rtt(spec.count);
+  // Whose turn it is after `i` messages (latency) or `i` blocks (throughput).
+  Transport* stop_on = ts[0];
+  if (ok && spec.latency) {
+    std::vector<std::vector<std::int64_t>> rtt(n, std::vector<std::int64_t>(spec.count));
+    const std::uint64_t warmup = spec.warmup * n;
     const std::int64_t period =
         spec.rate > 0 ? static_cast<std::int64_t>(std::llround(1e9 / spec.rate)) : 0;
     std::int64_t start = 0;
-    for (std::uint64_t i = 0; i < total && ok; ++i) {
-      if (i == spec.warmup) stop_at = NowNs() + static_cast<std::int64_t>(spec.budget_s * 1e9);
-      if (over_budget(i)) break;
+    std::uint64_t i = 0;
+    const auto done = [&] {
+      for (std::uint64_t m : measured) {
+        if (m < spec.count) return false;
+      }
+      return true;
+    };
+    for (;; ++i) {
+      if (i == warmup) start_budget();
+      if (i >= warmup && ((i & 63) == 0 && over_budget())) break;
+      const std::size_t k = LatencyTurn(i, spec.warmup, n);
+      if (i >= warmup && measured[k] == spec.count && done()) break;
       Stamp(message.data(), i);
       std::int64_t t0;
-      if (period > 0 && i >= spec.warmup) {
-        if (i == spec.warmup) start = NowNs() + period;
-        t0 = start + static_cast<std::int64_t>(i - spec.warmup) * period;  // scheduled
+      if (period > 0 && i >= warmup) {
+        if (i == warmup) start = NowNs() + period;
+        t0 = start + static_cast<std::int64_t>(i - warmup) * period;  // scheduled
         WaitUntil(t0);
       } else {
         t0 = NowNs();
       }
-      if (!t->Send(message.data()) || !t->Receive(reply.data())) {
+      if (!ts[k]->Send(message.data()) || !ts[k]->Receive(reply.data())) {
         ok = false;
-        result.error = "send/receive failed at message " + std::to_string(i);
+        error = "send/receive failed at message " + std::to_string(i);
         break;
       }
       const std::int64_t t1 = NowNs();
       if (SequenceOf(reply.data()) != i) {
         ok = false;
-        result.error = "reply out of sequence at message " + std::to_string(i);
+        error = "reply out of sequence at message " + std::to_string(i);
         break;
       }
-      if (i >= spec.warmup) rtt[measured++] = t1 - t0;
+      if (i >= warmup && measured[k] < spec.count) rtt[k][measured[k]++] = t1 - t0;
     }
-    Stamp(message.data(), kStop);
-    if (ok && !t->Send(message.data())) ok = false;
-    rtt.resize(measured);
-    if (ok && measured == 0) {
-      ok = false;
-      result.error = "no sample within the time budget";
-    }
-    if (ok) {
-      std::sort(rtt.begin(), rtt.end());
-      const auto pct = [&](double q) {
-        std::size_t rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtt.size())));
-        if (rank == 0) rank = 1;
-        return static_cast<double>(rtt[std::min(rank, rtt.size()) - 1]) / 2;
-      };
-      result.p50 = pct(0.50);
-      result.p90 = pct(0.90);
-      result.p99 = pct(0.99);
-      result.p999 = pct(0.999);
-      result.max = static_cast<double>(rtt.back()) / 2;
-      double sum = 0;
-      for (std::int64_t r : rtt) sum += static_cast<double>(r);
-      result.mean = sum / static_cast<double>(rtt.size()) / 2;
-    }
-  } else {
-    std::int64_t t0 = 0;
-    for (std::uint64_t i = 0; i < total && ok; ++i) {
-      if (i == spec.warmup) {
-        if (spec.warmup > 0 && !t->Receive(reply.data())) ok = false;
-        t0 = NowNs();
-        stop_at = t0 + static_cast<std::int64_t>(spec.budget_s * 1e9);
+    stop_on = ts[LatencyTurn(i, spec.warmup, n)];
+    for (std::size_t k = 0; k < n && ok; ++k) {
+      rtt[k].resize(measured[k]);
+      if (measured[k] == 0) {
+        ok = false;
+        error = "no sample within the time budget";
+      } else {
+        SetPercentiles(rtt[k], &results[k]);
       }
-      if (i > spec.warmup && over_budget(i)) break;
-      Stamp(message.data(), i);
-      if (!t->Send(message.data())) ok = false;
-      if (i >= spec.warmup) ++measured;
     }
-    Stamp(message.data(), kStop);
-    if (ok && !t->Send(message.data())) ok = false;
-    if (ok && !t->Receive(reply.data())) ok = false;
-    const std::int64_t t1 = NowNs();
-    if (!ok) {
-      result.error = "send failed or no acknowledgement";
-    } else {
-      const double seconds = static_cast<double>(t1 - t0) / 1e9;
-      result.msgs_per_s = static_cast<double>(measured) / seconds;
-      result.bytes_per_s = result.msgs_per_s * static_cast<double>(spec.size);
+  } else if (ok) {
+    // Blocks: the warm-up of each transport, then measured blocks in turn until each transport
+    // sent `count` messages or the budget is spent. Each block ends with kBlockEnd and B's
+    // acknowledgement, which stops the block's clock.
+    std::vector<std::uint64_t> next(n, 0);
+    std::vector<std::int64_t> elapsed(n, 0);
+    const auto send_block = [&](std::size_t k, std::uint64_t frames) {
+      for (std::uint64_t f = 0; f < frames; ++f) {
+        Stamp(message.data(), next[k]++);
+        if (!ts[k]->Send(message.data())) return false;
+      }
+      Stamp(message.data(), kBlockEnd);
+      return ts[k]->Send(message.data()) && ts[k]->Receive(reply.data());
+    };
+    std::uint64_t blocks = 0;
+    for (std::size_t k = 0; k < n && ok; ++k, ++blocks) ok = send_block(k, spec.warmup);
+    start_budget();
+    for (; ok; ++blocks) {
+      // All transports have the same count and block size, so they run out in turn order.
+      bool more = false;
+      for (std::uint64_t m : measured) more = more || m < spec.count;
+      if (!more || over_budget()) break;
+      const std::size_t k = blocks % n;
+      const std::uint64_t frames = std::min(block, spec.count - measured[k]);
+      const std::int64_t t0 = NowNs();
+      ok = send_block(k, frames);
+      elapsed[k] += NowNs() - t0;
+      measured[k] += frames;
+    }
+    stop_on = ts[blocks % n];
+    if (!ok) error = "send failed or no acknowledgement";
+    for (std::size_t k = 0; k < n && ok; ++k) {
+      const double seconds = static_cast<double>(elapsed[k]) / 1e9;
+      results[k].msgs_per_s = static_cast<double>(measured[k]) / seconds;
+      results[k].bytes_per_s = results[k].msgs_per_s * static_cast<double>(spec.size);
     }
   }
+  Stamp(message.data(), kStop);
+  if (ok && !stop_on->Send(message.data())) ok = false;
+  if (ok && !spec.latency && !stop_on->Receive(reply.data())) ok = false;
   if (!ok) kill(pid, SIGKILL);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   alarm(0);
   g_child = 0;
-  t->Cleanup();
+  cleanup();
   if (ok && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
     ok = false;
-    result.error = WIFEXITED(status)
-                       ? "receiving process failed (exit " + std::to_string(WEXITSTATUS(status)) +
-                             "; 11 = a message lost or out of sequence)"
-                       : "receiving process killed by signal " + std::to_string(WTERMSIG(status));
+    error = WIFEXITED(status)
+                ? "receiving process failed (exit " + std::to_string(WEXITSTATUS(status)) +
+                      "; 11 = a message lost or out of sequence)"
+                : "receiving process killed by signal " + std::to_string(WTERMSIG(status));
   }
-  result.ok = ok;
-  result.spec.count = measured;
-  return result;
+  for (std::size_t k = 0; k < n; ++k) {
+    results[k].ok = ok;
+    results[k].spec.count = measured[k];
+    if (!ok) results[k].error = error.empty() ? "failed" : error;
+  }
+  return results;
 }
 
 // ---- output ----
-void PrintJson(const RunResult& r) {
+// paired_with: the other transport of a --against run (added as the key "paired_with").
+void PrintJson(const RunResult& r, std::string_view paired_with = {}) {
+  const std::string extra =
+      paired_with.empty() ? "" : ", \"paired_with\": \"" + std::string(paired_with) + "\"";
   if (r.spec.latency) {
     std::printf("{\"transport\": \"%s\", \"size\": %zu, \"wait\": \"%s\", \"count\": %" PRIu64
                 ", \"p50_ns\": %.1f, \"p90_ns\": %.1f, \"p99_ns\": %.1f, \"p999_ns\": %.1f, "
-                "\"max_ns\": %.1f, \"mean_ns\": %.1f}\n",
+                "\"max_ns\": %.1f, \"mean_ns\": %.1f%s}\n",
                 std::string(r.spec.info->name).c_str(), r.spec.size,
                 std::string(WaitName(r.spec.wait)).c_str(), r.spec.count, r.p50, r.p90, r.p99,
-                r.p999, r.max, r.mean);
+                r.p999, r.max, r.mean, extra.c_str());
   } else {
     std::printf("{\"transport\": \"%s\", \"size\": %zu, \"wait\": \"%s\", \"count\": %" PRIu64
-                ", \"msgs_per_s\": %.0f, \"bytes_per_s\": %.0f}\n",
+                ", \"msgs_per_s\": %.0f, \"bytes_per_s\": %.0f%s}\n",
                 std::string(r.spec.info->name).c_str(), r.spec.size,
                 std::string(WaitName(r.spec.wait)).c_str(), r.spec.count, r.msgs_per_s,
-                r.bytes_per_s);
+                r.bytes_per_s, extra.c_str());
   }
   std::fflush(stdout);
 }
@@ -762,7 +877,7 @@ int RunAll(const Options& o) {
   results.reserve(specs.size());
   bool header_latency = false, header_throughput = false;
   for (const RunSpec& spec : specs) {
-    results.push_back(Run(spec, o.cpu_b, o.timeout_s));
+    results.push_back(Run({spec}, o.cpu_b, o.timeout_s).front());
     const RunResult& r = results.back();
     if (o.json) {
       if (r.ok) {
@@ -810,52 +925,62 @@ int RunAll(const Options& o) {
       PrintFan(f, r, o.json);
     }
   }
-  // The goals of issue 5, from this run's numbers.
-  const auto ratio = [&](std::string_view a, Wait wa, std::string_view b, Wait wb, std::size_t size,
-                         bool latency, double RunResult::*field, std::size_t batch = 0) -> double {
-    const RunResult* x = Find(results, a, size, latency, wa, batch);
-    const RunResult* y = Find(results, b, size, latency, wb);
-    if (x == nullptr || y == nullptr || !x->ok || !y->ok || y->*field == 0) return NAN;
-    return x->*field / y->*field;
-  };
-  const std::string stream_64 = "stream 64 B b" + std::to_string(o.batch) + " / naive";
-  const std::string stream_64k = "stream 64 KiB b" + std::to_string(o.batch) + " / naive";
+  // The goals of issue 5. Each ratio comes from a paired run (as --against does): the same two
+  // processes alternate between the two transports in blocks, so both sides see the same machine;
+  // the table's rows, run one after the other, can straddle a change of speed of a shared VM.
   struct Goal {
     std::string what;
-    double value;
+    std::string_view a, b;
+    Wait wait;
+    std::size_t size;
+    bool latency;
+    std::size_t batch;
+    double RunResult::*field;
     double limit;
     bool at_most;
   };
+  const std::string batch = " b" + std::to_string(o.batch);
   const Goal goals[] = {
-      {"spin 64 B p50 / floor p50",
-       ratio("shmring-spsc", Wait::kSpin, "floor", Wait::kSpin, 64, true, &RunResult::p50), 1.15,
-       true},
-      {"spin 64 B p99.9 / floor p99.9",
-       ratio("shmring-spsc", Wait::kSpin, "floor", Wait::kSpin, 64, true, &RunResult::p999), 2.0,
-       true},
-      {"block 64 B p50 / eventfd p50",
-       ratio("shmring-spsc", Wait::kBlock, "eventfd", Wait::kBlock, 64, true, &RunResult::p50),
-       1.05, true},
-      {stream_64,
-       ratio("shmring-spsc", Wait::kSpin, "naive", Wait::kSpin, 64, false, &RunResult::msgs_per_s,
-             o.batch),
-       2.0, false},
-      {stream_64k,
-       ratio("shmring-spsc", Wait::kSpin, "naive", Wait::kSpin, 65536, false,
-             &RunResult::msgs_per_s, o.batch),
-       0.9, false},
+      {"spin 64 B p50 / floor p50", "shmring-spsc", "floor", Wait::kSpin, 64, true, 1,
+       &RunResult::p50, 1.15, true},
+      {"spin 64 B p99.9 / floor p99.9", "shmring-spsc", "floor", Wait::kSpin, 64, true, 1,
+       &RunResult::p999, 2.0, true},
+      {"block 64 B p50 / eventfd p50", "shmring-spsc", "eventfd", Wait::kBlock, 64, true, 1,
+       &RunResult::p50, 1.05, true},
+      {"stream 64 B" + batch + " / naive", "shmring-spsc", "naive", Wait::kSpin, 64, false, o.batch,
+       &RunResult::msgs_per_s, 2.0, false},
+      {"stream 64 KiB" + batch + " / naive", "shmring-spsc", "naive", Wait::kSpin, 65536, false,
+       o.batch, &RunResult::msgs_per_s, 0.9, false},
       // For information: every frame published by its own commit().
-      {"stream 64 B b1 / naive",
-       ratio("shmring-spsc", Wait::kSpin, "naive", Wait::kSpin, 64, false, &RunResult::msgs_per_s,
-             1),
-       2.0, false},
+      {"stream 64 B b1 / naive", "shmring-spsc", "naive", Wait::kSpin, 64, false, 1,
+       &RunResult::msgs_per_s, 2.0, false},
   };
   FILE* out = o.json ? stderr : stdout;
-  std::fprintf(out, "\nGoals (shmring-spsc, this run):\n");
+  std::fprintf(out, "\nGoals (shmring-spsc; each pair measured side by side, alternating):\n");
+  std::vector<RunResult> pair;  // the last paired run; p50 and p99.9 share one
   for (const Goal& g : goals) {
-    const bool met = !std::isnan(g.value) && (g.at_most ? g.value <= g.limit : g.value >= g.limit);
-    if (std::isnan(g.value)) continue;  // not measured in this run (e.g. b1 rows under --json)
-    std::fprintf(out, "  %-32s %6.2fx  (goal %s %.2fx)  %s\n", g.what.c_str(), g.value,
+    const bool reuse = !pair.empty() && pair[0].spec.latency == g.latency &&
+                       pair[0].spec.size == g.size && pair[0].spec.wait == g.wait &&
+                       pair[0].spec.batch == g.batch && pair[1].spec.info->name == g.b;
+    if (!reuse) {
+      const std::uint64_t count =
+          g.latency ? (g.wait == Wait::kSpin ? 20000 : 5000) : DefaultCount(false, g.size, true);
+      std::vector<RunSpec> specs;
+      for (std::string_view name : {g.a, g.b}) {
+        const TransportInfo* info = FindTransport(name);
+        specs.push_back(RunSpec{info, g.size, info->has_wait_choice ? g.wait : info->fixed_wait,
+                                g.latency, count, DefaultWarmup(g.latency, count), 0, 2.0,
+                                name == "shmring-spsc" ? g.batch : 1});
+      }
+      pair = Run(specs, o.cpu_b, o.timeout_s);
+    }
+    if (!pair[0].ok) {
+      std::fprintf(out, "  %-32s   n/a: %s\n", g.what.c_str(), pair[0].error.c_str());
+      continue;
+    }
+    const double value = pair[0].*g.field / (pair[1].*g.field);
+    const bool met = g.at_most ? value <= g.limit : value >= g.limit;
+    std::fprintf(out, "  %-32s %6.2fx  (goal %s %.2fx)  %s\n", g.what.c_str(), value,
                  g.at_most ? "<=" : ">=", g.limit, met ? "met" : "NOT met");
   }
   if (!o.plot.empty()) {
@@ -936,40 +1061,67 @@ int Main(int argc, char** argv) {
     return 0;
   }
 
-  const TransportInfo* info = FindTransport(o.transport);
   const bool latency = o.mode == "latency";
-  RunSpec spec{info,
-               o.size,
-               info->has_wait_choice ? o.wait : info->fixed_wait,
-               latency,
-               o.count != 0 ? o.count : DefaultCount(latency, o.size, false),
-               0,
-               o.rate,
-               0,
-               !latency && o.transport == "shmring-spsc" ? o.batch : 1};
-  spec.warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, spec.count);
-  const RunResult r = Run(spec, o.cpu_b, o.timeout_s);
-  if (!r.ok) {
-    std::fprintf(stderr, "shmring-bench: %s %s %s: %s\n", o.mode.c_str(), Label(spec).c_str(),
-                 SizeName(spec.size).c_str(), r.error.c_str());
+  std::vector<RunSpec> specs;
+  for (const std::string& name : {o.transport, o.against}) {
+    if (name.empty()) continue;
+    const TransportInfo* info = FindTransport(name);
+    RunSpec spec{info,
+                 o.size,
+                 info->has_wait_choice ? o.wait : info->fixed_wait,
+                 latency,
+                 o.count != 0 ? o.count : DefaultCount(latency, o.size, false),
+                 0,
+                 o.rate,
+                 0,
+                 !latency && name == "shmring-spsc" ? o.batch : 1};
+    spec.warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, spec.count);
+    specs.push_back(spec);
+  }
+  const std::vector<RunResult> results = Run(specs, o.cpu_b, o.timeout_s);
+  const RunSpec& spec = specs.front();
+  if (!results.front().ok) {
+    std::string what = Label(spec);
+    if (specs.size() > 1) what += " against " + Label(specs.back());
+    std::fprintf(stderr, "shmring-bench: %s %s %s: %s\n", o.mode.c_str(), what.c_str(),
+                 SizeName(spec.size).c_str(), results.front().error.c_str());
     return 1;
   }
+  const bool paired = results.size() > 1;
   if (o.json) {
-    PrintJson(r);
-  } else if (latency) {
-    std::printf("CPUs %d,%d; %" PRIu64 " round trips after %" PRIu64 " warm-up%s\n", o.cpu_a,
+    for (std::size_t k = 0; k < results.size(); ++k) {
+      PrintJson(results[k], paired ? results[1 - k].spec.info->name : std::string_view());
+    }
+    return 0;
+  }
+  if (latency) {
+    std::printf("CPUs %d,%d; %" PRIu64 " round trips after %" PRIu64 " warm-up%s%s\n", o.cpu_a,
                 o.cpu_b, spec.count, spec.warmup,
                 o.rate > 0 ? (", paced at " + std::to_string(static_cast<long long>(o.rate)) +
                               " Hz, measured from the scheduled send time")
                                  .c_str()
-                           : "");
+                           : "",
+                paired ? " each, alternating in blocks of 1000" : "");
     PrintLatencyHeader();
-    PrintLatencyRow(r, nullptr, nullptr);
+    for (const RunResult& r : results) PrintLatencyRow(r, nullptr, nullptr);
   } else {
-    std::printf("CPUs %d,%d; %" PRIu64 " messages after %" PRIu64 " warm-up, all in sequence\n",
-                o.cpu_a, o.cpu_b, spec.count, spec.warmup);
+    std::printf("CPUs %d,%d; %" PRIu64 " messages after %" PRIu64 " warm-up%s, all in sequence\n",
+                o.cpu_a, o.cpu_b, spec.count, spec.warmup,
+                paired ? " each, alternating in blocks" : "");
     PrintThroughputHeader();
-    PrintThroughputRow(r, nullptr);
+    for (const RunResult& r : results) PrintThroughputRow(r, nullptr);
+  }
+  if (paired) {
+    const RunResult& a = results[0];
+    const RunResult& b = results[1];
+    if (latency) {
+      std::printf("%s / %s: p50 %.2fx, p99 %.2fx, p99.9 %.2fx (measured side by side)\n",
+                  Label(a.spec).c_str(), Label(b.spec).c_str(), a.p50 / b.p50, a.p99 / b.p99,
+                  a.p999 / b.p999);
+    } else {
+      std::printf("%s / %s: %.2fx messages/s (measured side by side)\n", Label(a.spec).c_str(),
+                  Label(b.spec).c_str(), a.msgs_per_s / b.msgs_per_s);
+    }
   }
   return 0;
 }

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""bench_test.py — behaviour of shmring-bench's command line (not its speed).
+
+  bench/bench_test.py build/bench/shmring-bench
+
+Checks the documented JSON keys, that counts and percentiles are consistent, that paired runs
+(--against) report both transports, that bad arguments exit 2 with one line, and that nothing is
+left in /dev/shm. Exit 0 when every check passes.
+"""
+import json
+import os
+import subprocess
+import sys
+
+LATENCY_KEYS = {"transport", "size", "wait", "count", "p50_ns", "p90_ns", "p99_ns", "p999_ns",
+                "max_ns", "mean_ns"}
+THROUGHPUT_KEYS = {"transport", "size", "wait", "count", "msgs_per_s", "bytes_per_s"}
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def bench(*args, expect=0):
+    p = subprocess.run([BENCH, *args], capture_output=True, text=True, timeout=300)
+    check(p.returncode == expect,
+          f"{' '.join(args)}: exit {p.returncode}, wanted {expect}; stderr: {p.stderr.strip()}")
+    return p
+
+
+def results(*args):
+    p = bench(*args, "--json")
+    return [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+
+
+def check_latency(r, transport, count):
+    check(LATENCY_KEYS <= r.keys(), f"latency keys of {r}")
+    check(r["transport"] == transport and r["count"] == count, f"transport/count of {r}")
+    p = [r[k] for k in ("p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns")]
+    check(all(v > 0 for v in p) and p == sorted(p), f"percentiles in order: {r}")
+
+
+def check_throughput(r, transport, count, size):
+    check(THROUGHPUT_KEYS <= r.keys(), f"throughput keys of {r}")
+    check(r["transport"] == transport and r["count"] == count and r["size"] == size,
+          f"transport/count/size of {r}")
+    check(r["msgs_per_s"] > 0 and abs(r["bytes_per_s"] - r["msgs_per_s"] * size) <= size,
+          f"rates of {r}")
+
+
+def main():
+    before = set(os.listdir("/dev/shm"))
+    # One transport.
+    (r,) = results("latency", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
+                   "--count", "300")
+    check_latency(r, "shmring-spsc", 300)
+    check(r["wait"] == "spin" and "paired_with" not in r, f"single run: {r}")
+    (r,) = results("throughput", "--transport", "shmring-spsc", "--size", "100", "--count",
+                   "20000")
+    check_throughput(r, "shmring-spsc", 20000, 100)
+    # Side by side: both transports, each the full count, each naming the other.
+    rs = results("latency", "--transport", "shmring-spsc", "--wait", "block", "--size", "64",
+                 "--count", "2500", "--against", "eventfd")
+    check(len(rs) == 2, f"--against prints two results: {rs}")
+    if len(rs) == 2:
+        check_latency(rs[0], "shmring-spsc", 2500)
+        check_latency(rs[1], "eventfd", 2500)
+        check(rs[0]["paired_with"] == "eventfd" and rs[1]["paired_with"] == "shmring-spsc",
+              f"paired_with: {rs}")
+    # 4 KiB blocks are 2048 frames: 5000 frames is two full blocks and a short one per side.
+    rs = results("throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "4K",
+                 "--count", "5000", "--against", "pipe")
+    check(len(rs) == 2, f"--against prints two results: {rs}")
+    if len(rs) == 2:
+        check_throughput(rs[0], "shmring-spsc", 5000, 4096)
+        check_throughput(rs[1], "pipe", 5000, 4096)
+    p = bench("latency", "--transport", "shmring-mpmc", "--size", "64", "--count", "300",
+              "--against", "floor")
+    check("measured side by side" in p.stdout, f"human output names the ratio: {p.stdout}")
+    # Bad arguments: exit 2, one line on stderr, nothing on stdout.
+    for args in (["latency", "--transport", "floor", "--size", "64", "--against", "nosuch"],
+                 ["latency", "--transport", "floor", "--size", "64", "--against", "pipe",
+                  "--rate", "1000"],
+                 ["latency", "--transport", "nosuch", "--size", "64"],
+                 ["throughput", "--transport", "pipe", "--size", "4"],
+                 ["latency", "--transport", "pipe"]):
+        p = bench(*args, expect=2)
+        check(p.stdout == "" and len(p.stderr.strip().splitlines()) >= 1,
+              f"{args}: error output {p.stderr!r}")
+    left = {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("shmring-bench")}
+    check(not left, f"left in /dev/shm: {left}")
+    print(f"bench_test: {len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    BENCH = sys.argv[1]
+    sys.exit(main())
