@@ -251,12 +251,15 @@ struct SpscConsumerState {
         PublishReadPosition();
         continue;
       }
-      holding = true;
-      held = Frame{Result::kOk,
-                   std::span<const std::byte>(ring.data + frame.payload_offset, frame.length),
-                   frame.sequence};
+      // Return the local, not `held`: reading back the fields just stored would stall on store
+      // forwarding (a wide load over narrower stores), which cost more than the rest of the read.
+      const Frame out{Result::kOk,
+                      std::span<const std::byte>(ring.data + frame.payload_offset, frame.length),
+                      frame.sequence};
+      held = out;
       held_end = frame.next_position;
-      return held;
+      holding = true;
+      return out;
     }
   }
 
