@@ -53,6 +53,7 @@ def check_throughput(r, transport, count, size):
 
 def main():
     before = set(os.listdir("/dev/shm"))
+    mq_before = set(os.listdir("/dev/mqueue")) if os.path.isdir("/dev/mqueue") else set()
     # One transport.
     (r,) = results("latency", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
                    "--count", "300")
@@ -80,18 +81,31 @@ def main():
     p = bench("latency", "--transport", "shmring-mpmc", "--size", "64", "--count", "300",
               "--against", "floor")
     check("measured side by side" in p.stdout, f"human output names the ratio: {p.stdout}")
+    # Two transports of one kind (their named objects must not collide), and a short count still
+    # alternates.
+    rs = results("latency", "--transport", "shmring-spsc", "--size", "64", "--count", "40",
+                 "--against", "shmring-spsc")
+    check(len(rs) == 2 and all(r["count"] == 40 for r in rs), f"self-pair: {rs}")
+    rs = results("throughput", "--transport", "posix-mq", "--size", "64", "--count", "1000",
+                 "--against", "posix-mq")
+    check(len(rs) == 2 and all(r["count"] == 1000 for r in rs), f"posix-mq self-pair: {rs}")
     # Bad arguments: exit 2, one line on stderr, nothing on stdout.
     for args in (["latency", "--transport", "floor", "--size", "64", "--against", "nosuch"],
                  ["latency", "--transport", "floor", "--size", "64", "--against", "pipe",
                   "--rate", "1000"],
                  ["latency", "--transport", "nosuch", "--size", "64"],
                  ["throughput", "--transport", "pipe", "--size", "4"],
-                 ["latency", "--transport", "pipe"]):
+                 ["latency", "--transport", "pipe"],
+                 ["--against", "floor"]):
         p = bench(*args, expect=2)
-        check(p.stdout == "" and len(p.stderr.strip().splitlines()) >= 1,
+        check(p.stdout == "" and len(p.stderr.strip().splitlines()) == 1,
               f"{args}: error output {p.stderr!r}")
     left = {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("shmring-bench")}
     check(not left, f"left in /dev/shm: {left}")
+    if os.path.isdir("/dev/mqueue"):
+        left = {n for n in set(os.listdir("/dev/mqueue")) - mq_before
+                if n.startswith("shmring-bench")}
+        check(not left, f"left in /dev/mqueue: {left}")
     print(f"bench_test: {len(failures)} failure(s)")
     return 1 if failures else 0
 

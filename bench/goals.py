@@ -8,8 +8,9 @@ repetitions damps what is left.
 
   bench/goals.py build/bench/shmring-bench [--reps 7] [--bench OTHER-shmring-bench ...]
 
-With several binaries (e.g. one built from the commit before a change), each gets its own
-columns, run interleaved rep by rep.
+With several binaries (e.g. one built from the commit before a change; it must know --against,
+which shmring-bench has had since December 2026), each gets its own rows, run interleaved rep by
+rep.
 """
 import argparse
 import json

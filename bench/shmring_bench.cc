@@ -122,8 +122,11 @@ void Usage(FILE* out) {
                "  --rate HZ    paced latency: send on a fixed schedule, measure from it\n"
                "  --cpus A,B   CPUs of the two processes (default: the first two allowed)\n"
                "  --against T2 measure T and T2 side by side: the same two processes alternate\n"
-               "               between them in blocks (1000 round trips, ~8 MiB of stream), so\n"
-               "               both see the same machine; prints both results and their ratio\n"
+               "               between them in blocks (at most 1000 round trips or ~8 MiB of\n"
+               "               stream, at most a quarter of the count), so both see the same\n"
+               "               machine; prints both results (--json: two objects, each with\n"
+               "               paired_with) and, without --json, their ratio; --timeout then\n"
+               "               covers the pair\n"
                "  --json       one JSON object per result\n"
                "  --timeout S  abort a run that takes longer (default 60)\n"
                "  --batch N    shmring-spsc throughput: publish every N frames (commit_deferred\n"
@@ -263,6 +266,10 @@ int ParseArgs(int argc, char** argv, Options* o) {
       return 2;
     }
   }
+  if (o->mode.empty() && !o->against.empty()) {
+    std::fprintf(stderr, "shmring-bench: --against applies to latency and throughput runs\n");
+    return 2;
+  }
   if (!o->mode.empty()) {
     const TransportInfo* info = FindTransport(o->transport);
     if (info == nullptr) {
@@ -314,9 +321,12 @@ int ParseArgs(int argc, char** argv, Options* o) {
       std::fprintf(stderr, "shmring-bench: --rate applies to latency only\n");
       return 2;
     }
-    if (o->wait_given && !info->has_wait_choice && o->wait != info->fixed_wait) {
-      std::fprintf(stderr, "shmring-bench: note: %s always waits by %s; --wait ignored\n",
-                   o->transport.c_str(), std::string(WaitName(info->fixed_wait)).c_str());
+    for (const std::string& name : {o->transport, o->against}) {
+      const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
+      if (t != nullptr && o->wait_given && !t->has_wait_choice && o->wait != t->fixed_wait) {
+        std::fprintf(stderr, "shmring-bench: note: %s always waits by %s; --wait ignored for it\n",
+                     name.c_str(), std::string(WaitName(t->fixed_wait)).c_str());
+      }
     }
   }
   return 0;
@@ -360,27 +370,34 @@ constexpr std::uint64_t kStop = ~std::uint64_t{0};
 constexpr std::uint64_t kBlockEnd = ~std::uint64_t{1};
 
 // Paired runs (--against) alternate between their transports in blocks, so both sides of a ratio
-// see the same machine; a shared VM changes speed from one second to the next.
-constexpr std::uint64_t kLatencyBlock = 1000;  // round trips per block
+// see the same machine; a shared VM changes speed from one second to the next. A block is at most
+// 1000 round trips or ~8 MiB of stream, and at most a quarter of the count, so even a short run
+// alternates.
+std::uint64_t LatencyBlock(std::uint64_t count, std::size_t transports) {
+  if (transports == 1) return UINT64_MAX;
+  return std::clamp<std::uint64_t>(count / 4, 1, 1000);
+}
 std::uint64_t StreamBlock(std::size_t size, std::uint64_t count, std::size_t transports) {
   if (transports == 1) return count;  // one block: the whole stream
-  return std::max<std::uint64_t>(64, (std::uint64_t{8} << 20) / size);  // ~8 MiB per block
+  const std::uint64_t bytes = std::max<std::uint64_t>(1, (std::uint64_t{8} << 20) / size);
+  return std::clamp<std::uint64_t>(count / 4, 1, bytes);
 }
 
 // Which of n transports carries round trip i of a latency run: first each one's warm-up in turn,
-// then blocks of kLatencyBlock in turn. Both sides follow it.
-std::size_t LatencyTurn(std::uint64_t i, std::uint64_t warmup, std::size_t n) {
+// then blocks in turn. Both sides follow it.
+std::size_t LatencyTurn(std::uint64_t i, std::uint64_t warmup, std::uint64_t block, std::size_t n) {
   if (n == 1) return 0;
   if (i < warmup * n) return static_cast<std::size_t>(i / warmup);
-  return static_cast<std::size_t>((i - warmup * n) / kLatencyBlock % n);
+  return static_cast<std::size_t>((i - warmup * n) / block % n);
 }
 
 // Side B of a latency run: echo every message on the transport whose turn it is, checking its
 // sequence number.
-int EchoLoop(const std::vector<Transport*>& ts, std::size_t size, std::uint64_t warmup) {
+int EchoLoop(const std::vector<Transport*>& ts, std::size_t size, std::uint64_t warmup,
+             std::uint64_t block) {
   std::vector<std::byte> message(size);
   for (std::uint64_t i = 0;; ++i) {
-    Transport& t = *ts[LatencyTurn(i, warmup, ts.size())];
+    Transport& t = *ts[LatencyTurn(i, warmup, block, ts.size())];
     if (!t.Receive(message.data())) return 10;
     if (SequenceOf(message.data()) == kStop) return 0;
     if (SequenceOf(message.data()) != i) {
@@ -478,10 +495,12 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
     config.batch = s.batch;
     if (absl::Status st = ts.back()->Setup(config); !st.ok()) {
       cleanup();
-      return fail(std::string(s.info->name) + ": " + std::string(st.message()));
+      return fail(n == 1 ? std::string(st.message())
+                         : std::string(s.info->name) + ": " + std::string(st.message()));
     }
   }
-  const std::uint64_t block = StreamBlock(spec.size, spec.count, n);  // throughput
+  const std::uint64_t block =
+      spec.latency ? LatencyBlock(spec.count, n) : StreamBlock(spec.size, spec.count, n);
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = fork();
@@ -500,7 +519,7 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
         _exit(3);
       }
     }
-    _exit(spec.latency ? EchoLoop(ts, spec.size, spec.warmup) : SinkLoop(ts, spec.size));
+    _exit(spec.latency ? EchoLoop(ts, spec.size, spec.warmup, block) : SinkLoop(ts, spec.size));
   }
   g_child = pid;
   alarm(static_cast<unsigned>(timeout_s + 10));
@@ -513,7 +532,8 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
   for (std::size_t k = 0; k < n && ok; ++k) {
     if (absl::Status s = ts[k]->Attach(Side::kA); !s.ok()) {
       ok = false;
-      error = std::string(s.message());
+      error = n == 1 ? std::string(s.message())
+                     : std::string(specs[k].info->name) + ": " + std::string(s.message());
     }
   }
   std::int64_t stop_at = INT64_MAX;  // set when the warm-up ends
@@ -538,8 +558,10 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
     };
     for (;; ++i) {
       if (i == warmup) start_budget();
-      if (i >= warmup && ((i & 63) == 0 && over_budget())) break;
-      const std::size_t k = LatencyTurn(i, spec.warmup, n);
+      // The budget ends a run only where a round of blocks starts, so both sides get as many.
+      const bool round_start = n == 1 ? (i & 63) == 0 : (i - warmup) % (block * n) == 0;
+      if (i >= warmup && round_start && over_budget()) break;
+      const std::size_t k = LatencyTurn(i, spec.warmup, block, n);
       if (i >= warmup && measured[k] == spec.count && done()) break;
       Stamp(message.data(), i);
       std::int64_t t0;
@@ -563,7 +585,7 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
       }
       if (i >= warmup && measured[k] < spec.count) rtt[k][measured[k]++] = t1 - t0;
     }
-    stop_on = ts[LatencyTurn(i, spec.warmup, n)];
+    stop_on = ts[LatencyTurn(i, spec.warmup, block, n)];
     for (std::size_t k = 0; k < n && ok; ++k) {
       rtt[k].resize(measured[k]);
       if (measured[k] == 0) {
@@ -576,35 +598,46 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
   } else if (ok) {
     // Blocks: the warm-up of each transport, then measured blocks in turn until each transport
     // sent `count` messages or the budget is spent. Each block ends with kBlockEnd and B's
-    // acknowledgement, which stops the block's clock.
+    // acknowledgement, which stops the block's clock. A single transport's one block also ends
+    // early when the budget is spent (checked every 64 messages).
     std::vector<std::uint64_t> next(n, 0);
     std::vector<std::int64_t> elapsed(n, 0);
-    const auto send_block = [&](std::size_t k, std::uint64_t frames) {
-      for (std::uint64_t f = 0; f < frames; ++f) {
+    // Sends up to `frames` messages and the block's end; returns how many it sent (-1: failed).
+    const auto send_block = [&](std::size_t k, std::uint64_t frames) -> std::int64_t {
+      std::uint64_t f = 0;
+      for (; f < frames; ++f) {
+        if (n == 1 && (f & 63) == 0 && f > 0 && over_budget()) break;
         Stamp(message.data(), next[k]++);
-        if (!ts[k]->Send(message.data())) return false;
+        if (!ts[k]->Send(message.data())) return -1;
       }
       Stamp(message.data(), kBlockEnd);
-      return ts[k]->Send(message.data()) && ts[k]->Receive(reply.data());
+      if (!ts[k]->Send(message.data()) || !ts[k]->Receive(reply.data())) return -1;
+      return static_cast<std::int64_t>(f);
     };
     std::uint64_t blocks = 0;
-    for (std::size_t k = 0; k < n && ok; ++k, ++blocks) ok = send_block(k, spec.warmup);
+    for (std::size_t k = 0; k < n && ok; ++k, ++blocks) ok = send_block(k, spec.warmup) >= 0;
     start_budget();
     for (; ok; ++blocks) {
-      // All transports have the same count and block size, so they run out in turn order.
+      // All transports have the same count and block size, so they run out in turn order; the
+      // budget ends a run only where a round of blocks starts, so both sides get as many.
       bool more = false;
       for (std::uint64_t m : measured) more = more || m < spec.count;
-      if (!more || over_budget()) break;
+      if (!more || (blocks % n == 0 && over_budget())) break;
       const std::size_t k = blocks % n;
-      const std::uint64_t frames = std::min(block, spec.count - measured[k]);
       const std::int64_t t0 = NowNs();
-      ok = send_block(k, frames);
+      const std::int64_t sent = send_block(k, std::min(block, spec.count - measured[k]));
       elapsed[k] += NowNs() - t0;
-      measured[k] += frames;
+      ok = sent >= 0;
+      if (ok) measured[k] += static_cast<std::uint64_t>(sent);
     }
     stop_on = ts[blocks % n];
     if (!ok) error = "send failed or no acknowledgement";
     for (std::size_t k = 0; k < n && ok; ++k) {
+      if (measured[k] == 0) {
+        ok = false;
+        error = "no message within the time budget";
+        break;
+      }
       const double seconds = static_cast<double>(elapsed[k]) / 1e9;
       results[k].msgs_per_s = static_cast<double>(measured[k]) / seconds;
       results[k].bytes_per_s = results[k].msgs_per_s * static_cast<double>(spec.size);
@@ -958,13 +991,15 @@ int RunAll(const Options& o) {
   FILE* out = o.json ? stderr : stdout;
   std::fprintf(out, "\nGoals (shmring-spsc; each pair measured side by side, alternating):\n");
   std::vector<RunResult> pair;  // the last paired run; p50 and p99.9 share one
+  bool goal_failed = false;
   for (const Goal& g : goals) {
     const bool reuse = !pair.empty() && pair[0].spec.latency == g.latency &&
                        pair[0].spec.size == g.size && pair[0].spec.wait == g.wait &&
                        pair[0].spec.batch == g.batch && pair[1].spec.info->name == g.b;
     if (!reuse) {
-      const std::uint64_t count =
-          g.latency ? (g.wait == Wait::kSpin ? 20000 : 5000) : DefaultCount(false, g.size, true);
+      const std::uint64_t count = o.count != 0 ? o.count
+                                  : g.latency  ? (g.wait == Wait::kSpin ? 20000 : 5000)
+                                               : DefaultCount(false, g.size, true);
       std::vector<RunSpec> specs;
       for (std::string_view name : {g.a, g.b}) {
         const TransportInfo* info = FindTransport(name);
@@ -975,6 +1010,7 @@ int RunAll(const Options& o) {
       pair = Run(specs, o.cpu_b, o.timeout_s);
     }
     if (!pair[0].ok) {
+      goal_failed = true;
       std::fprintf(out, "  %-32s   n/a: %s\n", g.what.c_str(), pair[0].error.c_str());
       continue;
     }
@@ -995,7 +1031,7 @@ int RunAll(const Options& o) {
     }
   }
   std::fprintf(out, "total time: %.1f s\n", static_cast<double>(NowNs() - started) / 1e9);
-  if (fan_failed) return 1;
+  if (fan_failed || goal_failed) return 1;
   for (const RunResult& r : results) {
     if (!r.ok && r.error.find("mq_open") == std::string::npos) return 1;
   }
@@ -1095,19 +1131,25 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (latency) {
-    std::printf("CPUs %d,%d; %" PRIu64 " round trips after %" PRIu64 " warm-up%s%s\n", o.cpu_a,
-                o.cpu_b, spec.count, spec.warmup,
-                o.rate > 0 ? (", paced at " + std::to_string(static_cast<long long>(o.rate)) +
-                              " Hz, measured from the scheduled send time")
-                                 .c_str()
-                           : "",
-                paired ? " each, alternating in blocks of 1000" : "");
+    std::printf(
+        "CPUs %d,%d; %" PRIu64 " round trips after %" PRIu64 " warm-up%s%s\n", o.cpu_a, o.cpu_b,
+        spec.count, spec.warmup,
+        o.rate > 0 ? (", paced at " + std::to_string(static_cast<long long>(o.rate)) +
+                      " Hz, measured from the scheduled send time")
+                         .c_str()
+                   : "",
+        paired ? (" each, alternating in blocks of " + std::to_string(LatencyBlock(spec.count, 2)))
+                     .c_str()
+               : "");
     PrintLatencyHeader();
     for (const RunResult& r : results) PrintLatencyRow(r, nullptr, nullptr);
   } else {
     std::printf("CPUs %d,%d; %" PRIu64 " messages after %" PRIu64 " warm-up%s, all in sequence\n",
                 o.cpu_a, o.cpu_b, spec.count, spec.warmup,
-                paired ? " each, alternating in blocks" : "");
+                paired ? (" each, alternating in blocks of " +
+                          std::to_string(StreamBlock(spec.size, spec.count, 2)))
+                             .c_str()
+                       : "");
     PrintThroughputHeader();
     for (const RunResult& r : results) PrintThroughputRow(r, nullptr);
   }

@@ -93,7 +93,10 @@ std::unique_ptr<Transport> MakeTransport(std::string_view name) {
 }
 
 std::string UniqueName(std::string_view tag) {
-  return "/shmring-bench-" + std::to_string(getpid()) + "-" + std::string(tag);
+  // The counter keeps two transports of one kind in a paired run (--against) apart.
+  static int counter = 0;
+  return "/shmring-bench-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + "-" +
+         std::string(tag);
 }
 
 std::byte* MapSharedAnonymous(std::size_t bytes) {

@@ -86,7 +86,7 @@ std::byte* MapSharedAnonymous(std::size_t bytes);
 
 // ---- names created by the bench, removed on exit, error or signal ----
 
-// UniqueName returns "/shmring-bench-<pid>-<tag>".
+// UniqueName returns "/shmring-bench-<pid>-<n>-<tag>", n counting the names made so far.
 std::string UniqueName(std::string_view tag);
 
 // NameKind: which unlink removes the object.
