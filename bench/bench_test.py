@@ -81,6 +81,7 @@ def main():
     p = bench("latency", "--transport", "shmring-mpmc", "--size", "64", "--count", "300",
               "--against", "floor")
     check("measured side by side" in p.stdout, f"human output names the ratio: {p.stdout}")
+    check("alternating in blocks of 75" in p.stdout, f"blocks of a quarter of 300: {p.stdout}")
     # Two transports of one kind (their named objects must not collide), and a short count still
     # alternates.
     rs = results("latency", "--transport", "shmring-spsc", "--size", "64", "--count", "40",
@@ -96,6 +97,7 @@ def main():
                  ["latency", "--transport", "nosuch", "--size", "64"],
                  ["throughput", "--transport", "pipe", "--size", "4"],
                  ["latency", "--transport", "pipe"],
+                 ["latency", "--transport", "floor", "--size", "64", "--against", "naive"],
                  ["--against", "floor"]):
         p = bench(*args, expect=2)
         check(p.stdout == "" and len(p.stderr.strip().splitlines()) == 1,

@@ -17,23 +17,24 @@ import json
 import statistics
 import subprocess
 
-# (label, goal, command args, field, against)
+# (command args, against, [(result field, label, goal), ...])
 GOALS = [
-    ("spin 64 B p50 / floor", "<= 1.15",
-     ["latency", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
-      "--count", "20000"], ["p50_ns", "p999_ns"], "floor"),
-    ("block 64 B p50 / eventfd", "<= 1.05",
-     ["latency", "--transport", "shmring-spsc", "--wait", "block", "--size", "64",
-      "--count", "10000"], ["p50_ns"], "eventfd"),
-    ("stream 64 B b32 / naive", ">= 2",
-     ["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
-      "--count", "2000000", "--batch", "32"], ["msgs_per_s"], "naive"),
-    ("stream 64 B b1 / naive", "(info)",
-     ["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
-      "--count", "2000000", "--batch", "1"], ["msgs_per_s"], "naive"),
-    ("stream 64 KiB b32 / naive", ">= 0.9",
-     ["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "65536",
-      "--count", "10000", "--batch", "32"], ["msgs_per_s"], "naive"),
+    (["latency", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
+      "--count", "20000"], "floor",
+     [("p50_ns", "spin 64 B p50 / floor", "<= 1.15"),
+      ("p999_ns", "spin 64 B p99.9 / floor", "<= 2")]),
+    (["latency", "--transport", "shmring-spsc", "--wait", "block", "--size", "64",
+      "--count", "10000"], "eventfd",
+     [("p50_ns", "block 64 B p50 / eventfd", "<= 1.05")]),
+    (["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
+      "--count", "2000000", "--batch", "32"], "naive",
+     [("msgs_per_s", "stream 64 B b32 / naive", ">= 2")]),
+    (["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
+      "--count", "2000000", "--batch", "1"], "naive",
+     [("msgs_per_s", "stream 64 B b1 / naive", "(info)")]),
+    (["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "65536",
+      "--count", "10000", "--batch", "32"], "naive",
+     [("msgs_per_s", "stream 64 KiB b32 / naive", ">= 0.9")]),
 ]
 
 
@@ -54,14 +55,11 @@ def main():
     binaries = [args.bench, *args.more]
     ratios = {}
     for _ in range(args.reps):
-        for label, goal, cmd, fields, against in GOALS:
+        for cmd, against, fields in GOALS:
             for n, binary in enumerate(binaries):
                 a, b = paired(binary, cmd, against)
-                for field in fields:
-                    key = (label if field in ("p50_ns", "msgs_per_s")
-                           else label.replace("p50", field[:-3].replace("p999", "p99.9")),
-                           goal if field != "p999_ns" else "<= 2", n)
-                    ratios.setdefault(key, []).append(a[field] / b[field])
+                for field, label, goal in fields:
+                    ratios.setdefault((label, goal, n), []).append(a[field] / b[field])
     for (label, goal, n), values in ratios.items():
         runs = " ".join(f"{v:.2f}" for v in values)
         which = f" [{binaries[n]}]" if len(binaries) > 1 else ""

@@ -175,6 +175,10 @@ bool ParseWait(std::string_view s, Wait* out) {
   return true;
 }
 
+bool Offers(const TransportInfo& info, std::string_view mode) {
+  return mode == "latency" ? info.latency : info.throughput;
+}
+
 // Returns 0 to go on, or an exit code.
 int ParseArgs(int argc, char** argv, Options* o) {
   int i = 1;
@@ -281,11 +285,13 @@ int ParseArgs(int argc, char** argv, Options* o) {
       std::fprintf(stderr, ")\n");
       return 2;
     }
-    if ((o->mode == "latency" && !info->latency) ||
-        (o->mode == "throughput" && !info->throughput)) {
-      std::fprintf(stderr, "shmring-bench: transport %s does not offer %s\n", o->transport.c_str(),
-                   o->mode.c_str());
-      return 2;
+    for (const std::string& name : {o->transport, o->against}) {
+      const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
+      if (t != nullptr && !Offers(*t, o->mode)) {
+        std::fprintf(stderr, "shmring-bench: transport %s does not offer %s\n", name.c_str(),
+                     o->mode.c_str());
+        return 2;
+      }
     }
     if (!o->size_given) {
       std::fprintf(stderr, "shmring-bench: %s needs --size BYTES\n", o->mode.c_str());
@@ -302,12 +308,6 @@ int ParseArgs(int argc, char** argv, Options* o) {
       if (other == nullptr) {
         std::fprintf(stderr, "shmring-bench: unknown --against transport '%s'\n",
                      o->against.c_str());
-        return 2;
-      }
-      if ((o->mode == "latency" && !other->latency) ||
-          (o->mode == "throughput" && !other->throughput)) {
-        std::fprintf(stderr, "shmring-bench: transport %s does not offer %s\n", o->against.c_str(),
-                     o->mode.c_str());
         return 2;
       }
       if (o->rate > 0 || o->producers != 0 || o->consumers != 0) {
@@ -344,6 +344,17 @@ struct RunSpec {
   double budget_s;  // stop measuring after this long (0: never); count is then what was measured
   std::size_t batch = 1;  // shmring-spsc throughput only
 };
+
+// SpecFor: a run of transport `name`, with `wait` if it offers a choice (else its fixed wait) and
+// `batch` only for shmring-spsc streams (the others publish every message).
+RunSpec SpecFor(std::string_view name, std::size_t size, Wait wait, bool latency,
+                std::uint64_t count, std::uint64_t warmup, double rate, double budget_s,
+                std::size_t batch) {
+  const TransportInfo* info = FindTransport(name);
+  return RunSpec{info,    size,     info->has_wait_choice ? wait : info->fixed_wait,
+                 latency, count,    warmup,
+                 rate,    budget_s, !latency && name == "shmring-spsc" ? batch : 1};
+}
 
 struct RunResult {
   RunSpec spec;
@@ -484,6 +495,11 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
   const auto cleanup = [&] {
     for (auto& t : owned) t->Cleanup();
   };
+  // A paired run's errors name the transport.
+  const auto named = [&](std::size_t k, const absl::Status& s) {
+    const std::string message(s.message());
+    return n == 1 ? message : std::string(specs[k].info->name) + ": " + message;
+  };
   for (const RunSpec& s : specs) {
     owned.push_back(MakeTransport(s.info->name));
     ts.push_back(owned.back().get());
@@ -495,8 +511,7 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
     config.batch = s.batch;
     if (absl::Status st = ts.back()->Setup(config); !st.ok()) {
       cleanup();
-      return fail(n == 1 ? std::string(st.message())
-                         : std::string(s.info->name) + ": " + std::string(st.message()));
+      return fail(named(ts.size() - 1, st));
     }
   }
   const std::uint64_t block =
@@ -529,11 +544,14 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
   bool ok = true;
   std::string error;
   std::vector<std::uint64_t> measured(n, 0);
+  const auto all_measured = [&] {
+    return std::all_of(measured.begin(), measured.end(),
+                       [&](std::uint64_t m) { return m >= spec.count; });
+  };
   for (std::size_t k = 0; k < n && ok; ++k) {
     if (absl::Status s = ts[k]->Attach(Side::kA); !s.ok()) {
       ok = false;
-      error = n == 1 ? std::string(s.message())
-                     : std::string(specs[k].info->name) + ": " + std::string(s.message());
+      error = named(k, s);
     }
   }
   std::int64_t stop_at = INT64_MAX;  // set when the warm-up ends
@@ -550,19 +568,13 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
         spec.rate > 0 ? static_cast<std::int64_t>(std::llround(1e9 / spec.rate)) : 0;
     std::int64_t start = 0;
     std::uint64_t i = 0;
-    const auto done = [&] {
-      for (std::uint64_t m : measured) {
-        if (m < spec.count) return false;
-      }
-      return true;
-    };
     for (;; ++i) {
       if (i == warmup) start_budget();
       // The budget ends a run only where a round of blocks starts, so both sides get as many.
       const bool round_start = n == 1 ? (i & 63) == 0 : (i - warmup) % (block * n) == 0;
       if (i >= warmup && round_start && over_budget()) break;
       const std::size_t k = LatencyTurn(i, spec.warmup, block, n);
-      if (i >= warmup && measured[k] == spec.count && done()) break;
+      if (i >= warmup && all_measured()) break;
       Stamp(message.data(), i);
       std::int64_t t0;
       if (period > 0 && i >= warmup) {
@@ -620,9 +632,7 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
     for (; ok; ++blocks) {
       // All transports have the same count and block size, so they run out in turn order; the
       // budget ends a run only where a round of blocks starts, so both sides get as many.
-      bool more = false;
-      for (std::uint64_t m : measured) more = more || m < spec.count;
-      if (!more || (blocks % n == 0 && over_budget())) break;
+      if (all_measured() || (blocks % n == 0 && over_budget())) break;
       const std::size_t k = blocks % n;
       const std::int64_t t0 = NowNs();
       const std::int64_t sent = send_block(k, std::min(block, spec.count - measured[k]));
@@ -1002,10 +1012,8 @@ int RunAll(const Options& o) {
                                                : DefaultCount(false, g.size, true);
       std::vector<RunSpec> specs;
       for (std::string_view name : {g.a, g.b}) {
-        const TransportInfo* info = FindTransport(name);
-        specs.push_back(RunSpec{info, g.size, info->has_wait_choice ? g.wait : info->fixed_wait,
-                                g.latency, count, DefaultWarmup(g.latency, count), 0, 2.0,
-                                name == "shmring-spsc" ? g.batch : 1});
+        specs.push_back(SpecFor(name, g.size, g.wait, g.latency, count,
+                                DefaultWarmup(g.latency, count), 0, 2.0, g.batch));
       }
       pair = Run(specs, o.cpu_b, o.timeout_s);
     }
@@ -1098,21 +1106,13 @@ int Main(int argc, char** argv) {
   }
 
   const bool latency = o.mode == "latency";
+  const std::uint64_t count = o.count != 0 ? o.count : DefaultCount(latency, o.size, false);
+  const std::uint64_t warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, count);
   std::vector<RunSpec> specs;
   for (const std::string& name : {o.transport, o.against}) {
-    if (name.empty()) continue;
-    const TransportInfo* info = FindTransport(name);
-    RunSpec spec{info,
-                 o.size,
-                 info->has_wait_choice ? o.wait : info->fixed_wait,
-                 latency,
-                 o.count != 0 ? o.count : DefaultCount(latency, o.size, false),
-                 0,
-                 o.rate,
-                 0,
-                 !latency && name == "shmring-spsc" ? o.batch : 1};
-    spec.warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, spec.count);
-    specs.push_back(spec);
+    if (!name.empty()) {
+      specs.push_back(SpecFor(name, o.size, o.wait, latency, count, warmup, o.rate, 0, o.batch));
+    }
   }
   const std::vector<RunResult> results = Run(specs, o.cpu_b, o.timeout_s);
   const RunSpec& spec = specs.front();
