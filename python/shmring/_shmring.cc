@@ -204,19 +204,40 @@ EndpointOptions ParseEndpointOptions(py::handle wait, long long spin_iterations,
 }
 
 // Buffer: a PyObject_GetBuffer export, released at scope exit. TypeError for a non-buffer (e.g.
-// str); the exporter's own error for a non-contiguous one.
+// str) or, for a writable one, a read-only buffer (as socket.recv_into); ValueError for a
+// writable buffer that is not contiguous. A readable buffer may be strided (a numpy slice):
+// contiguous() says whether bytes() can be used as is, CopyTo() gathers it in C order.
 class Buffer {
  public:
-  Buffer(py::handle object, bool writable) {
-    if (PyObject_GetBuffer(object.ptr(), &view_, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) != 0) {
-      throw py::error_already_set();
+  enum Access { kRead, kWrite };
+  Buffer(py::handle object, Access access) {
+    const int flags = access == kWrite ? PyBUF_WRITABLE : PyBUF_FULL_RO;
+    if (PyObject_GetBuffer(object.ptr(), &view_, flags) == 0) return;
+    if (access == kRead || !PyObject_CheckBuffer(object.ptr())) throw py::error_already_set();
+    PyErr_Clear();
+    Py_buffer probe;
+    if (PyObject_GetBuffer(object.ptr(), &probe, PyBUF_FULL_RO) != 0) throw py::error_already_set();
+    const bool readonly = probe.readonly != 0;
+    PyBuffer_Release(&probe);
+    if (readonly) {
+      Raise(PyExc_TypeError, absl::StrCat("recv_into needs a writable buffer, not ",
+                                          Py_TYPE(object.ptr())->tp_name));
     }
+    Raise(PyExc_ValueError, "recv_into needs a contiguous buffer");
   }
   ~Buffer() { PyBuffer_Release(&view_); }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
+
+  bool contiguous() const { return PyBuffer_IsContiguous(&view_, 'C') != 0; }
   std::span<std::byte> bytes() const {
     return {static_cast<std::byte*>(view_.buf), static_cast<std::size_t>(view_.len)};
+  }
+  std::size_t size() const { return static_cast<std::size_t>(view_.len); }
+  void CopyTo(std::span<std::byte> out) {
+    if (PyBuffer_ToContiguous(out.data(), &view_, view_.len, 'C') != 0) {
+      throw py::error_already_set();
+    }
   }
 
  private:
@@ -555,9 +576,23 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
   void send(py::handle data, py::handle timeout_arg) {
     const Timeout timeout = ParseTimeout(timeout_arg);
     P& p = Ready();
-    Buffer buffer(data, false);
+    Buffer buffer(data, Buffer::kRead);
+    if (buffer.size() > this->max_frame_) RaiseTooLarge(buffer.size());
+    if (!buffer.contiguous()) {  // a strided array: gathered straight into a claim, one copy
+      const std::size_t n = buffer.size();
+      const Claim c = this->Wait(p.try_claim(n), timeout,
+                                 [&](absl::Time deadline) { return p.claim(n, deadline); });
+      if (c.result != Result::kOk) RaiseResult(c.result, this->name_, "no room in the ring");
+      try {
+        buffer.CopyTo(c.data);
+      } catch (...) {
+        p.abort();
+        throw;
+      }
+      CommitClaim(n);
+      return;
+    }
     const std::span<const std::byte> payload = buffer.bytes();
-    if (payload.size() > this->max_frame_) RaiseTooLarge(payload.size());
     const Status s = this->Wait(Status{p.try_send(payload)}, timeout, [&](absl::Time deadline) {
       return Status{p.send(payload, deadline)};
     });
@@ -732,7 +767,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
   std::size_t recv_into(py::handle buffer_arg, py::handle timeout_arg) {
     const Timeout timeout = ParseTimeout(timeout_arg);
     C& c = Ready();
-    Buffer buffer(buffer_arg, true);
+    Buffer buffer(buffer_arg, Buffer::kWrite);
     const std::span<std::byte> out = buffer.bytes();
     const Received r = this->Wait(c.try_receive(out), timeout,
                                   [&](absl::Time deadline) { return c.receive(out, deadline); });
