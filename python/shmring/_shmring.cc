@@ -352,7 +352,8 @@ class Lent {
   // the memory back). Never raises.
   bool TryInvalidate() {
     if (!view_.is_none()) {
-      PyObject* result = PyObject_CallMethod(view_.ptr(), "release", nullptr);
+      static PyObject* const release = PyUnicode_InternFromString("release");
+      PyObject* result = PyObject_CallMethodNoArgs(view_.ptr(), release);
       if (result == nullptr) {  // BufferError: something was made from the memoryview itself
         PyErr_Clear();
         return false;
@@ -614,6 +615,7 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
     if (c.result != Result::kOk) RaiseResult(c.result, this->name_, "no room in the ring");
     auto* claim = new PyClaim(this, c.data, c.sequence, this->KeepAlive());
     claim_ = py::cast(claim, py::return_value_policy::take_ownership);
+    claim_ptr_ = claim;
     return claim_;
   }
 
@@ -623,10 +625,11 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
   }
 
   void detach() {
-    if (!claim_.is_none() && !claim_.template cast<PyClaim&>().TryAbort()) {
-      RaiseStillExported("claim", claim_.template cast<PyClaim&>().sequence());
+    if (!claim_.is_none() && !(*claim_ptr_).TryAbort()) {
+      RaiseStillExported("claim", (*claim_ptr_).sequence());
     }
     claim_ = py::none();
+    claim_ptr_ = nullptr;
     this->Detach();
   }
 
@@ -638,6 +641,7 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
   void CommitClaim(std::size_t size) override {
     P& p = this->Use();
     claim_ = py::none();
+    claim_ptr_ = nullptr;
     if constexpr (std::is_same_v<decltype(p.commit(size)), void>) {
       p.commit(size);
     } else {
@@ -647,6 +651,7 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
   }
   void AbortClaim() override {
     claim_ = py::none();
+    claim_ptr_ = nullptr;
     if (this->endpoint_ && this->generation_ == fork_generation.load(std::memory_order_relaxed)) {
       this->endpoint_->abort();
     }
@@ -657,7 +662,7 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
   P& Ready() {
     P& p = this->Use();
     if (!claim_.is_none()) {
-      PyClaim& claim = claim_.template cast<PyClaim&>();
+      PyClaim& claim = (*claim_ptr_);
       if (!claim.TryAbort()) {
         Raise(PyExc_ValueError,
               absl::StrCat(this->name_, ": claim ", claim.sequence(),
@@ -672,8 +677,9 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
   // views are gone; otherwise its Region keeps the endpoint alive until they are.
   void ForgetClaim() {
     if (claim_.is_none()) return;
-    claim_.template cast<PyClaim&>().Forget();
+    (*claim_ptr_).Forget();
     claim_ = py::none();
+    claim_ptr_ = nullptr;
   }
 
   [[noreturn]] void RaiseTooLarge(std::size_t size) const {
@@ -683,6 +689,7 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
   }
 
   py::object claim_ = py::none();  // the outstanding PyClaim, or None
+  PyClaim* claim_ptr_ = nullptr;   // the C++ object in claim_ (no pybind11 lookup per call)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -756,7 +763,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
   }
   explicit Consumer(std::shared_ptr<C> c) : Base(std::move(c)) {}
   ~Consumer() override {
-    if (!frame_.is_none()) frame_.template cast<PyFrame&>().Forget();
+    if (!frame_.is_none()) (*frame_ptr_).Forget();
   }
 
   // recv: read in place, one copy into a new bytes object, release.
@@ -787,6 +794,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
     if (f.result != Result::kOk) RaiseResult(f.result, this->name_, "no frame");
     auto* frame = new PyFrame(this, f.data, f.sequence, this->KeepAlive());
     frame_ = py::cast(frame, py::return_value_policy::take_ownership);
+    frame_ptr_ = frame;
     return frame_;
   }
 
@@ -799,10 +807,11 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
   }
 
   void detach() {
-    if (!frame_.is_none() && !frame_.template cast<PyFrame&>().TryRelease()) {
-      RaiseStillExported("frame", frame_.template cast<PyFrame&>().sequence());
+    if (!frame_.is_none() && !(*frame_ptr_).TryRelease()) {
+      RaiseStillExported("frame", (*frame_ptr_).sequence());
     }
     frame_ = py::none();
+    frame_ptr_ = nullptr;
     this->Detach();
   }
 
@@ -813,6 +822,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
 
   void ReleaseFrame() override {
     frame_ = py::none();
+    frame_ptr_ = nullptr;
     if (this->endpoint_ && this->generation_ == fork_generation.load(std::memory_order_relaxed)) {
       this->endpoint_->release();
     }
@@ -822,7 +832,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
   C& Ready() {
     C& c = this->Use();
     if (!frame_.is_none()) {
-      PyFrame& frame = frame_.template cast<PyFrame&>();
+      PyFrame& frame = (*frame_ptr_);
       if (!frame.TryRelease()) RaiseStillExported("frame", frame.sequence());
     }
     return c;
@@ -842,6 +852,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
   }
 
   py::object frame_ = py::none();  // the outstanding PyFrame, or None
+  PyFrame* frame_ptr_ = nullptr;   // the C++ object in frame_ (no pybind11 lookup per call)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1012,6 +1023,42 @@ PyCFunction AsCFunction() {
 }
 constexpr int kFastFlags = METH_FASTCALL | METH_KEYWORDS;
 
+// Claim and Frame: the per-frame calls, fast the same way.
+template <typename T>
+PyObject* DataOf(PyObject* self, void*) {
+  return Guard([&] { return Self<T>(self).data(); });
+}
+PyObject* FastEnter(PyObject* self, PyObject*) { return Py_NewRef(self); }
+template <typename T>
+PyObject* FastExit(PyObject* self, PyObject* args) {
+  return Guard([&] {
+    if (PyTuple_GET_SIZE(args) != 3) Raise(PyExc_TypeError, "__exit__() takes 3 arguments");
+    Self<T>(self).Exit(PyTuple_GET_ITEM(args, 0));
+    return py::none();
+  });
+}
+PyObject* FastCommit(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return Guard([&] {
+    const auto a = ParseArgs<1>("commit", {"size"}, 0, args, nargs, kwnames);
+    Self<PyClaim>(self).commit(py::reinterpret_borrow<py::object>(OrNone(a[0])));
+    return py::none();
+  });
+}
+PyObject* FastRelease(PyObject* self, PyObject*) {
+  return Guard([&] {
+    Self<PyFrame>(self).release();
+    return py::none();
+  });
+}
+
+// AddFastGetter installs `def` (static storage) as a read-only property of `cls`.
+template <typename T>
+void AddFastGetter(py::class_<T>& cls, PyGetSetDef* def) {
+  PyObject* descriptor = PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(cls.ptr()), def);
+  if (descriptor == nullptr) throw py::error_already_set();
+  cls.attr(def->name) = py::reinterpret_steal<py::object>(descriptor);
+}
+
 template <typename P>
 void BindProducer(py::module_& m, const char* name, const char* doc) {
   using T = Producer<P>;
@@ -1150,37 +1197,56 @@ void InitModule(py::module_& m) {
         "Unlink the channel `name`; attached endpoints keep working until they detach.\n"
         "Raises FileNotFoundError, ValueError (bad name), PermissionError.");
 
-  py::class_<PyClaim>(m, "Claim",
-                      "A frame reserved in the ring by Producer.claim(): fill .data, then commit.")
-      .def_property_readonly("data", &PyClaim::data,
-                             "Writable memoryview of the claimed bytes, in the ring. Released "
-                             "(ValueError on access) once the claim is committed or aborted.")
+  py::class_<PyClaim> claim(m, "Claim",
+                            "A frame reserved in the ring by Producer.claim(): fill .data, then "
+                            "commit.");
+  static PyGetSetDef claim_data = {
+      "data", &DataOf<PyClaim>, nullptr,
+      "Writable memoryview of the claimed bytes, in the ring. Released (ValueError on access)\n"
+      "once the claim is committed or aborted.",
+      nullptr};
+  AddFastGetter(claim, &claim_data);
+  static PyMethodDef claim_commit = {
+      "commit", AsCFunction<&FastCommit>(), kFastFlags,
+      "commit($self, /, size=None)\n--\n\n"
+      "Publish the frame (all of it, or its first `size` bytes). BufferError if a view of\n"
+      ".data other than .data itself is still alive (the claim stays outstanding)."};
+  static PyMethodDef claim_enter = {"__enter__", AsCFunction<&FastEnter>(), METH_NOARGS, nullptr};
+  static PyMethodDef claim_exit = {"__exit__", AsCFunction<&FastExit<PyClaim>>(), METH_VARARGS,
+                                   "Commit; abort if the block raised."};
+  AddFastMethod(claim, &claim_commit);
+  AddFastMethod(claim, &claim_enter);
+  AddFastMethod(claim, &claim_exit);
+  claim
       .def_property_readonly("sequence", &PyClaim::sequence,
                              "The sequence number the frame will carry.")
       .def_property_readonly("outstanding", &PyClaim::outstanding,
                              "True until committed or aborted.")
       .def("__len__", &PyClaim::size)
-      .def("commit", &PyClaim::commit, py::arg("size") = py::none(),
-           "Publish the frame (all of it, or its first `size` bytes). BufferError if a view of\n"
-           ".data other than .data itself is still alive (the claim stays outstanding).")
-      .def("abort", &PyClaim::abort, "Drop the claim; no frame is sent. BufferError as commit.")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__",
-           [](PyClaim& self, py::handle type, py::handle, py::handle) { self.Exit(type); });
+      .def("abort", &PyClaim::abort, "Drop the claim; no frame is sent. BufferError as commit.");
 
-  py::class_<PyFrame>(m, "Frame", "A frame read in place by Consumer.read(); release it when done.")
-      .def_property_readonly("data", &PyFrame::data,
-                             "Read-only memoryview of the frame's bytes, in the ring. Released "
-                             "(ValueError on access) once the frame is released.")
-      .def_property_readonly("sequence", &PyFrame::sequence, "The frame's sequence number.")
+  py::class_<PyFrame> frame(m, "Frame",
+                            "A frame read in place by Consumer.read(); release it when done.");
+  static PyGetSetDef frame_data = {
+      "data", &DataOf<PyFrame>, nullptr,
+      "Read-only memoryview of the frame's bytes, in the ring. Released (ValueError on\n"
+      "access) once the frame is released.",
+      nullptr};
+  AddFastGetter(frame, &frame_data);
+  static PyMethodDef frame_release = {
+      "release", AsCFunction<&FastRelease>(), METH_NOARGS,
+      "Give the frame's room back to the producer; idempotent. BufferError if a view of\n"
+      ".data other than .data itself is still alive (the frame stays held)."};
+  static PyMethodDef frame_enter = {"__enter__", AsCFunction<&FastEnter>(), METH_NOARGS, nullptr};
+  static PyMethodDef frame_exit = {
+      "__exit__", AsCFunction<&FastExit<PyFrame>>(), METH_VARARGS,
+      "Release the frame (if the block raised: unless a view is alive)."};
+  AddFastMethod(frame, &frame_release);
+  AddFastMethod(frame, &frame_enter);
+  AddFastMethod(frame, &frame_exit);
+  frame.def_property_readonly("sequence", &PyFrame::sequence, "The frame's sequence number.")
       .def_property_readonly("held", &PyFrame::held, "True until released.")
-      .def("__len__", &PyFrame::size)
-      .def("release", &PyFrame::release,
-           "Give the frame's room back to the producer; idempotent. BufferError if a view of\n"
-           ".data other than .data itself is still alive (the frame stays held).")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__",
-           [](PyFrame& self, py::handle type, py::handle, py::handle) { self.Exit(type); });
+      .def("__len__", &PyFrame::size);
 
   BindProducer<SpscProducer>(m, "SpscProducer",
                              "The writing end of an SPSC channel (one at a time per channel).");
