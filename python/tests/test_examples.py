@@ -65,3 +65,22 @@ def test_other_interpreter_gets_a_clear_import_error():
         assert result.returncode != 0
         assert "shmring was built for" in result.stderr, result.stderr
         return
+
+
+def test_readme_example_runs():
+    """The Python example in README.md, as shown there (with a unique channel name)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("\n## Python\n"):]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start:section.index("```", start)]
+    assert '"/readme-demo"' in code
+    name = unique_name("readme")
+    try:
+        result = run([sys.executable, "-c", code.replace('"/readme-demo"', repr(name))], timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [
+            "b'message 0'", "1 b'message 1'", "b'message 2'", "b'hello'"]
+    finally:
+        for leftover in glob.glob("/dev/shm" + name):
+            shmring.remove_channel(name)
