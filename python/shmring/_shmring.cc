@@ -877,9 +877,16 @@ void BindEndpointCommon(py::class_<T>& cls) {
           py::arg("name"), py::kw_only(), py::arg("wait") = "hybrid",
           py::arg("spin_iterations") = 20000, py::arg("open_timeout") = 5.0,
           py::arg("allow_shared_mode") = false, kEndpointInitDoc)
-      .def_property_readonly("name", &T::name, "The channel's canonical name ('/...').")
-      .def_property_readonly("max_frame", &T::max_frame, "The largest payload in bytes.")
-      .def_property_readonly("attached", &T::attached, "False once detached.")
+      // Lambdas, not &T::name: GCC 12's UBSan vptr check fails every call made through a pointer
+      // to a member of the non-polymorphic base Endpoint<E> converted to one of T.
+      .def_property_readonly(
+          "name", [](const T& self) { return self.name(); },
+          "The channel's canonical name ('/...').")
+      .def_property_readonly(
+          "max_frame", [](const T& self) { return self.max_frame(); },
+          "The largest payload in bytes.")
+      .def_property_readonly(
+          "attached", [](const T& self) { return self.attached(); }, "False once detached.")
       .def("detach", &T::detach,
            "Detach from the channel (the role or entry becomes free); idempotent. Raises\n"
            "BufferError if a view of an outstanding frame/claim is still alive.")
