@@ -32,7 +32,16 @@ def create_channel(
 def remove_channel(name: str) -> None:
     """Unlink the channel `name`. Raises FileNotFoundError, ValueError, PermissionError."""
 
-class Claim:
+class _Scoped:
+    """A context manager: Claim commits, Frame releases, endpoints detach at exit."""
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+class Claim(_Scoped):
     """A frame reserved in the ring: fill .data, then commit (or use it as a context manager)."""
     @property
     def data(self) -> memoryview: ...
@@ -44,14 +53,8 @@ class Claim:
     def commit(self, size: Optional[int] = None) -> None: ...
     def abort(self) -> None: ...
     def __enter__(self) -> "Claim": ...
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None: ...
 
-class Frame:
+class Frame(_Scoped):
     """A frame read in place: .data is a read-only memoryview into the ring until released."""
     @property
     def data(self) -> memoryview: ...
@@ -62,14 +65,8 @@ class Frame:
     def __len__(self) -> int: ...
     def release(self) -> None: ...
     def __enter__(self) -> "Frame": ...
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None: ...
 
-class _Endpoint:
+class _Endpoint(_Scoped):
     def __init__(
         self,
         name: str,
@@ -86,12 +83,6 @@ class _Endpoint:
     @property
     def attached(self) -> bool: ...
     def detach(self) -> None: ...
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None: ...
 
 class _Producer(_Endpoint):
     def send(self, data: "_Buffer", timeout: _Timeout = None) -> None: ...

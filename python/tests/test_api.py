@@ -370,3 +370,32 @@ def test_inherited_endpoint_is_refused_in_child(spsc):
         assert c.recv(timeout=5) == b"parent still attached"
         with pytest.raises(shmring.RoleHeld):
             shmring.SpscProducer(spsc)
+
+
+def test_stubs_match_the_module():
+    """_shmring.pyi names exactly the public API of the compiled module (editors rely on it)."""
+    import ast
+
+    with open(os.path.join(os.path.dirname(shmring.__file__), "_shmring.pyi")) as f:
+        tree = ast.parse(f.read())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+
+    def stub_members(name):
+        node = classes[name]
+        own = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+        own |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)}
+        for base in node.bases:
+            if isinstance(base, ast.Name) and base.id in classes:
+                own |= stub_members(base.id)
+        return own
+
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert functions == {"create_channel", "remove_channel"}
+    for name in ["Claim", "Frame", "SpscProducer", "SpscConsumer", "MpmcProducer",
+                 "MpmcConsumer", "Kind", "WaitMode"]:
+        runtime = getattr(shmring, name)
+        public = {a for a in dir(runtime) if not a.startswith("_")}
+        if name in ("Kind", "WaitMode"):
+            public = set(runtime.__members__)
+        stub = {m for m in stub_members(name) if not m.startswith("_")}
+        assert stub == public, (name, stub ^ public)

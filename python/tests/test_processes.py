@@ -72,37 +72,62 @@ def test_zero_copy_reads_in_os_fork_child(spsc):
     assert wait_exit(pid) == 0
 
 
+def hold_until_killed(consumer, report_fd: int, skip: int = 0) -> None:
+    """Child body: receive `skip` frames, read the next one and hold it (never released),
+    report its sequence number and payload index on `report_fd`, and wait to be killed."""
+    for _ in range(skip):
+        consumer.recv()
+    frame = consumer.read()
+    os.write(report_fd, frame.sequence.to_bytes(8, "little") + bytes(frame.data[:HEADER]))
+    while True:
+        time.sleep(60)
+
+
+def kill_holder(body):
+    """Fork body() (a hold_until_killed), wait for its report, SIGKILL it while it holds its
+    frame. Returns (pid, sequence, payload index) of the frame it held."""
+    r, w = os.pipe()
+    try:
+        pid = fork(lambda: body(w))
+        report = os.read(r, 16)
+        os.kill(pid, signal.SIGKILL)
+        assert wait_exit(pid) == -signal.SIGKILL
+    finally:
+        os.close(r)
+        os.close(w)
+    return pid, int.from_bytes(report[:8], "little"), int.from_bytes(report[8:], "little")
+
+
 def test_spsc_consumer_sigkill_hand_over(spsc):
     """A consumer killed while it holds a frame: the next consumer starts with that frame."""
     count = 1000
     with shmring.SpscProducer(spsc) as p:
         for i in range(count):
             p.send(payload(i))
-        r, w = os.pipe()
-
-        def victim():
-            with shmring.SpscConsumer(spsc) as c:
-                for _ in range(100):
-                    c.recv()
-                frame = c.read()  # held, never released
-                os.write(w, frame.sequence.to_bytes(8, "little"))
-                while True:  # wait to be killed
-                    time.sleep(60)
-
-        pid = fork(victim)
-        held = int.from_bytes(os.read(r, 8), "little")
-        assert held == 100
-        with pytest.raises(shmring.RoleHeld) as busy:
-            shmring.SpscConsumer(spsc)
-        assert busy.value.pid == pid
-        os.kill(pid, signal.SIGKILL)
-        assert wait_exit(pid) == -signal.SIGKILL
-        os.close(r)
-        os.close(w)
+        _, held, index = kill_holder(
+            lambda w: hold_until_killed(shmring.SpscConsumer(spsc), w, skip=100))
+        assert held == index == 100
         p.close()
         with shmring.SpscConsumer(spsc) as c:  # takes the dead process's role over
             rest = [int.from_bytes(m[:HEADER], "little") for m in c]
         assert rest == list(range(held, count))
+
+
+def test_spsc_role_held_names_the_live_holder(spsc):
+    r, w = os.pipe()
+    try:
+        pid = fork(lambda: hold_until_killed(shmring.SpscConsumer(spsc), w))
+        with shmring.SpscProducer(spsc) as p:
+            p.send(payload(0))
+            os.read(r, 16)  # the child holds the consumer role now
+            with pytest.raises(shmring.RoleHeld) as busy:
+                shmring.SpscConsumer(spsc)
+            assert busy.value.pid == pid
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        wait_exit(pid)
+        os.close(r)
+        os.close(w)
 
 
 def test_mpmc_consumer_sigkill_redelivers_held_frame(name):
@@ -112,24 +137,7 @@ def test_mpmc_consumer_sigkill_redelivers_held_frame(name):
     with shmring.MpmcProducer(name) as p:
         for i in range(jobs):
             p.send(payload(i))
-        r, w = os.pipe()
-
-        def worker():
-            with shmring.MpmcConsumer(name) as c:
-                frame = c.read()
-                os.write(w, bytes(frame.data[:HEADER]))
-                while True:  # wait to be killed
-                    time.sleep(60)
-
-        ctx = multiprocessing.get_context("fork")
-        proc = ctx.Process(target=worker)
-        proc.start()
-        killed_job = int.from_bytes(os.read(r, HEADER), "little")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(DEADLINE)
-        assert proc.exitcode == -signal.SIGKILL
-        os.close(r)
-        os.close(w)
+        _, _, killed_job = kill_holder(lambda w: hold_until_killed(shmring.MpmcConsumer(name), w))
         p.close()
         with shmring.MpmcConsumer(name) as c:
             got = sorted(int.from_bytes(m[:HEADER], "little") for m in c)
