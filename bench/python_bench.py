@@ -32,10 +32,13 @@ CTX = multiprocessing.get_context("fork")
 KIB, MIB = 1 << 10, 1 << 20
 
 
+CPUS = sorted(os.sched_getaffinity(0))  # before any pinning: children inherit the parent's
+
+
 def pin(cpu_index):
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= 2:
-        os.sched_setaffinity(0, {cpus[cpu_index % len(cpus)]})
+    """Pin this process to the cpu_index-th allowed CPU (the two sides get different ones)."""
+    if len(CPUS) >= 2:
+        os.sched_setaffinity(0, {CPUS[cpu_index % len(CPUS)]})
 
 
 def message(size):
@@ -345,7 +348,7 @@ def main():
     slow_factor = {PipeLink: 0.25, QueueLink: 0.1, OsPipeLink: 0.25, SharedMemoryLink: 0.1}
     log = sys.stderr if args.json else sys.stdout
 
-    result = {"cpus": sorted(os.sched_getaffinity(0))[:2], "latency": {}, "throughput": {}}
+    result = {"cpus": CPUS[:2], "latency": {}, "throughput": {}}
     for link in LATENCY_LINKS:
         n = max(100, int(trips.get(link, 4000) * q))
         result["latency"][link.name] = latency(link, n)

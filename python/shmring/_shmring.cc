@@ -51,6 +51,16 @@ namespace {
 
 // kSlice: the longest wait without the GIL; bounds how late a signal (Ctrl-C) is seen.
 constexpr absl::Duration kSlice = absl::Milliseconds(50);
+// kHeldPolls: polls with the GIL held before a wait lets the GIL go (a few microseconds).
+constexpr int kHeldPolls = 512;
+
+inline void Pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 // ---------------------------------------------------------------------------------------------
 // Exceptions. The classes live in shmring/_errors.py; the module keeps a reference to each.
@@ -389,8 +399,9 @@ class Lent {
 template <typename E>
 class Endpoint {
  public:
-  explicit Endpoint(std::shared_ptr<E> e)
+  Endpoint(std::shared_ptr<E> e, WaitMode wait)
       : endpoint_(std::move(e)),
+        wait_(wait),
         generation_(fork_generation.load(std::memory_order_relaxed)),
         name_(endpoint_->name()),
         max_frame_(endpoint_->max_frame()) {}
@@ -430,15 +441,27 @@ class Endpoint {
     Endpoint& e_;
   };
 
-  // Wait runs `attempt(deadline)` (a blocking C++ call) without the GIL in slices of at most
-  // kSlice, checking for signals in between, until it returns something other than kTimeout or
-  // the caller's deadline passes. `first` is the result of the non-blocking try.
-  template <typename R, typename Attempt>
-  R Wait(R first, const Timeout& timeout, Attempt&& attempt) {
+  // Wait returns `poll()` (a non-blocking C++ call) unless it would block; then, unless the
+  // timeout is 0, it polls kHeldPolls more times with the GIL held (a hand-off of the GIL costs
+  // more than a ping-pong round trip's wait; Python's own switch interval is 5 ms), and then
+  // runs `attempt(deadline)` (the blocking C++ call) without the GIL in slices of at most
+  // kSlice, checking for signals in between, until it returns something other than kTimeout
+  // or the caller's deadline passes.
+  template <typename Poll, typename Attempt>
+  auto Wait(Poll&& poll, const Timeout& timeout, Attempt&& attempt) -> decltype(poll()) {
+    using R = decltype(poll());
+    R first = poll();
     if (first.result != Result::kWouldBlock) return first;
     if (timeout.zero()) {
       first.result = Result::kTimeout;
       return first;
+    }
+    if (wait_ != WaitMode::kBlock) {
+      for (int i = 0; i < kHeldPolls; ++i) {
+        Pause();
+        first = poll();
+        if (first.result != Result::kWouldBlock) return first;
+      }
     }
     const absl::Time deadline = timeout.deadline();
     Busy busy(*this);
@@ -464,6 +487,7 @@ class Endpoint {
   std::shared_ptr<void> KeepAlive() const { return endpoint_; }
 
   std::shared_ptr<E> endpoint_;
+  WaitMode wait_;
   std::uint64_t generation_;
   std::string name_;
   std::size_t max_frame_;
@@ -571,9 +595,9 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
       p = P::Attach(name, options);
     }
     if (!p.ok()) RaiseStatus(p.status());
-    return std::make_unique<Producer>(Owned(std::move(*p)));
+    return std::make_unique<Producer>(Owned(std::move(*p)), options.wait);
   }
-  explicit Producer(std::shared_ptr<P> p) : Base(std::move(p)) {}
+  Producer(std::shared_ptr<P> p, WaitMode wait) : Base(std::move(p), wait) {}
   ~Producer() override { ForgetClaim(); }
 
   void send(py::handle data, py::handle timeout_arg) {
@@ -583,7 +607,7 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
     if (buffer.size() > this->max_frame_) RaiseTooLarge(buffer.size());
     if (!buffer.contiguous()) {  // a strided array: gathered straight into a claim, one copy
       const std::size_t n = buffer.size();
-      const Claim c = this->Wait(p.try_claim(n), timeout,
+      const Claim c = this->Wait([&] { return p.try_claim(n); }, timeout,
                                  [&](absl::Time deadline) { return p.claim(n, deadline); });
       if (c.result != Result::kOk) RaiseResult(c.result, this->name_, "no room in the ring");
       try {
@@ -596,9 +620,9 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
       return;
     }
     const std::span<const std::byte> payload = buffer.bytes();
-    const Status s = this->Wait(Status{p.try_send(payload)}, timeout, [&](absl::Time deadline) {
-      return Status{p.send(payload, deadline)};
-    });
+    const Status s =
+        this->Wait([&] { return Status{p.try_send(payload)}; }, timeout,
+                   [&](absl::Time deadline) { return Status{p.send(payload, deadline)}; });
     if (s.result != Result::kOk) RaiseResult(s.result, this->name_, "no room in the ring");
   }
 
@@ -610,7 +634,7 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
       RaiseTooLarge(static_cast<std::size_t>(size));
     }
     const auto n = static_cast<std::size_t>(size);
-    const Claim c = this->Wait(p.try_claim(n), timeout,
+    const Claim c = this->Wait([&] { return p.try_claim(n); }, timeout,
                                [&](absl::Time deadline) { return p.claim(n, deadline); });
     if (c.result != Result::kOk) RaiseResult(c.result, this->name_, "no room in the ring");
     auto* claim = new PyClaim(this, c.data, c.sequence, this->KeepAlive());
@@ -759,9 +783,9 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
       c = C::Attach(name, options);
     }
     if (!c.ok()) RaiseStatus(c.status());
-    return std::make_unique<Consumer>(Owned(std::move(*c)));
+    return std::make_unique<Consumer>(Owned(std::move(*c)), options.wait);
   }
-  explicit Consumer(std::shared_ptr<C> c) : Base(std::move(c)) {}
+  Consumer(std::shared_ptr<C> c, WaitMode wait) : Base(std::move(c), wait) {}
   ~Consumer() override {
     if (!frame_.is_none()) (*frame_ptr_).Forget();
   }
@@ -778,7 +802,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
     C& c = Ready();
     Buffer buffer(buffer_arg, Buffer::kWrite);
     const std::span<std::byte> out = buffer.bytes();
-    const Received r = this->Wait(c.try_receive(out), timeout,
+    const Received r = this->Wait([&] { return c.try_receive(out); }, timeout,
                                   [&](absl::Time deadline) { return c.receive(out, deadline); });
     if (r.result == Result::kTooLarge) {
       Raise(PyExc_ValueError, absl::StrCat(this->name_, ": the buffer (", out.size(),
@@ -840,7 +864,8 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
 
   Frame Read(const Timeout& timeout) {
     C& c = Ready();
-    return this->Wait(c.try_read(), timeout, [&](absl::Time deadline) { return c.read(deadline); });
+    return this->Wait([&] { return c.try_read(); }, timeout,
+                      [&](absl::Time deadline) { return c.read(deadline); });
   }
 
   py::bytes Copy(const Frame& f) {
