@@ -10,7 +10,7 @@ binding's own cost per call (a same-process send+recv loop against the C++ micro
         [--cpp-bench build/bench/spsc_benchmark]
 
 Processes are forked (multiprocessing 'fork') and pinned to two different CPUs when there are
-two. On a shared machine the numbers move from run to run; the ratios of the goals are what
+two (--no-pin: not pinned). On a shared machine the numbers move from run to run; the ratios of the goals are what
 holds, and they are printed at the end.
 """
 
@@ -33,11 +33,12 @@ KIB, MIB = 1 << 10, 1 << 20
 
 
 CPUS = sorted(os.sched_getaffinity(0))  # before any pinning: children inherit the parent's
+PIN = True  # --no-pin: let the scheduler place both processes
 
 
 def pin(cpu_index):
     """Pin this process to the cpu_index-th allowed CPU (the two sides get different ones)."""
-    if len(CPUS) >= 2:
+    if PIN and len(CPUS) >= 2:
         os.sched_setaffinity(0, {CPUS[cpu_index % len(CPUS)]})
 
 
@@ -337,18 +338,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke test)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin the two processes to two CPUs")
     default_cpp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "bench",
                                "spsc_benchmark")
     parser.add_argument("--cpp-bench", default=default_cpp,
                         help="the C++ micro-benchmark binary (for the binding's overhead)")
     args = parser.parse_args()
+    global PIN
+    PIN = not args.no_pin
     q = 0.02 if args.quick else 1.0
     trips = {ShmringLink: 20000}
     counts = {64: 200000, 4 * KIB: 50000, MIB: 500}
     slow_factor = {PipeLink: 0.25, QueueLink: 0.1, OsPipeLink: 0.25, SharedMemoryLink: 0.1}
     log = sys.stderr if args.json else sys.stdout
 
-    result = {"cpus": CPUS[:2], "latency": {}, "throughput": {}}
+    result = {"cpus": CPUS[:2] if PIN else "not pinned", "latency": {}, "throughput": {}}
     for link in LATENCY_LINKS:
         n = max(100, int(trips.get(link, 4000) * q))
         result["latency"][link.name] = latency(link, n)
@@ -374,7 +379,7 @@ def main():
         print(json.dumps(result))
         return 0
 
-    print("\n== one-way latency, 64 B (RTT/2), CPUs %s" % result["cpus"])
+    print("\n== one-way latency, 64 B (RTT/2), CPUs: %s" % result["cpus"])
     print("%-22s %12s %12s" % ("transport", "p50", "p99"))
     for name, r in lat.items():
         print("%-22s %12s %12s" % (name, fmt_ns(r["p50_ns"]), fmt_ns(r["p99_ns"])))
