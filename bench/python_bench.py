@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Python IPC between two processes: shmring against what Python users reach for.
 
 One-way latency (RTT/2 of a 64 B ping-pong, p50/p99) and streaming throughput at 64 B, 4 KiB

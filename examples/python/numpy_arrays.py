@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """numpy arrays between two processes, zero-copy both ways.
 
 The producer computes each array straight into the ring (a claim's memoryview wrapped by

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The classic os.pipe + os.fork example, with shmring channels instead of pipes.
 
 The parent asks, the child answers: one SPSC channel each way. Messages keep their boundaries

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """A prefork master/worker pool over two MPMC channels.
 
 The master forks N workers, hands out jobs through the "jobs" channel and collects results from
