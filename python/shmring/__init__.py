@@ -45,6 +45,7 @@ from ._errors import (  # noqa: E402
     RoleHeld,
 )
 from ._shmring import (  # noqa: E402
+    _close_inherited_descriptors,
     Claim,
     Frame,
     Kind,
@@ -56,6 +57,11 @@ from ._shmring import (  # noqa: E402
     create_channel,
     remove_channel,
 )
+
+# A child of fork() must not keep its parent's endpoints alive (see _shmring.cc).
+import os as _os  # noqa: E402
+
+_os.register_at_fork(after_in_child=_close_inherited_descriptors)
 
 __all__ = [
     "Abandoned",

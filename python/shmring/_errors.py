@@ -64,3 +64,7 @@ __all__ = [
     "InheritedEndpoint",
     "Lapped",
 ]
+
+for _name in __all__:  # shown as shmring.RoleHeld etc. in tracebacks
+    globals()[_name].__module__ = "shmring"
+del _name

@@ -21,7 +21,10 @@
 //
 // Adding a channel kind (e.g. broadcast) is one BindProducer/BindConsumer call with its C++ types,
 // plus a Kind value in ParseKind: the templates below only use the calls every kind shares.
+#include <dirent.h>
+#include <limits.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include <pybind11/pybind11.h>
 
@@ -33,10 +36,12 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -262,14 +267,57 @@ class Buffer {
 std::atomic<std::uint64_t> fork_generation{0};
 void AfterForkInChild() { fork_generation.fetch_add(1, std::memory_order_relaxed); }
 
+// LiveEndpoints: the channel names of the C++ endpoints alive in this process (one entry each).
+// Only touched with the GIL held.
+std::multiset<std::string>& LiveEndpoints() {
+  static auto* live = new std::multiset<std::string>;
+  return *live;
+}
+
 // Owned wraps a C++ endpoint in a shared_ptr whose deleter runs the destructor (which detaches)
 // only in the process that attached it; in a child of fork() the object is left alone.
 template <typename E>
 std::shared_ptr<E> Owned(E endpoint) {
   const std::uint64_t generation = fork_generation.load(std::memory_order_relaxed);
-  return std::shared_ptr<E>(new E(std::move(endpoint)), [generation](E* e) {
-    if (generation == fork_generation.load(std::memory_order_relaxed)) delete e;
+  std::string name(endpoint.name());
+  LiveEndpoints().insert(name);
+  return std::shared_ptr<E>(new E(std::move(endpoint)), [generation, name](E* e) {
+    if (generation != fork_generation.load(std::memory_order_relaxed)) return;
+    auto& live = LiveEndpoints();
+    if (auto it = live.find(name); it != live.end()) live.erase(it);
+    delete e;
   });
+}
+
+// CloseInheritedDescriptors runs in the child after a Python-initiated fork() (os.fork,
+// multiprocessing's fork): it closes the child's copies of the parent's endpoint descriptors.
+// Each endpoint's liveness lock lives on its open file description, which the child shares until
+// it closes its copy; closed here, the parent's death is seen at once even while children live.
+// (The inherited objects are never used nor destroyed in the child, so nothing closes them twice.)
+void CloseInheritedDescriptors() {
+  auto& live = LiveEndpoints();
+  if (live.empty()) return;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  std::vector<int> inherited;
+  constexpr std::string_view kShm = "/dev/shm", kDeleted = " (deleted)";
+  while (const dirent* entry = readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    char target[PATH_MAX];
+    const std::string link = absl::StrCat("/proc/self/fd/", entry->d_name);
+    const ssize_t n = readlink(link.c_str(), target, sizeof(target));
+    if (n <= 0 || static_cast<std::size_t>(n) >= sizeof(target)) continue;
+    std::string_view path(target, static_cast<std::size_t>(n));
+    if (!path.starts_with(kShm)) continue;
+    path.remove_prefix(kShm.size());
+    if (path.ends_with(kDeleted)) path.remove_suffix(kDeleted.size());
+    if (live.contains(std::string(path))) inherited.push_back(static_cast<int>(fd));
+  }
+  closedir(dir);
+  for (int fd : inherited) close(fd);
+  live.clear();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1225,6 +1273,8 @@ void InitModule(py::module_& m) {
         "largest allowed). max_endpoints: MPMC producers+consumers at once. mode: permission\n"
         "bits (0o600). reclaim_stale: replace an object whose endpoints are all dead.\n"
         "Raises ValueError (bad name or geometry), FileExistsError, PermissionError.");
+  m.def("_close_inherited_descriptors", &CloseInheritedDescriptors,
+        "Internal: run in the child after fork() (shmring/__init__.py registers it).");
   m.def("remove_channel", &RemoveChannelPy, py::arg("name"),
         "Unlink the channel `name`; attached endpoints keep working until they detach.\n"
         "Raises FileNotFoundError, ValueError (bad name), PermissionError.");

@@ -130,6 +130,32 @@ def test_spsc_role_held_names_the_live_holder(spsc):
         os.close(w)
 
 
+def test_parent_death_is_seen_while_its_forked_child_lives(spsc):
+    """A child forked after its parent attached does not keep the parent's endpoint alive: once
+    the parent is SIGKILLed its role can be taken over, although the child still runs."""
+    r, w = os.pipe()
+
+    def parent():
+        producer = shmring.SpscProducer(spsc)  # attached, then fork: alive in both processes
+        if os.fork() == 0:
+            os.write(w, os.getpid().to_bytes(4, "little"))
+        while producer.attached:  # both wait to be killed
+            time.sleep(60)
+
+    pid = fork(parent)
+    grandchild = int.from_bytes(os.read(r, 4), "little")
+    try:
+        os.kill(pid, signal.SIGKILL)
+        assert wait_exit(pid) == -signal.SIGKILL
+        os.kill(grandchild, 0)  # still alive
+        with shmring.SpscProducer(spsc) as p:  # the dead parent's role, taken over
+            assert p.attached
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+        os.close(r)
+        os.close(w)
+
+
 def test_mpmc_consumer_sigkill_redelivers_held_frame(name):
     """A worker killed mid-job: its job is delivered to another consumer; none is lost."""
     shmring.create_channel(name, kind="mpmc", capacity=64, max_frame=64)
