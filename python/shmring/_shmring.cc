@@ -15,7 +15,8 @@
 //   and run PyErr_CheckSignals, so Ctrl-C raises KeyboardInterrupt within about kSlice.
 // - fork(). An endpoint belongs to the process that attached it. A child of fork() that inherits
 //   the Python object gets shmring.InheritedEndpoint on use, and its destruction in the child does
-//   not run the C++ destructor (which would detach the parent's endpoint).
+//   not run the C++ destructor (which would detach the parent's endpoint); the child closes its
+//   copies of the parent's endpoint descriptors (CloseInheritedDescriptors).
 // - One thread at a time per endpoint (the C++ contract): a second thread that calls into an
 //   endpoint while another is blocked in it gets RuntimeError instead of a data race.
 //
