@@ -22,6 +22,7 @@ namespace {
 
 using testing::Child;
 using testing::FillProducerFrame;
+using testing::Pipe;
 using testing::Scaled;
 using testing::ScopedName;
 
@@ -277,8 +278,8 @@ TEST_CASE("close: consumers asleep in other processes wake, drain, then all see 
 }
 
 TEST_CASE(
-    "close with a full ring: a frame another live consumer holds does not delay "
-    "end-of-stream, and is still released normally") {
+    "close with a full ring: a frame another live consumer holds delays end-of-stream until "
+    "it is released; the release wakes the consumer waiting for the end") {
   ScopedName name("closefull");
   ChannelOptions options;
   options.kind = Kind::kMpmc;
@@ -304,8 +305,21 @@ TEST_CASE(
     CHECK(f.sequence == seq);
     other->release();
   }
-  CHECK(other->read(absl::Now() + kGenerous).result == Result::kClosed);
+  // Drained, but sequence 0 is still held (its holder may die and it would come back).
+  CHECK(other->try_read().result == Result::kWouldBlock);
+  CHECK(other->read(absl::Now() + absl::Milliseconds(20)).result == Result::kTimeout);
+  // The release, in another process, wakes `other` asleep in read() (kBlock).
+  Pipe asleep;
+  Child waiter([&] {
+    auto late = MpmcConsumer::Attach(name, Options(WaitMode::kBlock));
+    if (!late.ok()) return 2;
+    asleep.Signal();
+    return late->read(absl::Now() + kGenerous).result == Result::kClosed ? 0 : 3;
+  });
+  REQUIRE(asleep.Await());
   holder->release();
+  CHECK(waiter.Wait() == 0);
+  CHECK(other->read(absl::Now() + kGenerous).result == Result::kClosed);
   CHECK(holder->try_read().result == Result::kClosed);
   CHECK(CounterSum(name.str(), &internal::Counters::redelivered) == 0);
 }
