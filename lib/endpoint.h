@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -40,6 +42,17 @@ R WithResult(Result r) {
     out.result = r;
     return out;
   }
+}
+
+// CopyOut: the copying receive of both ring kinds: `f`'s payload into `buffer` (kTooLarge, with
+// the size needed, if it does not fit; the frame then stays unread).
+inline Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
+  if (!f.ok()) return {f.result, 0, 0};
+  if (f.data.size() > buffer.size()) {
+    return {Result::kTooLarge, f.data.size(), f.sequence, f.redelivered};
+  }
+  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
+  return {Result::kOk, f.data.size(), f.sequence, f.redelivered};
 }
 
 // The longest single futex sleep. A waker killed between publishing and waking (or a hostile

@@ -490,25 +490,14 @@ Frame MpmcConsumer::read(absl::Time deadline) {
 
 void MpmcConsumer::release() { state_->Release(); }
 
-namespace {
-Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
-  if (!f.ok()) return {f.result, 0, 0};
-  if (f.data.size() > buffer.size()) {
-    return {Result::kTooLarge, f.data.size(), f.sequence, f.redelivered};
-  }
-  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
-  return {Result::kOk, f.data.size(), f.sequence, f.redelivered};
-}
-}  // namespace
-
 Received MpmcConsumer::try_receive(std::span<std::byte> buffer) {
-  Received r = CopyOut(state_->TryRead(), buffer);
+  Received r = internal::CopyOut(state_->TryRead(), buffer);
   if (r.ok()) state_->Release();
   return r;
 }
 
 Received MpmcConsumer::receive(std::span<std::byte> buffer, absl::Time deadline) {
-  Received r = CopyOut(read(deadline), buffer);
+  Received r = internal::CopyOut(read(deadline), buffer);
   if (r.ok()) state_->Release();
   return r;
 }
