@@ -6,9 +6,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -322,6 +324,106 @@ TEST_CASE(
   CHECK(other->read(absl::Now() + kGenerous).result == Result::kClosed);
   CHECK(holder->try_read().result == Result::kClosed);
   CHECK(CounterSum(name.str(), &internal::Counters::redelivered) == 0);
+}
+
+TEST_CASE(
+    "finish: producers in two processes finishing together end the stream once, after every "
+    "frame; close() still ends it for everyone; counters() reports by role") {
+  ScopedName name("finish");
+  ChannelOptions options;
+  options.kind = Kind::kMpmc;
+  options.capacity = 64;
+  options.max_frame = 16;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto consumer = MpmcConsumer::Attach(name, Options(WaitMode::kBlock));
+  REQUIRE(consumer.ok());
+  constexpr int kProducers = 2;
+  constexpr std::uint64_t kEach = 1000;
+  // Every producer attaches before any finishes (MpmcProducer::finish).
+  testing::Pipe attached[kProducers], go;
+  std::vector<std::unique_ptr<Child>> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.push_back(std::make_unique<Child>([&, p] {
+      auto producer = MpmcProducer::Attach(name.str());
+      if (!producer.ok()) return 2;
+      attached[p].Signal();
+      if (!go.Await()) return 3;
+      for (std::uint64_t i = 0; i < kEach; ++i) {
+        const std::uint64_t v = p * kEach + i;
+        if (producer->send(std::as_bytes(std::span(&v, 1)), absl::Now() + kGenerous) !=
+            Result::kOk) {
+          return 4;
+        }
+      }
+      producer->finish();
+      const std::uint64_t v = 0;
+      return producer->try_send(std::as_bytes(std::span(&v, 1))) == Result::kClosed ? 0 : 5;
+    }));
+  }
+  for (auto& a : attached) REQUIRE(a.Await());
+  for (int p = 0; p < kProducers; ++p) REQUIRE(go.Signal());
+  std::vector<int> seen(kProducers * kEach);
+  std::uint64_t frames = 0;
+  for (;;) {
+    const Frame f = consumer->read(absl::Now() + kGenerous);
+    if (f.result == Result::kClosed) break;
+    REQUIRE(f.ok());
+    CHECK_FALSE(f.redelivered);
+    std::uint64_t v;
+    std::memcpy(&v, f.data.data(), sizeof(v));
+    REQUIRE(v < seen.size());
+    ++seen[v];
+    ++frames;
+    consumer->release();
+  }
+  for (auto& p : producers) CHECK(p->Wait() == 0);
+  CHECK(frames == kProducers * kEach);
+  CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+  const ChannelCounters c = consumer->counters();
+  CHECK(c.producers.frames == kProducers * kEach);
+  CHECK(c.consumers.frames == kProducers * kEach);
+  CHECK(c.consumers.redelivered == 0);
+  CHECK(c.producers.abandoned + c.consumers.abandoned == 0);
+  auto read_back = ReadChannelCounters(name);
+  REQUIRE(read_back.ok());
+  CHECK(read_back->consumers.frames == c.consumers.frames);
+  CHECK(ReadChannelCounters("/shmring-test-no-such-channel").status().code() ==
+        absl::StatusCode::kNotFound);
+  // Attached after the end: claims return kClosed.
+  auto late = MpmcProducer::Attach(name);
+  REQUIRE(late.ok());
+  CHECK(late->try_claim(8).result == Result::kClosed);
+}
+
+TEST_CASE("finish: a finished producer does not end the stream while another one is unfinished") {
+  ScopedName name("finishone");
+  ChannelOptions options;
+  options.kind = Kind::kMpmc;
+  options.capacity = 8;
+  options.max_frame = 16;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto consumer = MpmcConsumer::Attach(name);
+  auto a = MpmcProducer::Attach(name);
+  auto b = MpmcProducer::Attach(name);
+  REQUIRE(consumer.ok());
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  std::byte payload[8] = {};
+  REQUIRE(a->try_claim(8).ok());
+  a->finish();  // aborts the outstanding claim: a counted gap
+  CHECK(a->try_send(payload) == Result::kClosed);
+  CHECK(consumer->try_read().result == Result::kWouldBlock);
+  CHECK(consumer->read(absl::Now() + absl::Milliseconds(20)).result == Result::kTimeout);
+  REQUIRE(b->try_send(payload) == Result::kOk);
+  const Frame f = consumer->read(absl::Now() + kGenerous);
+  REQUIRE(f.ok());
+  CHECK(f.sequence == 1);
+  consumer->release();
+  {
+    MpmcProducer gone = std::move(*b);  // detached without finishing: it no longer counts
+  }
+  CHECK(consumer->read(absl::Now() + kGenerous).result == Result::kClosed);
+  CHECK(consumer->counters().producers.abandoned == 1);
 }
 
 TEST_CASE("sequence numbers are tickets; abort leaves a counted gap; commit of a shorter frame") {
