@@ -350,7 +350,7 @@ Frame MpmcConsumerState::Hold(std::uint64_t t, Frame f, bool redelivered) {
   held = f;
   announced = false;
   stall.Reset();
-  endpoint->ClearRecheck();
+  StopRechecking();
   return f;
 }
 
@@ -392,7 +392,13 @@ Frame MpmcConsumerState::TryRead() {
       // [E1] seq_cst: pairs with [P8] and [P4].
       const bool closed = ring.control->closed.load(std::memory_order_seq_cst) != kOpen;
       const bool due = stall.Due(StallKey(read, Stall::kUncommitted));
-      if (!closed && !due) return {Result::kWouldBlock, {}, 0};
+      if (!closed && !due) {
+        // A capped sleep set for another state (a frame we missed, say) ends here.
+        if (recheck_key != kNoTicket && recheck_key != StallKey(read, Stall::kUncommitted)) {
+          StopRechecking();
+        }
+        return {Result::kWouldBlock, {}, 0};
+      }
       out = WhenUncommitted(read, closed, due);
     } else if ((turn & ~kTurnAbandoned) > read + 1) {
       // Another consumer took ticket `read` (and maybe released it): reload.

@@ -141,6 +141,9 @@ struct MpmcConsumerState {
   // End-of-stream: every ticket below this one was seen released (a released slot stays
   // released: its turn only grows), so the scan for held frames starts here.
   std::uint64_t released_below = 0;
+  // The stalled state (StallKey) for which this consumer's sleeps are capped at kHolderRecheck;
+  // kNoTicket: none. Cleared by the next frame, or when an empty ring is seen in another state.
+  std::uint64_t recheck_key = kNoTicket;
 
   MpmcConsumerState(std::unique_ptr<Endpoint> ep, const EndpointOptions& options);
   ~MpmcConsumerState() = default;  // an unreleased frame stays in its slot, orphaned
@@ -164,6 +167,16 @@ struct MpmcConsumerState {
   // FreeSlot releases ticket t's slot for ticket t + capacity ([C5], [C6]) and wakes sleepers.
   void FreeSlot(std::uint64_t t);
   Frame Hold(std::uint64_t t, Frame f, bool redelivered);
+  // RecheckSoon: the consumer waits in state `key` for something only a death may bring about
+  // (nobody wakes it then): cap its sleeps at kHolderRecheck while it stays in that state.
+  void RecheckSoon(std::uint64_t key) {
+    recheck_key = key;
+    endpoint->RecheckWithin(kHolderRecheck);
+  }
+  void StopRechecking() {
+    recheck_key = kNoTicket;
+    endpoint->ClearRecheck();
+  }
 
   // ---- recovery (lib/mpmc_recovery.cc) ----
   // Each returns the frame or result try_read should return, or nullopt: state changed, retry.
@@ -172,7 +185,8 @@ struct MpmcConsumerState {
   // WhenPreviousLap: the slot at `read` still holds ticket read - capacity.
   std::optional<Frame> WhenPreviousLap(std::uint64_t read, std::uint64_t turn);
   // WhenDrained: every ticket below `read` was dequeued and no claim is outstanding.
-  std::optional<Frame> WhenDrained(std::uint64_t read, bool closed, bool due);
+  // `stall`: the state the head slot was in (for RecheckSoon).
+  std::optional<Frame> WhenDrained(std::uint64_t read, bool closed, bool due, Stall stall);
   // EndOfStream: closed ([E1]) and drained ([E2]) at `read`: kClosed once no frame is held by
   // anyone; a held frame of a dead consumer is rescued first; a live holder's frame means
   // kWouldBlock.

@@ -30,10 +30,10 @@ std::optional<Frame> MpmcConsumerState::WhenUncommitted(std::uint64_t read, bool
     if (ring.control->read_position.load(std::memory_order_acquire) != read) return std::nullopt;
     return Corrupted();
   }
-  if (write == read) return WhenDrained(read, closed, due);
+  if (write == read) return WhenDrained(read, closed, due, Stall::kUncommitted);
   // Ticket `read` is claimed, not committed: its producer is slow, stopped, or dead. Only its
   // death (noticed by polling) or its commit (which wakes us) ends this wait.
-  endpoint->RecheckWithin(kHolderRecheck);
+  RecheckSoon(StallKey(read, Stall::kUncommitted));
   if (due && AbandonIfOwnerDead(read)) return std::nullopt;
   return Nothing();
 }
@@ -52,7 +52,7 @@ std::optional<Frame> MpmcConsumerState::WhenPreviousLap(std::uint64_t read, std:
   const std::uint64_t write = ring.control->write_position.load(std::memory_order_seq_cst);
   if (write != read) return Nothing();  // a stale turn: the slot moved on; poll again
   // Nothing else to read: we wait for the holder of ticket read - capacity.
-  endpoint->RecheckWithin(kHolderRecheck);
+  RecheckSoon(StallKey(read, Stall::kPreviousLap));
   const bool due = stall.Due(StallKey(read, Stall::kPreviousLap));
   if (closed) return EndOfStream(read, due);  // its scan covers ticket read - capacity
   if (due) {
@@ -64,16 +64,17 @@ std::optional<Frame> MpmcConsumerState::WhenPreviousLap(std::uint64_t read, std:
       return std::nullopt;  // released meanwhile (by its holder or by us): retry
     }
   }
-  return WhenDrained(read, closed, due);
+  return WhenDrained(read, closed, due, Stall::kPreviousLap);
 }
 
-std::optional<Frame> MpmcConsumerState::WhenDrained(std::uint64_t read, bool closed, bool due) {
+std::optional<Frame> MpmcConsumerState::WhenDrained(std::uint64_t read, bool closed, bool due,
+                                                    Stall stall) {
   if (closed) return EndOfStream(read, due);
   // Acquire: pairs with [F2].
   if (ring.control->finishing.load(std::memory_order_acquire) != 0) {
     // Some producer finished: the others' deaths end the stream too, and nobody wakes us for
     // that.
-    endpoint->RecheckWithin(kHolderRecheck);
+    RecheckSoon(StallKey(read, stall));
     if (due && ProducersDone(ring, self_index)) {
       EndStream(ring.control, kClosedByFinish);
       return std::nullopt;  // retry: the end is now visible at [E1]
@@ -120,7 +121,8 @@ std::optional<Frame> MpmcConsumerState::EndOfStream(std::uint64_t read, bool due
     if (prefix) released_below = t + 1;
   }
   if (waiting) {
-    endpoint->RecheckWithin(kHolderRecheck);
+    // Closed: the cap lasts until the end (or a frame), whatever the head slot's state.
+    RecheckSoon(StallKey(read, Stall::kUncommitted));
     return Nothing();
   }
   return Frame{Result::kClosed, {}, 0};
