@@ -59,6 +59,14 @@ struct Report {
   std::uint64_t bad_result;
 };
 
+ChannelOptions Mpmc(std::uint64_t capacity, std::uint32_t max_frame) {
+  ChannelOptions options;
+  options.kind = Kind::kMpmc;
+  options.capacity = capacity;
+  options.max_frame = max_frame;
+  return options;
+}
+
 EndpointOptions Options(WaitMode mode, std::uint32_t spin = 200) {
   EndpointOptions o;
   o.wait = mode;
@@ -283,11 +291,7 @@ TEST_CASE(
     "close with a full ring: a frame another live consumer holds delays end-of-stream until "
     "it is released; the release wakes the consumer waiting for the end") {
   ScopedName name("closefull");
-  ChannelOptions options;
-  options.kind = Kind::kMpmc;
-  options.capacity = 4;
-  options.max_frame = 16;
-  REQUIRE(CreateChannel(name, options).ok());
+  REQUIRE(CreateChannel(name, Mpmc(4, 16)).ok());
   auto producer = MpmcProducer::Attach(name);
   auto holder = MpmcConsumer::Attach(name);
   auto other = MpmcConsumer::Attach(name, Options(WaitMode::kBlock));
@@ -330,11 +334,7 @@ TEST_CASE(
     "finish: producers in two processes finishing together end the stream once, after every "
     "frame; close() still ends it for everyone; counters() reports by role") {
   ScopedName name("finish");
-  ChannelOptions options;
-  options.kind = Kind::kMpmc;
-  options.capacity = 64;
-  options.max_frame = 16;
-  REQUIRE(CreateChannel(name, options).ok());
+  REQUIRE(CreateChannel(name, Mpmc(64, 16)).ok());
   auto consumer = MpmcConsumer::Attach(name, Options(WaitMode::kBlock));
   REQUIRE(consumer.ok());
   constexpr int kProducers = 2;
@@ -397,17 +397,11 @@ TEST_CASE(
 
 TEST_CASE("finish: a finished producer does not end the stream while another one is unfinished") {
   ScopedName name("finishone");
-  ChannelOptions options;
-  options.kind = Kind::kMpmc;
-  options.capacity = 8;
-  options.max_frame = 16;
-  REQUIRE(CreateChannel(name, options).ok());
+  REQUIRE(CreateChannel(name, Mpmc(8, 16)).ok());
   auto consumer = MpmcConsumer::Attach(name);
-  auto a = MpmcProducer::Attach(name);
-  auto b = MpmcProducer::Attach(name);
   REQUIRE(consumer.ok());
-  REQUIRE(a.ok());
-  REQUIRE(b.ok());
+  auto a = MpmcProducer::Attach(name), b = MpmcProducer::Attach(name);
+  REQUIRE((a.ok() && b.ok()));
   std::byte payload[8] = {};
   REQUIRE(a->try_claim(8).ok());
   a->finish();  // aborts the outstanding claim: a counted gap
