@@ -75,10 +75,11 @@ class MpmcProducer {
   // finish ends this producer's part of the stream: its later claims return kClosed (an
   // outstanding claim is aborted). The stream ends (consumers drain, then get kClosed) once every
   // producer attached to the channel has finished, detached or died — a producer that dies
-  // without finishing does not hold the stream open (its liveness lock is gone; consumers notice
-  // within a few ms). Only producers attached at that moment count: attach every producer before
-  // the first one can finish. A producer that attaches after the stream ended gets kClosed from
-  // every claim. Cost: a pass over the endpoint table (one fcntl per unfinished producer).
+  // without finishing does not hold the stream open once another one finished (its liveness lock
+  // is gone; consumers notice within a few ms). Only producers attached at that moment count:
+  // attach every producer before the first one can finish. A producer that attaches after the
+  // stream ended gets kClosed from every claim. Idempotent. Cost: a pass over the endpoint table
+  // (one fcntl per unfinished producer) and a wake-up of sleeping consumers.
   void finish();
   // counters returns the channel's statistics (all endpoints, by role): no syscall, a pass over
   // the endpoint table. See ReadChannelCounters (channel.h).
