@@ -350,7 +350,7 @@ Frame MpmcConsumerState::Hold(std::uint64_t t, Frame f, bool redelivered) {
   held = f;
   announced = false;
   stall.Reset();
-  StopRechecking();
+  if (recheck_key != kNoTicket) StopRechecking();
   return f;
 }
 
