@@ -28,17 +28,6 @@ void Retire(ControlBlock* control, EndpointEntry* entry, Role role) {
   fold(&Counters::redelivered);
 }
 
-const char* RoleName(Role role) {
-  switch (role) {
-    case Role::kProducer:
-      return "producer";
-    case Role::kConsumer:
-      return "consumer";
-    default:
-      return "none";
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name, Kind kind,
@@ -61,7 +50,8 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
     if (!TryLockByte(fd, kEndpointLockBase + fixed)) {
       // Relaxed: informational only; the lock decides.
       const std::uint32_t pid = seg.endpoint(fixed)->pid.load(std::memory_order_relaxed);
-      return absl::FailedPreconditionError(absl::StrCat(Prefix(seg.name()), "the ", RoleName(role),
+      return absl::FailedPreconditionError(absl::StrCat(Prefix(seg.name()), "the ",
+                                                        RoleName(static_cast<std::uint32_t>(role)),
                                                         " role is held by pid ", pid, " (alive)"));
     }
     index = fixed;

@@ -18,6 +18,10 @@
 
 namespace shmring::internal {
 
+// CopyOut copies a frame read in place into `buffer` (the copying receive of every ring):
+// kTooLarge, with the frame's size, when it does not fit; the frame is not released here.
+Received CopyOut(const Frame& f, std::span<std::byte> buffer);
+
 // What an entry held when this endpoint took it over from a dead owner.
 struct PreviousOwner {
   Role role = Role::kNone;  // kNone: the entry was free

@@ -285,14 +285,8 @@ struct MpmcProducerState {
 
   void Close() {
     Abort();
-    // [P5] seq_cst: pairs with [C7] and [P6].
-    ring.control->closed.store(1, std::memory_order_seq_cst);
-    ring.control->close_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
-    // Wake unconditionally: close is rare, and nobody may sleep through it.
-    ring.control->data_ready.word.fetch_add(1, std::memory_order_release);
-    FutexWake(&ring.control->data_ready.word, INT_MAX);
-    ring.control->space_ready.word.fetch_add(1, std::memory_order_release);
-    FutexWake(&ring.control->space_ready.word, INT_MAX);
+    // [P5] (in PublishClose) seq_cst: pairs with [C7] and [P6]; wakes every sleeper.
+    PublishClose(*ring.control);
   }
 };
 
@@ -694,23 +688,14 @@ Frame MpmcConsumer::read(absl::Time deadline) {
 
 void MpmcConsumer::release() { state_->Release(); }
 
-namespace {
-Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
-  if (!f.ok()) return {f.result, 0, 0};
-  if (f.data.size() > buffer.size()) return {Result::kTooLarge, f.data.size(), f.sequence};
-  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
-  return {Result::kOk, f.data.size(), f.sequence};
-}
-}  // namespace
-
 Received MpmcConsumer::try_receive(std::span<std::byte> buffer) {
-  Received r = CopyOut(state_->TryRead(), buffer);
+  Received r = internal::CopyOut(state_->TryRead(), buffer);
   if (r.ok()) state_->Release();
   return r;
 }
 
 Received MpmcConsumer::receive(std::span<std::byte> buffer, absl::Time deadline) {
-  Received r = CopyOut(read(deadline), buffer);
+  Received r = internal::CopyOut(read(deadline), buffer);
   if (r.ok()) state_->Release();
   return r;
 }

@@ -17,6 +17,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "stale.h"
 
 namespace shmring {
 
@@ -30,35 +31,10 @@ constexpr std::uint64_t kMinSpscCapacity = 4096;
 constexpr std::uint64_t kMaxDataSize = std::uint64_t{1} << 40;
 constexpr std::uint32_t kMaxMpmcFrame = 16u << 20;
 constexpr std::uint32_t kMaxEndpoints = 4096;
-constexpr std::uint32_t kDefaultMpmcFrame = 1024 - sizeof(internal::MpmcSlotHeader);
 
 bool NameCharOk(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '_' || c == '-';
-}
-
-absl::Status ErrnoStatus(int err, std::string_view canonical, std::string_view what) {
-  std::string message =
-      absl::StrCat(internal::Prefix(canonical), internal::AV(what), ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(absl::StrCat(internal::Prefix(canonical), "no such channel"));
-    case EEXIST:
-      return absl::AlreadyExistsError(absl::StrCat(internal::Prefix(canonical), "already exists"));
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    case EINVAL:
-    case ENAMETOOLONG:
-      return absl::InvalidArgumentError(message);
-    case ENOSPC:
-    case ENOMEM:
-    case EMFILE:
-    case ENFILE:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
 }
 
 }  // namespace
@@ -92,11 +68,43 @@ std::string Prefix(std::string_view canonical_name) {
   return absl::StrCat("shmring channel '", AV(canonical_name), "': ");
 }
 
-std::uint64_t NowRealtimeNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
-         static_cast<std::uint64_t>(ts.tv_nsec);
+absl::Status ErrnoStatus(int err, std::string_view canonical, std::string_view what) {
+  std::string message = absl::StrCat(Prefix(canonical), AV(what), ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(absl::StrCat(Prefix(canonical), "no such channel"));
+    case EEXIST:
+      return absl::AlreadyExistsError(absl::StrCat(Prefix(canonical), "already exists"));
+    case ELOOP:  // glibc's shm_open adds O_NOFOLLOW: a symlink at the name
+      return absl::PermissionDeniedError(
+          absl::StrCat(Prefix(canonical), "is a symbolic link; refused"));
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(message);
+    case EINVAL:
+    case ENAMETOOLONG:
+      return absl::InvalidArgumentError(message);
+    case ENOSPC:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+std::string RoleName(std::uint32_t role) {
+  switch (role) {
+    case static_cast<std::uint32_t>(Role::kNone):
+      return "none";
+    case static_cast<std::uint32_t>(Role::kProducer):
+      return "producer";
+    case static_cast<std::uint32_t>(Role::kConsumer):
+      return "consumer";
+    default:
+      return absl::StrCat("role", role);
+  }
 }
 
 absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind kind,
@@ -127,11 +135,12 @@ absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind ki
     g.max_endpoints = 2;
     g.data_size = capacity;
   } else if (kind == shmring::Kind::kMpmc) {
-    if (!IsPowerOfTwo(capacity) || capacity < 2 || capacity > (std::uint64_t{1} << 24)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          p, "MPMC capacity ", capacity, " slots is not a power of two in [2, 16777216]"));
+    if (!IsPowerOfTwo(capacity) || capacity < 2 || capacity > kMaxMpmcSlots) {
+      return absl::InvalidArgumentError(absl::StrCat(p, "MPMC capacity ", capacity,
+                                                     " slots is not a power of two in [2, ",
+                                                     kMaxMpmcSlots, "]"));
     }
-    if (max_frame == 0) max_frame = kDefaultMpmcFrame;
+    if (max_frame == 0) max_frame = kDefaultMpmcMaxFrame;
     if (max_frame > kMaxMpmcFrame) {
       return absl::InvalidArgumentError(absl::StrCat(
           p, "max_frame ", max_frame, " bytes exceeds the MPMC limit of ", kMaxMpmcFrame));
@@ -141,7 +150,7 @@ absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind ki
           absl::StrCat(p, "max_endpoints ", max_endpoints, " is not in [1, ", kMaxEndpoints, "]"));
     }
     g.max_frame = max_frame;
-    g.slot_stride = static_cast<std::uint32_t>(AlignUp(sizeof(MpmcSlotHeader) + max_frame, 64));
+    g.slot_stride = static_cast<std::uint32_t>(MpmcSlotBytes(max_frame));
     g.max_endpoints = max_endpoints;
     g.data_size = capacity * g.slot_stride;
     if (g.data_size > kMaxDataSize) {
@@ -280,13 +289,9 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
   const std::string p = Prefix(name);
   const bool writable = options.access == Access::kReadWrite;
   // glibc's shm_open adds O_NOFOLLOW and O_CLOEXEC: a symlink at the name is refused (ELOOP).
-  int fd = shm_open(name.c_str(), writable ? O_RDWR : O_RDONLY, 0);
-  if (fd < 0) {
-    if (errno == ELOOP) {
-      return absl::PermissionDeniedError(absl::StrCat(p, "is a symbolic link; refused"));
-    }
-    return ErrnoStatus(errno, name, "cannot open");
-  }
+  // O_NONBLOCK: a FIFO planted under the name must not hang the open (fstat then refuses it).
+  int fd = shm_open(name.c_str(), (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK, 0);
+  if (fd < 0) return internal::ErrnoStatus(errno, name, "cannot open");
   struct FdCloser {
     int fd;
     ~FdCloser() {
@@ -300,7 +305,7 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
   const absl::Time grace_end = WallNow() + absl::Milliseconds(50);
   for (;;) {
     struct stat st;
-    if (fstat(fd, &st) != 0) return ErrnoStatus(errno, name, "fstat failed");
+    if (fstat(fd, &st) != 0) return internal::ErrnoStatus(errno, name, "fstat failed");
     if (!S_ISREG(st.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat(p, "not a regular shm object"));
     }
@@ -321,7 +326,7 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
     if (size >= sizeof(SegmentHeader)) {
       // Map only the header first: the object may be too short for what the header claims.
       void* hdr = mmap(nullptr, sizeof(SegmentHeader), PROT_READ, MAP_SHARED, fd, 0);
-      if (hdr == MAP_FAILED) return ErrnoStatus(errno, name, "mmap of the header failed");
+      if (hdr == MAP_FAILED) return internal::ErrnoStatus(errno, name, "mmap of the header failed");
       const auto* shared = static_cast<const SegmentHeader*>(hdr);
       // Acquire: pairs with the creator's release store of kReady in CreateChannel, so the
       // header fields copied below are the initialised ones.
@@ -357,7 +362,7 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
           // detached. Reopening /proc/self/fd/N yields a new description of the same inode.
           const int map_fd = open(absl::StrCat("/proc/self/fd/", fd).c_str(),
                                   (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-          if (map_fd < 0) return ErrnoStatus(errno, name, "cannot reopen for mapping");
+          if (map_fd < 0) return internal::ErrnoStatus(errno, name, "cannot reopen for mapping");
           struct stat map_st;
           if (fstat(map_fd, &map_st) != 0 || map_st.st_ino != st.st_ino ||
               map_st.st_dev != st.st_dev) {
@@ -368,7 +373,7 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
                             MAP_SHARED, map_fd, 0);
           const int map_errno = errno;
           close(map_fd);
-          if (base == MAP_FAILED) return ErrnoStatus(map_errno, name, "mmap failed");
+          if (base == MAP_FAILED) return internal::ErrnoStatus(map_errno, name, "mmap failed");
           mapping = std::make_shared<Mapping>();
           mapping->base = static_cast<std::byte*>(base);
           mapping->size = g->total_size;
@@ -402,14 +407,15 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
 
 namespace {
 
-// Removes a stale object `name` if every endpoint recorded in it is dead. Returns true if it
-// removed it (the caller then retries the exclusive create).
+// Removes the object `name` if nobody uses it (RemovedByReclaim). Returns true if the caller
+// should retry the exclusive create (removed, or gone already); AlreadyExists if it is in use or
+// not a segment this library may remove.
 absl::StatusOr<bool> ReclaimIfStale(const std::string& name) {
   const std::string p = internal::Prefix(name);
-  int fd = shm_open(name.c_str(), O_RDWR, 0);
+  int fd = shm_open(name.c_str(), O_RDWR | O_NONBLOCK, 0);
   if (fd < 0) {
     if (errno == ENOENT) return true;  // gone already: just retry
-    return ErrnoStatus(errno, name, "cannot open the existing object to check it");
+    return internal::ErrnoStatus(errno, name, "cannot open the existing object to check it");
   }
   struct Closer {
     int fd;
@@ -420,50 +426,27 @@ absl::StatusOr<bool> ReclaimIfStale(const std::string& name) {
   if (!internal::TryLockByte(fd, internal::kInitLockOffset)) {
     return absl::AlreadyExistsError(absl::StrCat(p, "already exists and is being initialised"));
   }
-  struct stat st;
-  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, name, "fstat failed");
-  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
-  bool ready = false;
-  std::uint32_t endpoints = 0;
-  if (size >= sizeof(internal::SegmentHeader)) {
-    void* hdr = mmap(nullptr, sizeof(internal::SegmentHeader), PROT_READ, MAP_SHARED, fd, 0);
-    if (hdr == MAP_FAILED) return ErrnoStatus(errno, name, "mmap failed");
-    internal::SegmentHeader copy;
-    std::memcpy(static_cast<void*>(&copy), hdr, sizeof(copy));
-    ready =
-        static_cast<const internal::SegmentHeader*>(hdr)->init_state.load(
-            std::memory_order_acquire) == static_cast<std::uint32_t>(internal::InitState::kReady);
-    munmap(hdr, sizeof(internal::SegmentHeader));
-    if (copy.magic != internal::kMagic && copy.magic != 0) {
+  absl::StatusOr<internal::StaleVerdict> v = internal::JudgeStaleness(fd, name);
+  if (!v.ok()) return v.status();
+  switch (v->staleness) {
+    case internal::Staleness::kForeign:
       return absl::AlreadyExistsError(
           absl::StrCat(p, "already exists and is not a shmring segment; not removing it"));
-    }
-    if (ready) {
-      absl::StatusOr<internal::Geometry> g = internal::ValidateHeader(name, copy, size);
-      if (!g.ok()) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            p, "already exists and fails validation; not removing it: ", g.status().message()));
-      }
-      endpoints = g->max_endpoints;
-    }
-  }
-  for (std::uint32_t i = 0; i < endpoints; ++i) {
-    if (internal::IsByteLocked(fd, internal::kEndpointLockBase + i)) {
+    case internal::Staleness::kInvalid:
+      return absl::AlreadyExistsError(absl::StrCat(
+          p, "already exists and fails validation; not removing it: ", v->why.message()));
+    case internal::Staleness::kLive:
       return absl::AlreadyExistsError(
           absl::StrCat(p, "already exists and has a live endpoint; not reclaiming it"));
-    }
+    default:
+      break;
   }
-  // Unlink only if the name still refers to the object we checked.
-  struct stat by_name;
-  const std::string path = absl::StrCat("/dev/shm", name);
-  if (stat(path.c_str(), &by_name) == 0 &&
-      (by_name.st_ino != st.st_ino || by_name.st_dev != st.st_dev)) {
-    return true;  // somebody replaced it; retry
+  if (!internal::RemovedByReclaim(v->staleness)) {
+    return absl::AlreadyExistsError(absl::StrCat(p, "already exists; not reclaiming it"));
   }
-  if (shm_unlink(name.c_str()) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, name, "cannot remove the stale object");
-  }
-  return true;
+  absl::StatusOr<bool> removed = internal::UnlinkIfSame(name, v->st);
+  if (!removed.ok()) return removed.status();
+  return true;  // removed, or somebody replaced it: retry either way
 }
 
 }  // namespace
@@ -487,7 +470,7 @@ absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& opti
     absl::StatusOr<bool> reclaimed = ReclaimIfStale(name);
     if (!reclaimed.ok()) return reclaimed.status();
   }
-  if (fd < 0) return ErrnoStatus(errno, name, "cannot create");
+  if (fd < 0) return internal::ErrnoStatus(errno, name, "cannot create");
   struct Closer {
     int fd;
     ~Closer() { close(fd); }
@@ -500,17 +483,20 @@ absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& opti
   if (!internal::TryLockByte(fd, internal::kInitLockOffset)) {
     return fail(absl::InternalError(absl::StrCat(p, "cannot take the init lock")));
   }
-  if (fchmod(fd, options.mode) != 0) return fail(ErrnoStatus(errno, name, "fchmod failed"));
+  if (fchmod(fd, options.mode) != 0)
+    return fail(internal::ErrnoStatus(errno, name, "fchmod failed"));
   const internal::Geometry& g = *geometry;
   if (ftruncate(fd, static_cast<off_t>(g.total_size)) != 0) {
-    return fail(ErrnoStatus(errno, name, absl::StrCat("cannot size to ", g.total_size, " bytes")));
+    return fail(internal::ErrnoStatus(errno, name,
+                                      absl::StrCat("cannot size to ", g.total_size, " bytes")));
   }
   // Reserve the memory now so a full /dev/shm fails here, not with SIGBUS on first touch.
   if (int err = posix_fallocate(fd, 0, static_cast<off_t>(g.total_size)); err != 0) {
-    return fail(ErrnoStatus(err, name, absl::StrCat("cannot allocate ", g.total_size, " bytes")));
+    return fail(
+        internal::ErrnoStatus(err, name, absl::StrCat("cannot allocate ", g.total_size, " bytes")));
   }
   void* base = mmap(nullptr, g.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) return fail(ErrnoStatus(errno, name, "mmap failed"));
+  if (base == MAP_FAILED) return fail(internal::ErrnoStatus(errno, name, "mmap failed"));
   auto* bytes = static_cast<std::byte*>(base);
   // The object is zero-filled by ftruncate; construct the atomics in place and set the fields
   // that are not zero.
@@ -556,7 +542,7 @@ absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& opti
 absl::Status RemoveChannel(std::string_view raw_name) {
   if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
   const std::string name = CanonicalName(raw_name);
-  if (shm_unlink(name.c_str()) != 0) return ErrnoStatus(errno, name, "cannot remove");
+  if (shm_unlink(name.c_str()) != 0) return internal::ErrnoStatus(errno, name, "cannot remove");
   return absl::OkStatus();
 }
 

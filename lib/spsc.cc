@@ -164,14 +164,9 @@ struct SpscProducerState {
   void Close() {
     claimed = false;
     Publish();  // deferred frames come before end-of-stream
-    // [P3] release: pairs with [C3]; everything committed before is visible at end-of-stream.
-    ring.control->closed.store(1, std::memory_order_release);
-    ring.control->close_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
-    // Wake unconditionally: close is rare, and a consumer must not sleep through it.
-    ring.control->data_ready.word.fetch_add(1, std::memory_order_release);
-    FutexWake(&ring.control->data_ready.word, INT_MAX);
-    ring.control->space_ready.word.fetch_add(1, std::memory_order_release);
-    FutexWake(&ring.control->space_ready.word, INT_MAX);
+    // [P3] (in PublishClose) release at least: pairs with [C3]; everything committed before is
+    // visible at end-of-stream.
+    PublishClose(*ring.control);
   }
 };
 
@@ -354,23 +349,14 @@ Frame SpscConsumer::read(absl::Time deadline) {
 void SpscConsumer::release() { state_->Release(); }
 void SpscConsumer::release_deferred() { state_->Release(/*publish=*/false); }
 
-namespace {
-Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
-  if (!f.ok()) return {f.result, 0, 0};
-  if (f.data.size() > buffer.size()) return {Result::kTooLarge, f.data.size(), f.sequence};
-  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
-  return {Result::kOk, f.data.size(), f.sequence};
-}
-}  // namespace
-
 Received SpscConsumer::try_receive(std::span<std::byte> buffer) {
-  Received r = CopyOut(state_->TryRead(), buffer);
+  Received r = internal::CopyOut(state_->TryRead(), buffer);
   if (r.ok()) state_->Release();
   return r;
 }
 
 Received SpscConsumer::receive(std::span<std::byte> buffer, absl::Time deadline) {
-  Received r = CopyOut(read(deadline), buffer);
+  Received r = internal::CopyOut(read(deadline), buffer);
   if (r.ok()) state_->Release();
   return r;
 }

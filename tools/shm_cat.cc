@@ -9,17 +9,12 @@
 // recv releases a frame only after write(2) of its bytes to stdout returned (no stdio buffer), so
 // a receiver killed at any instruction loses nothing: the next receiver starts at the first
 // frame not released, and at most that one frame is written twice.
-#include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
-#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -34,9 +29,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cli.h"
-#include "futex.h"
-#include "layout.h"
-#include "segment.h"
+#include "inspect.h"  // the tools' inspection interface (gc, rm, naming helpers)
 #include "shmring/channel.h"
 #include "shmring/mpmc.h"
 #include "shmring/spsc.h"
@@ -155,26 +148,11 @@ EndpointOptions Endpoint(bool shared) {
   return o;
 }
 
-// DetectKind opens the channel read-only (waiting for a creator still initialising it).
+// DetectKind: the channel's kind (waiting for a creator still initialising it).
 absl::StatusOr<Kind> DetectKind(const std::string& name, bool shared) {
-  // A FIFO or directory planted under the name would make a blocking open hang: refuse what is
-  // not a regular object first (O_NONBLOCK open, fstat).
-  if (const int fd = shm_open(name.c_str(), O_RDONLY | O_NONBLOCK, 0); fd >= 0) {
-    struct stat st;
-    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    close(fd);
-    if (!regular) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(internal::Prefix(name), "not a regular shm object"));
-    }
-  }
-  internal::OpenOptions open;
-  open.access = internal::Access::kReadOnly;
-  open.deadline = absl::Now() + absl::Seconds(5);
-  open.allow_shared_mode = shared;
-  auto segment = internal::Segment::Open(name, open);
-  if (!segment.ok()) return segment.status();
-  return (*segment)->geometry().kind;
+  EndpointOptions options;
+  options.allow_shared_mode = shared;
+  return ChannelKind(name, options);
 }
 
 // ---- create ----
@@ -221,10 +199,10 @@ int Create(int argc, char** argv) {
     options.capacity = capacity_bytes;
   } else {
     // --capacity is the size of the slot array in bytes: as many power-of-two slots of
-    // max_frame (default 1008) payload bytes as fit. --slots gives the count directly.
-    const std::uint64_t max_frame = options.max_frame != 0 ? options.max_frame : 1008;
+    // max_frame (default kDefaultMpmcMaxFrame) payload bytes as fit. --slots gives the count
+    // directly.
     const std::uint64_t stride =
-        internal::AlignUp(sizeof(internal::MpmcSlotHeader) + max_frame, 64);
+        MpmcSlotBytes(options.max_frame != 0 ? options.max_frame : kDefaultMpmcMaxFrame);
     std::uint64_t slots = std::bit_floor(capacity_bytes / stride);
     if (const std::string* v = Flag(a, "slots")) {
       auto n = ParseSize(*v);
@@ -444,38 +422,9 @@ int Close(int argc, char** argv) {
   if (!a.error.empty()) return Usage(a.error);
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
-  const bool shared = Flag(a, "shared") != nullptr;
-  absl::StatusOr<Kind> kind = DetectKind(name, shared);
-  if (!kind.ok()) return Fail(kind.status());
-  if (*kind == Kind::kMpmc) {
-    auto producer = MpmcProducer::Attach(name, Endpoint(shared));
-    if (!producer.ok()) return Fail(producer.status());
-    producer->close();
-    return kExitOk;
-  }
-  auto producer = SpscProducer::Attach(name, Endpoint(shared));
-  if (producer.ok()) {
-    producer->close();
-    return kExitOk;
-  }
-  if (producer.status().code() != absl::StatusCode::kFailedPrecondition) {
-    return Fail(producer.status());
-  }
-  // The producer role is held by a live process: mark end-of-stream from outside, as
-  // SpscProducer::close() does; the producer's next claim then returns kClosed.
-  internal::OpenOptions open;
-  open.deadline = absl::Now() + absl::Seconds(5);
-  open.allow_shared_mode = shared;
-  auto segment = internal::Segment::Open(name, open);
-  if (!segment.ok()) return Fail(segment.status());
-  internal::ControlBlock* control = (*segment)->control();
-  // Release: pairs with the consumer's acquire load of `closed` (spsc.cc [C3]).
-  control->closed.store(1, std::memory_order_seq_cst);
-  control->close_time_ns.store(internal::NowRealtimeNs(), std::memory_order_relaxed);
-  control->data_ready.word.fetch_add(1, std::memory_order_release);
-  internal::FutexWake(&control->data_ready.word, INT_MAX);
-  control->space_ready.word.fetch_add(1, std::memory_order_release);
-  internal::FutexWake(&control->space_ready.word, INT_MAX);
+  EndpointOptions options;
+  options.allow_shared_mode = Flag(a, "shared") != nullptr;
+  if (absl::Status s = CloseChannel(name, options); !s.ok()) return Fail(s);
   return kExitOk;
 }
 
@@ -486,72 +435,13 @@ int Remove(int argc, char** argv) {
   if (!a.error.empty()) return Usage(a.error);
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
-  // Refuse an object that is clearly something else (non-zero first bytes that are not the
-  // magic). An empty or zeroed object may be a segment whose creator died early: removable.
-  const int fd = shm_open(name.c_str(), O_RDONLY | O_NONBLOCK, 0);
-  if (fd >= 0) {
-    std::uint64_t magic = 0;
-    const ssize_t n = pread(fd, &magic, sizeof(magic), 0);
-    close(fd);
-    if (n > 0 && magic != 0 && magic != internal::kMagic) {
-      return Fail(absl::StrFormat("%snot a shmring segment (magic 0x%016x); not removing it",
-                                  internal::Prefix(name), magic));
-    }
-  }
+  // Refuse an object that is clearly something else (docs/tools.md, rm).
+  if (absl::Status s = internal::CheckRemovable(name); !s.ok()) return Fail(s);
   if (absl::Status s = RemoveChannel(name); !s.ok()) return Fail(s);
   return kExitOk;
 }
 
 // ---- gc ----
-
-// IsStale decides whether `name` is a shmring segment left behind by dead processes: it holds the
-// init lock while it decides (so no creator or other reclaimer acts meanwhile), and calls a
-// segment stale when no endpoint's liveness lock is held and either its creator died while
-// initialising it or some endpoint entry still records an owner that died without detaching.
-// A segment nobody ever attached to, or whose endpoints all detached cleanly, is idle, not stale.
-// On true, *fd_out keeps the init lock until the caller unlinks.
-bool IsStale(const std::string& name, int* fd_out, struct stat* st_out) {
-  const int fd = shm_open(name.c_str(), O_RDWR | O_NONBLOCK, 0);
-  if (fd < 0) return false;
-  struct Closer {
-    int fd;
-    ~Closer() {
-      if (fd >= 0) close(fd);
-    }
-  } closer{fd};
-  if (!internal::TryLockByte(fd, internal::kInitLockOffset)) return false;
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
-  internal::SegmentHeader header;
-  if (size < sizeof(header) ||
-      pread(fd, static_cast<void*>(&header), sizeof(header), 0) != sizeof(header)) {
-    return false;
-  }
-  if (header.magic != internal::kMagic) return false;  // not (provably) shmring: never touch it
-  bool stale = false;
-  if (header.init_state.load(std::memory_order_relaxed) !=
-      static_cast<std::uint32_t>(internal::InitState::kReady)) {
-    stale = true;  // we hold the init lock, so its creator is gone
-  } else {
-    absl::StatusOr<internal::Geometry> g = internal::ValidateHeader(name, header, size);
-    if (!g.ok()) return false;  // another ABI version or corrupted: not ours to judge
-    for (std::uint32_t i = 0; i < g->max_endpoints; ++i) {
-      if (internal::IsByteLocked(fd, internal::kEndpointLockBase + i)) return false;
-      std::uint32_t role = 0;
-      const off_t at =
-          static_cast<off_t>(g->endpoints_offset + i * sizeof(internal::EndpointEntry) +
-                             offsetof(internal::EndpointEntry, role));
-      if (pread(fd, &role, sizeof(role), at) != sizeof(role)) return false;
-      if (role != static_cast<std::uint32_t>(internal::Role::kNone)) stale = true;
-    }
-  }
-  if (!stale) return false;
-  *st_out = st;
-  *fd_out = fd;
-  closer.fd = -1;
-  return true;
-}
 
 int Gc(int argc, char** argv) {
   Args a = ParseArgs(argc, argv, 2, {"prefix"}, {"dry-run"});
@@ -561,41 +451,22 @@ int Gc(int argc, char** argv) {
   // --prefix (an extension of the contract): only names starting with it, e.g. "/myapp-".
   std::string prefix = "/";
   if (const std::string* v = Flag(a, "prefix")) prefix = CanonicalName(*v);
-  DIR* dir = opendir("/dev/shm");
-  if (dir == nullptr) return Fail(absl::StrCat("cannot list /dev/shm: ", std::strerror(errno)));
-  std::vector<std::string> names;
-  while (dirent* e = readdir(dir)) {
-    const std::string n = e->d_name;
-    if (n == "." || n == ".." || !ValidateName(n).ok()) continue;
-    std::string name = CanonicalName(n);
-    if (name.compare(0, prefix.size(), prefix) == 0) names.push_back(std::move(name));
-  }
-  closedir(dir);
-  std::sort(names.begin(), names.end());
+  absl::StatusOr<std::vector<std::string>> entries = internal::ListShmObjects();
+  if (!entries.ok()) return Fail(internal::SV(entries.status().message()));
   int rc = kExitOk;
-  for (const std::string& name : names) {
-    int fd = -1;
-    struct stat st;
-    if (!IsStale(name, &fd, &st)) continue;
-    if (!dry_run) {
-      // Unlink only if the name still refers to the object we checked.
-      struct stat by_name;
-      const std::string path = absl::StrCat("/dev/shm", name);
-      if (stat(path.c_str(), &by_name) != 0 || by_name.st_ino != st.st_ino ||
-          by_name.st_dev != st.st_dev) {
-        close(fd);
-        continue;
-      }
-      if (shm_unlink(name.c_str()) != 0 && errno != ENOENT) {
-        std::fprintf(stderr, "shm-cat: %scannot remove: %s\n", internal::Prefix(name).c_str(),
-                     std::strerror(errno));
-        rc = kExitRuntime;
-        close(fd);
-        continue;
-      }
+  for (const std::string& entry : *entries) {
+    if (!ValidateName(entry).ok()) continue;
+    const std::string name = CanonicalName(entry);
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    absl::StatusOr<bool> collected = internal::CollectIfStale(name, dry_run);
+    if (!collected.ok()) {
+      std::fprintf(stderr, "shm-cat: %.*s\n", static_cast<int>(collected.status().message().size()),
+                   collected.status().message().data());
+      rc = kExitRuntime;
+      continue;
     }
-    close(fd);
-    std::string line = name + "\n";
+    if (!*collected) continue;
+    const std::string line = name + "\n";
     (void)WriteAll(STDOUT_FILENO, line.data(), line.size());
   }
   return rc;

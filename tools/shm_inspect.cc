@@ -11,7 +11,6 @@
 // Everything is read with pread(2) through lib/inspect.h: no writable mapping, no write, no lock
 // taken (liveness is F_OFD_GETLK), no wake-up, no attach. Hostile objects give one line on
 // stderr and exit 2.
-#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -31,7 +30,6 @@
 #include "absl/time/time.h"
 #include "cli.h"
 #include "inspect.h"
-#include "segment.h"
 #include "shmring/channel.h"
 
 namespace shmring::tools {
@@ -507,23 +505,17 @@ std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rate
 // ---- commands ----
 
 int List(bool all, bool json) {
-  DIR* dir = opendir("/dev/shm");
-  if (dir == nullptr) {
-    std::fprintf(stderr, "shm-inspect: cannot list /dev/shm: %s\n", std::strerror(errno));
+  absl::StatusOr<std::vector<std::string>> entries = internal::ListShmObjects();
+  if (!entries.ok()) {
+    std::fprintf(stderr, "shm-inspect: %s\n",
+                 std::string(internal::SV(entries.status().message())).c_str());
     return kExitRuntime;
   }
-  std::vector<std::string> entries;
-  while (dirent* e = readdir(dir)) {
-    const std::string n = e->d_name;
-    if (n != "." && n != "..") entries.push_back(n);
-  }
-  closedir(dir);
-  std::sort(entries.begin(), entries.end());
   Table t({"NAME", "KIND", "SIZE", "FILL", "ALIVE", "DEAD", "STATE"},
           {false, false, true, true, true, true, false});
   JsonWriter j;
   j.BeginArray();
-  for (const std::string& entry : entries) {
+  for (const std::string& entry : *entries) {
     const std::string name = absl::StrCat("/", entry);
     absl::StatusOr<Snapshot> s = absl::InvalidArgumentError("name not valid for shmring");
     if (ValidateName(entry).ok()) s = internal::InspectChannel(name);
@@ -553,7 +545,7 @@ int List(bool all, bool json) {
       const std::string prefix = internal::Prefix(name);
       if (why.compare(0, prefix.size(), prefix) == 0) why = why.substr(prefix.size());
       struct stat st;
-      const std::string path = absl::StrCat("/dev/shm/", entry);
+      const std::string path = absl::StrCat(internal::kShmDirectory, "/", entry);
       const std::uint64_t size =
           stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
       t.Add({name, "-", HumanBytes(static_cast<double>(size)), "-", "-", "-",
