@@ -17,12 +17,14 @@
 #include <bit>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -37,21 +39,14 @@
 namespace shmring::tools {
 namespace {
 
-constexpr char kUsage[] =
-    "usage:\n"
-    "  shm-cat create NAME [--kind spsc|mpmc] [--capacity BYTES] [--max-frame BYTES] "
-    "[--mode OCTAL]\n"
-    "  shm-cat send NAME [--lines] [--frame-size BYTES] [--close]\n"
-    "  shm-cat recv NAME [--lines] [--count N] [--timeout SECONDS]\n"
-    "  shm-cat close NAME\n"
-    "  shm-cat rm NAME\n"
-    "  shm-cat gc [--dry-run] [--prefix NAME_PREFIX]\n"
+constexpr char kFooter[] =
     "Sizes take K/M/G suffixes (powers of two). NAME with or without the leading '/'.\n"
-    "Exit codes: 0 success, 1 usage error, 2 runtime error, 3 timeout. See docs/tools.md.\n";
+    "Exit codes: 0 success, 1 usage error, 2 runtime error, 3 timeout. See docs/tools.md.";
 
+// Usage reports a usage error in one line (docs/tools.md: exit 1).
 int Usage(std::string_view message) {
-  std::fprintf(stderr, "shm-cat: %.*s\n%s", static_cast<int>(message.size()), message.data(),
-               kUsage);
+  std::fprintf(stderr, "shm-cat: %.*s (see shm-cat --help)\n", static_cast<int>(message.size()),
+               message.data());
   return kExitUsage;
 }
 
@@ -60,76 +55,33 @@ int Fail(std::string_view message, int code = kExitRuntime) {
   return code;
 }
 
+// Fail(status) decides the exit code from the status code (never from the message text).
 int Fail(const absl::Status& status) {
-  const int code = status.code() == absl::StatusCode::kDeadlineExceeded  ? kExitTimeout
-                   : status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage
-                                                                         : kExitRuntime;
-  return Fail(internal::SV(status.message()), code);
+  return Fail(internal::SV(status.message()), ExitCodeOf(status));
 }
 
-// Args: the words after the command, split into one positional NAME and --flags. A flag takes
-// its value as the next word or after '='.
+// Args: what CLI11 parsed for one command: the positional words (NAME) and the options given.
 struct Args {
   std::vector<std::string> positional;
-  std::vector<std::pair<std::string, std::string>> flags;  // name -> value ("" for switches)
-  std::string error;
+  std::map<std::string, std::string, std::less<>> values;  // option -> value ("" for switches)
+  std::map<std::string, CLI::Option*, std::less<>> options;
 };
 
-Args ParseArgs(int argc, char** argv, int first, const std::vector<std::string>& with_value,
-               const std::vector<std::string>& switches) {
-  Args a;
-  for (int i = first; i < argc; ++i) {
-    std::string word = argv[i];
-    if (word.size() > 2 && word.substr(0, 2) == "--") {
-      std::string value;
-      bool has_value = false;
-      if (const auto eq = word.find('='); eq != std::string::npos) {
-        value = word.substr(eq + 1);
-        word = word.substr(0, eq);
-        has_value = true;
-      }
-      const std::string flag = word.substr(2);
-      if (std::find(with_value.begin(), with_value.end(), flag) != with_value.end()) {
-        if (!has_value) {
-          if (i + 1 >= argc) {
-            a.error = absl::StrCat("option --", flag, " needs a value");
-            return a;
-          }
-          value = argv[++i];
-        }
-        a.flags.emplace_back(flag, value);
-      } else if (std::find(switches.begin(), switches.end(), flag) != switches.end() &&
-                 !has_value) {
-        a.flags.emplace_back(flag, "");
-      } else {
-        a.error = absl::StrCat("unknown option '", word, "'");
-        return a;
-      }
-    } else if (word == "-") {
-      a.error = "unexpected '-'";
-      return a;
-    } else if (word.size() > 1 && word[0] == '-') {
-      a.error = absl::StrCat("unknown option '", word, "'");
-      return a;
-    } else {
-      a.positional.push_back(word);
-    }
-  }
-  return a;
-}
-
+// Flag: the value of option `name` if it was given (the last one wins), else nullptr.
 const std::string* Flag(const Args& a, std::string_view name) {
-  const std::string* found = nullptr;
-  for (const auto& [k, v] : a.flags) {
-    if (k == name) found = &v;  // the last one wins
-  }
-  return found;
+  const auto it = a.options.find(name);
+  if (it == a.options.end() || it->second->count() == 0) return nullptr;
+  return &a.values.find(name)->second;
 }
 
 // OneName checks that exactly one NAME was given and that it is a valid channel name.
 bool OneName(const Args& a, std::string* name, std::string* error) {
   if (a.positional.size() != 1) {
     *error = a.positional.empty() ? "missing NAME" : "expected exactly one NAME";
+    return false;
+  }
+  if (a.positional[0] == "-") {
+    *error = "unexpected '-'";
     return false;
   }
   if (absl::Status s = ValidateName(a.positional[0]); !s.ok()) {
@@ -157,9 +109,7 @@ absl::StatusOr<Kind> DetectKind(const std::string& name, bool shared) {
 
 // ---- create ----
 
-int Create(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {"kind", "capacity", "max-frame", "mode", "slots"}, {});
-  if (!a.error.empty()) return Usage(a.error);
+int Create(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
   ChannelOptions options;
@@ -296,9 +246,7 @@ int SendWith(Producer& producer, const std::string& name, bool lines, std::uint6
   return kExitOk;
 }
 
-int Send(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {"frame-size"}, {"lines", "close", "shared"});
-  if (!a.error.empty()) return Usage(a.error);
+int Send(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
   std::uint64_t frame_size = 0;
@@ -386,9 +334,7 @@ int RecvWith(Consumer& consumer, const std::string& name, bool lines,
   return kExitOk;
 }
 
-int Recv(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {"count", "timeout"}, {"lines", "shared"});
-  if (!a.error.empty()) return Usage(a.error);
+int Recv(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
   std::optional<std::uint64_t> count;
@@ -417,9 +363,7 @@ int Recv(int argc, char** argv) {
 
 // ---- close ----
 
-int Close(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {}, {"shared"});
-  if (!a.error.empty()) return Usage(a.error);
+int Close(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
   EndpointOptions options;
@@ -430,9 +374,7 @@ int Close(int argc, char** argv) {
 
 // ---- rm ----
 
-int Remove(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {}, {});
-  if (!a.error.empty()) return Usage(a.error);
+int Remove(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
   // Refuse an object that is clearly something else (docs/tools.md, rm).
@@ -443,9 +385,7 @@ int Remove(int argc, char** argv) {
 
 // ---- gc ----
 
-int Gc(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {"prefix"}, {"dry-run"});
-  if (!a.error.empty()) return Usage(a.error);
+int Gc(const Args& a) {
   if (!a.positional.empty()) return Usage("gc takes no NAME");
   const bool dry_run = Flag(a, "dry-run") != nullptr;
   // --prefix (an extension of the contract): only names starting with it, e.g. "/myapp-".
@@ -472,25 +412,92 @@ int Gc(int argc, char** argv) {
   return rc;
 }
 
+// Command: one subcommand of shm-cat, its options (name, help) and its handler.
+struct Command {
+  using Options = std::vector<std::pair<const char*, const char*>>;
+  const char* name;
+  const char* help;
+  Options with_value;  // --option VALUE
+  Options switches;    // --switch
+  int (*run)(const Args&);
+};
+
+const Command kCommands[] = {
+    {"create",
+     "create a channel",
+     {{"kind", "spsc (default) or mpmc"},
+      {"capacity", "BYTES: SPSC ring size / MPMC slot array size (default 1M)"},
+      {"max-frame", "BYTES: largest frame"},
+      {"mode", "OCTAL: permission bits (default 0600)"},
+      {"slots", "N: MPMC slot count (instead of --capacity)"}},
+     {},
+     Create},
+    {"send",
+     "send stdin as frames",
+     {{"frame-size", "BYTES: frame size without --lines (default max_frame)"}},
+     {{"lines", "one frame per line"},
+      {"close", "close the channel at end of input"},
+      {"shared", "accept a shared-mode channel"}},
+     Send},
+    {"recv",
+     "receive frames to stdout",
+     {{"count", "N: stop after N frames"}, {"timeout", "SECONDS: give up waiting (exit 3)"}},
+     {{"lines", "a newline after each frame"}, {"shared", "accept a shared-mode channel"}},
+     Recv},
+    {"close", "mark end-of-stream", {}, {{"shared", "accept a shared-mode channel"}}, Close},
+    {"rm", "remove a channel", {}, {}, Remove},
+    {"gc",
+     "remove segments dead processes left behind, print their names",
+     {{"prefix", "NAME_PREFIX: only names starting with it"}},
+     {{"dry-run", "print, remove nothing"}},
+     Gc},
+};
+
+int Main(int argc, char** argv) {
+  CLI::App app("shm-cat: netcat for shmring channels", "shm-cat");
+  app.footer(kFooter);
+  app.require_subcommand(0, 1);
+  // A repeated option: the last one wins, as for most Unix tools.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::vector<Args> args(std::size(kCommands));
+  for (std::size_t i = 0; i < std::size(kCommands); ++i) {
+    const Command& c = kCommands[i];
+    CLI::App* sub = app.add_subcommand(c.name, c.help);
+    sub->add_option("NAME", args[i].positional, "channel name");
+    for (const auto& [o, help] : c.with_value) {
+      args[i].options[o] = sub->add_option(absl::StrCat("--", o), args[i].values[o], help);
+    }
+    for (const auto& [o, help] : c.switches) {
+      args[i].values[o] = "";
+      args[i].options[o] = sub->add_flag(absl::StrCat("--", o), help);
+    }
+  }
+  app.add_subcommand("help", "print this help");
+  if (argc == 2 && std::string_view(argv[1]) == "help") {
+    std::fputs(app.help().c_str(), stdout);
+    return kExitOk;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    return Usage(OneLine(e.what()));
+  }
+  if (app.got_subcommand("help")) return Usage("help takes no arguments");
+  for (std::size_t i = 0; i < std::size(kCommands); ++i) {
+    if (app.got_subcommand(kCommands[i].name)) return kCommands[i].run(args[i]);
+  }
+  return Usage("missing command");
+}
+
 }  // namespace
 }  // namespace shmring::tools
 
 int main(int argc, char** argv) {
-  using namespace shmring::tools;
   // A closed stdout must be an error we report (and a frame we do not release), not a silent
   // death by SIGPIPE.
   signal(SIGPIPE, SIG_IGN);
-  if (argc < 2) return Usage("missing command");
-  const std::string_view command = argv[1];
-  if (command == "-h" || command == "--help" || command == "help") {
-    std::fputs(kUsage, stdout);
-    return kExitOk;
-  }
-  if (command == "create") return Create(argc, argv);
-  if (command == "send") return Send(argc, argv);
-  if (command == "recv") return Recv(argc, argv);
-  if (command == "close") return Close(argc, argv);
-  if (command == "rm") return Remove(argc, argv);
-  if (command == "gc") return Gc(argc, argv);
-  return Usage(absl::StrCat("unknown command '", shmring::internal::AV(command), "'"));
+  return shmring::tools::Main(argc, argv);
 }
