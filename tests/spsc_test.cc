@@ -19,10 +19,13 @@ namespace {
 
 using testing::Child;
 using testing::CounterSum;
+using testing::Eventually;
 using testing::Mix;
 using testing::Pipe;
 using testing::Scaled;
 using testing::ScopedName;
+using testing::SomebodySleepsOn;
+using testing::WakeWord;
 
 constexpr absl::Duration kGenerous = absl::Seconds(60);
 
@@ -186,7 +189,8 @@ TEST_CASE("a producer sleeping on a full ring wakes when the consumer process fr
   Child consumer([&] {
     auto c = SpscConsumer::Attach(name, Wait(WaitMode::kBlock));
     if (!c.ok()) return 10;
-    absl::SleepFor(absl::Milliseconds(100));  // let the producer fall asleep first
+    // The producer sleeps on the full ring before any room is freed.
+    if (!Eventually([&] { return SomebodySleepsOn(name.str(), WakeWord::kSpaceReady); })) return 13;
     std::uint64_t n = 0;
     for (;;) {
       Frame f = c->read(absl::Now() + kGenerous);
@@ -265,7 +269,7 @@ TEST_CASE("close: a sleeping consumer wakes, drains, then sees end-of-stream") {
   REQUIRE(read(pipefd[0], &ready, 1) == 1);
   auto producer = SpscProducer::Attach(name);
   REQUIRE(producer.ok());
-  absl::SleepFor(absl::Milliseconds(50));  // the consumer is most likely asleep by now
+  REQUIRE(Eventually([&] { return SomebodySleepsOn(name.str(), WakeWord::kDataReady); }));
   std::byte payload[10] = {};
   for (int i = 0; i < 3; ++i) REQUIRE(producer->try_send(payload) == Result::kOk);
   producer->close();

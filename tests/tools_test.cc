@@ -1016,6 +1016,31 @@ TEST_CASE("tools: inspect --watch refreshes with rates", "[tools]") {
   CHECK(OneLine(watch.err()));
 }
 
+TEST_CASE("tools: --all --json escapes names that are not UTF-8", "[tools]") {
+  ScopedName base("list-utf8");
+  // An object name in /dev/shm may be any bytes: a lone 0xff and a truncated two-byte sequence.
+  const std::string odd = base.str() + "-\xff\xc3";
+  struct Unlink {
+    std::string name;
+    ~Unlink() { shm_unlink(name.c_str()); }
+  } unlink_odd{odd};
+  MakeRawObject(odd, "not a ring");
+  const Ran r = Inspect({"--all", "--json"});
+  REQUIRE(r.code == 0);
+  // Valid JSON, ASCII only, the bad bytes as U+FFFD escapes.
+  for (unsigned char c : r.out) CHECK(c < 0x80);
+  CHECK(r.out.find(absl::StrCat(base.str(), "-\\ufffd\\ufffd\"")) != std::string::npos);
+  const Json list = ParseJson(r.out);
+  bool saw = false;
+  for (const Json& e : list.array) {
+    if (e["name"].s.rfind(base.str() + "-", 0) == 0) {
+      saw = true;
+      CHECK(!e["shmring"].b);
+    }
+  }
+  CHECK(saw);
+}
+
 TEST_CASE("tools: listing skips non-shmring objects unless --all", "[tools]") {
   ScopedName good("list-good");
   ScopedName junk("list-junk");
