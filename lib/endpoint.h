@@ -64,7 +64,9 @@ class Endpoint {
   const PreviousOwner& previous() const { return previous_; }
   const std::string& name() const { return segment_->name(); }
 
-  // Counters, written by this endpoint only: relaxed stores of a local copy (no RMW).
+  // Counters, written by this endpoint only. CountFrame (per frame): relaxed stores of a local
+  // copy, no read-modify-write on the data path. Count (rare events: waits, wake-ups,
+  // abandonment, takeovers): a relaxed fetch_add, whose cost does not matter there.
   void CountFrame(std::uint64_t bytes) {
     entry_->counters.frames.store(++frames_, std::memory_order_relaxed);
     entry_->counters.bytes.store(bytes_ += bytes, std::memory_order_relaxed);

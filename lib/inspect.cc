@@ -56,8 +56,6 @@ const char* FrameStateName(FrameSnapshot::State state) {
       return "pending";
     case FrameSnapshot::State::kAbandoned:
       return "abandoned";
-    case FrameSnapshot::State::kPadding:
-      return "padding";
   }
   return "?";
 }

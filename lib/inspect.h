@@ -67,7 +67,7 @@ struct EndpointSnapshot {
 
 // FrameSnapshot: one unread frame (or, MPMC, one slot between the cursors).
 struct FrameSnapshot {
-  enum class State { kCommitted, kPending, kAbandoned, kPadding };
+  enum class State { kCommitted, kPending, kAbandoned };
   State state = State::kCommitted;
   std::uint64_t sequence = 0;
   std::uint32_t length = 0;
@@ -75,8 +75,6 @@ struct FrameSnapshot {
   std::uint32_t producer = 0;      // MPMC: endpoint index of the producer
   std::vector<std::byte> preview;  // the first bytes of the payload
 };
-
-enum class SegmentState { kReady, kInitializing };
 
 // Snapshot: the decoded state of one segment at (about) one instant. Cursors are read in an order
 // that keeps read <= write for a live segment (consumer line first, producer line last).

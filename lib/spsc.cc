@@ -95,7 +95,7 @@ struct SpscProducerState {
     // Relaxed is enough to see a close eventually; ordering with the consumer is via [P3]/[C3].
     if (ring.control->closed.load(std::memory_order_relaxed) != 0) return {Result::kClosed, {}, 0};
     if (size > ring.max_frame) return {Result::kTooLarge, {}, 0};
-    if (claimed) claimed = false;  // a second claim replaces an uncommitted one
+    if (claimed) claimed = false;  // a claim made while one is outstanding replaces it (spsc.h)
     const std::uint64_t frame = FrameBytes(size);
     const std::uint64_t offset = write_position & ring.mask;
     const std::uint64_t to_end = ring.capacity - offset;
@@ -296,8 +296,14 @@ Claim SpscProducer::claim(std::size_t size, absl::Time deadline) {
                                 [&] { return state_->TryClaim(size); });
 }
 
-void SpscProducer::commit() { state_->Commit(state_->claim_size); }
-void SpscProducer::commit(std::size_t size) { state_->Commit(size); }
+Result SpscProducer::commit() {
+  state_->Commit(state_->claim_size);
+  return Result::kOk;
+}
+Result SpscProducer::commit(std::size_t size) {
+  state_->Commit(size);
+  return Result::kOk;
+}
 void SpscProducer::commit_deferred() { state_->Commit(state_->claim_size, /*publish=*/false); }
 void SpscProducer::commit_deferred(std::size_t size) { state_->Commit(size, /*publish=*/false); }
 void SpscProducer::flush() { state_->Publish(); }

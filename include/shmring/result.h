@@ -7,9 +7,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <span>
 #include <string_view>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "shmring/endpoint_options.h"  // EndpointOptions, WaitMode (were declared here)
 
@@ -32,6 +35,26 @@ enum class Result : std::uint8_t {
 
 // ToString returns the enumerator's name without the leading 'k', e.g. "WouldBlock".
 std::string_view ToString(Result result);
+
+// ToStatus turns a Result into an absl::Status for code that propagates errors as Status: kOk ->
+// OK, kWouldBlock -> Unavailable, kTimeout -> DeadlineExceeded, kClosed -> OutOfRange (end of
+// stream), kTooLarge -> InvalidArgument, kCorrupted -> DataLoss, kAbandoned -> Aborted. The
+// message is "shmring: <ToString(result)>". Allocates only for a non-OK result.
+absl::Status ToStatus(Result result);
+
+// Results print as their ToString name: std::cout << r, and with an Abseil that supports
+// AbslStringify (20230125 and later) absl::StrCat(r) and absl::StrFormat("%v", r).
+std::ostream& operator<<(std::ostream& os, Result result);
+template <typename Sink>
+void AbslStringify(Sink& sink, Result result) {
+  const std::string_view name = ToString(result);
+  sink.Append(absl::string_view(name.data(), name.size()));
+}
+
+// DeadlineAfter returns now + `timeout` as a deadline for the blocking calls
+// (absl::InfiniteDuration() gives absl::InfiniteFuture()). The Duration overloads of claim, send,
+// read and receive use it. It reads CLOCK_REALTIME directly (~25 ns, no absl::Now() slow path).
+absl::Time DeadlineAfter(absl::Duration timeout);
 
 // Claim: a writable span inside the ring, handed out by claim()/try_claim(). Valid until the
 // next commit()/abort on the same producer. `sequence` is the number the frame will carry.
