@@ -270,6 +270,71 @@ Segment::~Segment() {
 
 namespace {
 
+// CheckObject: what Segment::Open requires of the object before reading it: a regular file,
+// owned by this user and not writable by group/other (unless shared mode is allowed).
+absl::Status CheckObject(const struct stat& st, const std::string& p, const OpenOptions& options) {
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(p, "not a regular shm object"));
+  }
+  if (options.allow_shared_mode) return absl::OkStatus();
+  if (st.st_uid != geteuid()) {
+    return absl::PermissionDeniedError(absl::StrCat(p, "owned by uid ", st.st_uid,
+                                                    ", not by this user (uid ", geteuid(),
+                                                    "); refused unless shared mode is allowed"));
+  }
+  if ((st.st_mode & 022) != 0) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "%smode %04o lets group/other write it; refused unless shared mode is allowed", p,
+        st.st_mode & 07777));
+  }
+  return absl::OkStatus();
+}
+
+// HeaderRead: one look at the header of an object of `size` bytes: either its validated geometry
+// (ready), a final error, or `not_ready` (worth waiting for while a creator holds the init lock).
+struct HeaderRead {
+  absl::StatusOr<Geometry> geometry = absl::UnknownError("unset");
+  bool ready = false;
+  absl::Status not_ready;
+};
+
+absl::StatusOr<HeaderRead> ReadHeader(int fd, const std::string& name, std::uint64_t size) {
+  const std::string p = Prefix(name);
+  HeaderRead out;
+  if (size == 0) {
+    out.not_ready = absl::DataLossError(absl::StrCat(
+        p, "zero-length object: not a shmring segment, or its creator died before sizing it"));
+    return out;
+  }
+  if (size < sizeof(SegmentHeader)) {
+    out.not_ready = ValidateHeader(name, SegmentHeader{}, size).status();
+    return out;
+  }
+  // Map only the header first: the object may be too short for what the header claims.
+  void* hdr = mmap(nullptr, sizeof(SegmentHeader), PROT_READ, MAP_SHARED, fd, 0);
+  if (hdr == MAP_FAILED) return ErrnoStatus(errno, name, "mmap of the header failed");
+  const auto* shared = static_cast<const SegmentHeader*>(hdr);
+  // Acquire: pairs with the creator's release store of kReady in CreateChannel, so the header
+  // fields copied below are the initialised ones.
+  const std::uint32_t state = shared->init_state.load(std::memory_order_acquire);
+  SegmentHeader copy;
+  std::memcpy(static_cast<void*>(&copy), hdr, sizeof(copy));
+  munmap(hdr, sizeof(SegmentHeader));
+  if (copy.magic != kMagic && copy.magic != 0) {
+    return ValidateHeader(name, copy, size).status();  // not ours, whatever its state: fail now
+  }
+  if (state == static_cast<std::uint32_t>(InitState::kReady)) {
+    out.ready = true;
+    out.geometry = ValidateHeader(name, copy, size);
+    return out;
+  }
+  out.not_ready = absl::FailedPreconditionError(absl::StrCat(
+      p,
+      "was never initialised: its creator died before finishing (remove it, or create it with "
+      "reclaim_stale)"));
+  return out;
+}
+
 struct MappingKey {
   dev_t dev;
   ino_t ino;
@@ -282,6 +347,43 @@ struct MappingKey {
 
 }  // namespace
 
+// MapShared returns this process's mapping of the object (keyed by device, inode, access and
+// size), mapping it if no endpoint of this process has it mapped yet (see Segment::mapping_).
+absl::StatusOr<std::shared_ptr<Segment::Mapping>> Segment::MapShared(int fd,
+                                                                     const std::string& name,
+                                                                     const struct stat& st,
+                                                                     std::uint64_t total_size,
+                                                                     bool writable) {
+  static std::mutex registry_mutex;
+  static std::map<MappingKey, std::weak_ptr<Mapping>> registry;
+  const MappingKey key{st.st_dev, st.st_ino, writable, total_size};
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  if (std::shared_ptr<Mapping> mapping = registry[key].lock()) return mapping;
+  std::erase_if(registry, [](const auto& entry) { return entry.second.expired(); });
+  // Map through a description of our own, not through `fd`: a mapping keeps the open file
+  // description it was made from alive, and with it any OFD lock taken through that description
+  // — the shared mapping would keep this endpoint "alive" after it detached. Reopening
+  // /proc/self/fd/N yields a new description of the same inode.
+  const int map_fd =
+      open(absl::StrCat("/proc/self/fd/", fd).c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (map_fd < 0) return ErrnoStatus(errno, name, "cannot reopen for mapping");
+  struct stat map_st;
+  if (fstat(map_fd, &map_st) != 0 || map_st.st_ino != st.st_ino || map_st.st_dev != st.st_dev) {
+    close(map_fd);
+    return absl::InternalError(absl::StrCat(Prefix(name), "reopened object is not the same inode"));
+  }
+  void* base = mmap(nullptr, total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+                    map_fd, 0);
+  const int map_errno = errno;
+  close(map_fd);
+  if (base == MAP_FAILED) return ErrnoStatus(map_errno, name, "mmap failed");
+  auto mapping = std::make_shared<Mapping>();
+  mapping->base = static_cast<std::byte*>(base);
+  mapping->size = total_size;
+  registry[key] = mapping;
+  return mapping;
+}
+
 absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name,
                                                        const OpenOptions& options) {
   if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
@@ -289,9 +391,9 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
   const std::string p = Prefix(name);
   const bool writable = options.access == Access::kReadWrite;
   // glibc's shm_open adds O_NOFOLLOW and O_CLOEXEC: a symlink at the name is refused (ELOOP).
-  // O_NONBLOCK: a FIFO planted under the name must not hang the open (fstat then refuses it).
+  // O_NONBLOCK: a FIFO planted under the name must not hang the open (CheckObject refuses it).
   int fd = shm_open(name.c_str(), (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK, 0);
-  if (fd < 0) return internal::ErrnoStatus(errno, name, "cannot open");
+  if (fd < 0) return ErrnoStatus(errno, name, "cannot open");
   struct FdCloser {
     int fd;
     ~FdCloser() {
@@ -305,96 +407,30 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
   const absl::Time grace_end = WallNow() + absl::Milliseconds(50);
   for (;;) {
     struct stat st;
-    if (fstat(fd, &st) != 0) return internal::ErrnoStatus(errno, name, "fstat failed");
-    if (!S_ISREG(st.st_mode)) {
-      return absl::FailedPreconditionError(absl::StrCat(p, "not a regular shm object"));
-    }
-    if (!options.allow_shared_mode) {
-      if (st.st_uid != geteuid()) {
-        return absl::PermissionDeniedError(
-            absl::StrCat(p, "owned by uid ", st.st_uid, ", not by this user (uid ", geteuid(),
-                         "); refused unless shared mode is allowed"));
+    if (fstat(fd, &st) != 0) return ErrnoStatus(errno, name, "fstat failed");
+    if (absl::Status s = CheckObject(st, p, options); !s.ok()) return s;
+    absl::StatusOr<HeaderRead> header =
+        ReadHeader(fd, name, static_cast<std::uint64_t>(st.st_size));
+    if (!header.ok()) return header.status();
+    if (header->ready) {
+      if (!header->geometry.ok()) return header->geometry.status();
+      const Geometry& g = *header->geometry;
+      if (options.expected_kind.has_value() && g.kind != *options.expected_kind) {
+        auto kind_name = [](shmring::Kind k) {
+          return k == shmring::Kind::kSpsc ? "SPSC" : "MPMC";
+        };
+        return absl::FailedPreconditionError(absl::StrCat(p, "is an ", kind_name(g.kind),
+                                                          " channel, opened as ",
+                                                          kind_name(*options.expected_kind)));
       }
-      if ((st.st_mode & 022) != 0) {
-        return absl::PermissionDeniedError(absl::StrFormat(
-            "%smode %04o lets group/other write it; refused unless shared mode is allowed", p,
-            st.st_mode & 07777));
-      }
-    }
-    const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
-    absl::Status not_ready;
-    if (size >= sizeof(SegmentHeader)) {
-      // Map only the header first: the object may be too short for what the header claims.
-      void* hdr = mmap(nullptr, sizeof(SegmentHeader), PROT_READ, MAP_SHARED, fd, 0);
-      if (hdr == MAP_FAILED) return internal::ErrnoStatus(errno, name, "mmap of the header failed");
-      const auto* shared = static_cast<const SegmentHeader*>(hdr);
-      // Acquire: pairs with the creator's release store of kReady in CreateChannel, so the
-      // header fields copied below are the initialised ones.
-      const std::uint32_t state = shared->init_state.load(std::memory_order_acquire);
-      SegmentHeader copy;
-      std::memcpy(static_cast<void*>(&copy), hdr, sizeof(copy));
-      munmap(hdr, sizeof(SegmentHeader));
-      if (copy.magic != kMagic && copy.magic != 0) {
-        // Not ours, whatever its state: fail at once.
-        return ValidateHeader(name, copy, size).status();
-      }
-      if (state == static_cast<std::uint32_t>(InitState::kReady)) {
-        absl::StatusOr<Geometry> g = ValidateHeader(name, copy, size);
-        if (!g.ok()) return g.status();
-        if (options.expected_kind.has_value() && g->kind != *options.expected_kind) {
-          auto kind_name = [](shmring::Kind k) {
-            return k == shmring::Kind::kSpsc ? "SPSC" : "MPMC";
-          };
-          return absl::FailedPreconditionError(absl::StrCat(p, "is an ", kind_name(g->kind),
-                                                            " channel, opened as ",
-                                                            kind_name(*options.expected_kind)));
-        }
-        static std::mutex registry_mutex;
-        static std::map<MappingKey, std::weak_ptr<Mapping>> registry;
-        const MappingKey key{st.st_dev, st.st_ino, writable, g->total_size};
-        std::lock_guard<std::mutex> lock(registry_mutex);
-        std::shared_ptr<Mapping> mapping = registry[key].lock();
-        if (!mapping) {
-          std::erase_if(registry, [](const auto& entry) { return entry.second.expired(); });
-          // Map through a description of our own, not through `fd`: a mapping keeps the open
-          // file description it was made from alive, and with it any OFD lock taken through
-          // that description — the shared mapping would keep this endpoint "alive" after it
-          // detached. Reopening /proc/self/fd/N yields a new description of the same inode.
-          const int map_fd = open(absl::StrCat("/proc/self/fd/", fd).c_str(),
-                                  (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-          if (map_fd < 0) return internal::ErrnoStatus(errno, name, "cannot reopen for mapping");
-          struct stat map_st;
-          if (fstat(map_fd, &map_st) != 0 || map_st.st_ino != st.st_ino ||
-              map_st.st_dev != st.st_dev) {
-            close(map_fd);
-            return absl::InternalError(absl::StrCat(p, "reopened object is not the same inode"));
-          }
-          void* base = mmap(nullptr, g->total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                            MAP_SHARED, map_fd, 0);
-          const int map_errno = errno;
-          close(map_fd);
-          if (base == MAP_FAILED) return internal::ErrnoStatus(map_errno, name, "mmap failed");
-          mapping = std::make_shared<Mapping>();
-          mapping->base = static_cast<std::byte*>(base);
-          mapping->size = g->total_size;
-          registry[key] = mapping;
-        }
-        closer.fd = -1;
-        return std::unique_ptr<Segment>(new Segment(name, fd, std::move(mapping), *g));
-      }
-      not_ready = absl::FailedPreconditionError(absl::StrCat(
-          p,
-          "was never initialised: its creator died before finishing (remove it, or create "
-          "it with reclaim_stale)"));
-    } else if (size == 0) {
-      not_ready = absl::DataLossError(absl::StrCat(
-          p, "zero-length object: not a shmring segment, or its creator died before sizing it"));
-    } else {
-      not_ready = ValidateHeader(name, SegmentHeader{}, size).status();
+      auto mapping = MapShared(fd, name, st, g.total_size, writable);
+      if (!mapping.ok()) return mapping.status();
+      closer.fd = -1;
+      return std::unique_ptr<Segment>(new Segment(name, fd, std::move(*mapping), g));
     }
     const absl::Time now = WallNow();
     const bool creator_alive = IsByteLocked(fd, kInitLockOffset);
-    if (!creator_alive && now >= grace_end) return not_ready;
+    if (!creator_alive && now >= grace_end) return header->not_ready;
     if (creator_alive && now >= options.deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat(p, "still being initialised by its creator; gave up at the deadline"));

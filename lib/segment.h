@@ -10,6 +10,7 @@
 #ifndef SHMRING_LIB_SEGMENT_H_
 #define SHMRING_LIB_SEGMENT_H_
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -125,6 +126,10 @@ class Segment {
  private:
   struct Mapping;
   Segment(std::string name, int fd, std::shared_ptr<Mapping> mapping, Geometry geometry);
+  static absl::StatusOr<std::shared_ptr<Mapping>> MapShared(int fd, const std::string& name,
+                                                            const struct stat& st,
+                                                            std::uint64_t total_size,
+                                                            bool writable);
 
   std::string name_;
   int fd_;
