@@ -23,6 +23,8 @@ namespace shmring {
 
 static_assert(static_cast<std::uint32_t>(Kind::kSpsc) == internal::kKindSpsc);
 static_assert(static_cast<std::uint32_t>(Kind::kMpmc) == internal::kKindMpmc);
+static_assert(sizeof(internal::MpmcSlotHeader) + kDefaultMpmcMaxFrame == 1024,
+              "the default MPMC max_frame fills one 1 KiB slot");
 
 namespace {
 

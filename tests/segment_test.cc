@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "shmring/mpmc.h"
 #include "shmring/spsc.h"
+#include "stale.h"
 #include "test_util.h"
 
 namespace shmring {
@@ -353,6 +355,69 @@ TEST_CASE("a detached endpoint frees its role even while the process keeps the m
   REQUIRE(c1.ok());
   p1.reset();
   CHECK(SpscProducer::Attach(other).ok());
+}
+
+TEST_CASE("CloseChannel: from outside, with both endpoints attached; ChannelKind; MpmcSlotBytes") {
+  ScopedName name("closechannel");
+  ChannelOptions options;
+  options.capacity = 4096;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = SpscProducer::Attach(name);
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE((producer.ok() && consumer.ok()));
+  std::byte payload[8] = {};
+  REQUIRE(producer->try_send(payload) == Result::kOk);
+  REQUIRE(CloseChannel(name).ok());
+  CHECK(producer->try_send(payload) == Result::kClosed);
+  Frame f = consumer->try_read();  // committed before the close: still delivered
+  REQUIRE(f.ok());
+  consumer->release();
+  CHECK(consumer->try_read().result == Result::kClosed);
+  CHECK(CloseChannel(name).ok());  // idempotent
+  CHECK(*ChannelKind(name) == Kind::kSpsc);
+
+  ScopedName mpmc("closechannel-mpmc");
+  options.kind = Kind::kMpmc;
+  options.capacity = 4;
+  REQUIRE(CreateChannel(mpmc, options).ok());
+  CHECK(*ChannelKind(mpmc) == Kind::kMpmc);
+  auto mc = MpmcConsumer::Attach(mpmc);
+  REQUIRE(mc.ok());
+  REQUIRE(CloseChannel(mpmc).ok());
+  CHECK(mc->try_read().result == Result::kClosed);
+  auto inspected = internal::Segment::Open(mpmc.str(), {});
+  REQUIRE(inspected.ok());
+  CHECK((*inspected)->geometry().slot_stride == MpmcSlotBytes(kDefaultMpmcMaxFrame));
+  CHECK(MpmcSlotBytes(kDefaultMpmcMaxFrame) == 1024);  // the default is one 1 KiB slot
+  CHECK((*inspected)->geometry().max_frame == kDefaultMpmcMaxFrame);
+
+  ScopedName missing("closechannel-missing");
+  CHECK(CloseChannel(missing).code() == StatusCode::kNotFound);
+  CHECK(ChannelKind(missing).status().code() == StatusCode::kNotFound);
+  CHECK(CloseChannel("bad/name").code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("staleness: gc removes only what dead processes left; reclaim also idle segments") {
+  using internal::RemovedByGc;
+  using internal::RemovedByReclaim;
+  using internal::Staleness;
+  for (Staleness s : {Staleness::kCreatorDied, Staleness::kDeadOwner}) {
+    CHECK(RemovedByGc(s));
+    CHECK(RemovedByReclaim(s));
+  }
+  for (Staleness s : {Staleness::kForeign, Staleness::kInvalid, Staleness::kLive}) {
+    CHECK(!RemovedByGc(s));
+    CHECK(!RemovedByReclaim(s));
+  }
+  for (Staleness s : {Staleness::kEmpty, Staleness::kIdle}) {
+    CHECK(!RemovedByGc(s));
+    CHECK(RemovedByReclaim(s));
+  }
+  // An idle segment (never attached) is judged idle, and gc leaves it.
+  ScopedName idle("stale-idle");
+  REQUIRE(CreateChannel(idle, {}).ok());
+  CHECK(!*internal::CollectIfStale(idle.str(), /*dry_run=*/false));
+  CHECK(ChannelKind(idle).ok());
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ struct ChannelOptions {
   std::uint64_t capacity = std::uint64_t{1} << 20;
   // Largest payload one frame may carry. 0 picks the largest allowed:
   // SPSC: capacity / 2 - 16 (a frame must fit twice so it never wraps); MPMC:
-  // kDefaultMpmcMaxFrame (1008 bytes, a 1 KiB slot).
+  // kDefaultMpmcMaxFrame (992 bytes: with its 32-byte header, a 1 KiB slot).
   std::uint32_t max_frame = 0;
   // MPMC: how many producers and consumers may be attached at once (1..4096). SPSC: ignored (2).
   std::uint32_t max_endpoints = 64;
@@ -77,7 +77,7 @@ absl::Status CloseChannel(std::string_view name, const EndpointOptions& options 
 absl::StatusOr<Kind> ChannelKind(std::string_view name, const EndpointOptions& options = {});
 
 // kDefaultMpmcMaxFrame: the MPMC max_frame that ChannelOptions::max_frame = 0 picks.
-inline constexpr std::uint32_t kDefaultMpmcMaxFrame = 1008;
+inline constexpr std::uint32_t kDefaultMpmcMaxFrame = 992;
 
 // MpmcSlotBytes: the bytes one MPMC slot takes in the segment for `max_frame` payload bytes (its
 // header plus the payload, rounded up to 64). An MPMC data area is capacity * MpmcSlotBytes.
