@@ -705,8 +705,8 @@ void PrintJson(const RunResult& r, std::string_view paired_with = {}) {
     j["max_ns"] = tenth(r.max);
     j["mean_ns"] = tenth(r.mean);
   } else {
-    j["msgs_per_s"] = std::round(r.msgs_per_s);
-    j["bytes_per_s"] = std::round(r.bytes_per_s);
+    j["msgs_per_s"] = std::llround(r.msgs_per_s);  // whole numbers, as before
+    j["bytes_per_s"] = std::llround(r.bytes_per_s);
   }
   if (!paired_with.empty()) j["paired_with"] = std::string(paired_with);
   const std::string line =

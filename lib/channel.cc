@@ -1,6 +1,6 @@
 // channel.cc — channel-level actions any process may take without attaching as an endpoint:
-// closing a channel, asking its kind, sizing MPMC slots; and the two protocol steps every ring
-// shares (publishing end-of-stream, copying a frame out).
+// closing a channel, asking its kind, sizing MPMC slots; and the protocol step every ring shares
+// for end-of-stream (PublishClose).
 #include <climits>
 #include <cstring>
 
@@ -28,13 +28,6 @@ void PublishClose(ControlBlock& control) {
   FutexWake(&control.data_ready.word, INT_MAX);
   control.space_ready.word.fetch_add(1, std::memory_order_release);
   FutexWake(&control.space_ready.word, INT_MAX);
-}
-
-Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
-  if (!f.ok()) return {f.result, 0, 0};
-  if (f.data.size() > buffer.size()) return {Result::kTooLarge, f.data.size(), f.sequence};
-  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
-  return {Result::kOk, f.data.size(), f.sequence};
 }
 
 }  // namespace internal

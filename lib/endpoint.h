@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -20,7 +22,13 @@ namespace shmring::internal {
 
 // CopyOut copies a frame read in place into `buffer` (the copying receive of every ring):
 // kTooLarge, with the frame's size, when it does not fit; the frame is not released here.
-Received CopyOut(const Frame& f, std::span<std::byte> buffer);
+// Inline: it is on the data path of receive()/try_receive().
+inline Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
+  if (!f.ok()) return {f.result, 0, 0};
+  if (f.data.size() > buffer.size()) return {Result::kTooLarge, f.data.size(), f.sequence};
+  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
+  return {Result::kOk, f.data.size(), f.sequence};
+}
 
 // What an entry held when this endpoint took it over from a dead owner.
 struct PreviousOwner {
