@@ -487,6 +487,45 @@ absl::StatusOr<bool> ReclaimIfStale(const std::string& name) {
   return true;  // removed, or somebody replaced it: retry either way
 }
 
+// InitializeSegment writes a new segment's header, control block, endpoint table and (MPMC) slot
+// turns into the zero-filled mapping `bytes`, all but init_state, which the caller publishes.
+internal::SegmentHeader* InitializeSegment(std::byte* bytes, const internal::Geometry& g) {
+  // The object is zero-filled by ftruncate; construct the atomics in place and set the fields
+  // that are not zero.
+  auto* header = new (bytes) internal::SegmentHeader{};
+  header->magic = internal::kMagic;
+  header->abi_version = internal::kAbiVersion;
+  header->header_size = sizeof(internal::SegmentHeader);
+  header->kind = static_cast<std::uint32_t>(g.kind);
+  header->total_size = g.total_size;
+  header->capacity = g.capacity;
+  header->max_frame = g.max_frame;
+  header->slot_stride = g.slot_stride;
+  header->control_offset = g.control_offset;
+  header->endpoints_offset = g.endpoints_offset;
+  header->max_endpoints = g.max_endpoints;
+  header->endpoint_size = sizeof(internal::EndpointEntry);
+  header->data_offset = g.data_offset;
+  header->data_size = g.data_size;
+  header->creator_uid = static_cast<std::uint32_t>(geteuid());
+  header->creator_pid = static_cast<std::uint32_t>(getpid());
+  header->creation_time_ns = internal::NowRealtimeNs();
+  new (bytes + g.control_offset) internal::ControlBlock{};
+  for (std::uint32_t i = 0; i < g.max_endpoints; ++i) {
+    auto* e = new (bytes + g.endpoints_offset + i * sizeof(internal::EndpointEntry))
+        internal::EndpointEntry{};
+    e->claim_ticket.store(internal::kNoTicket, std::memory_order_relaxed);
+    e->held_ticket.store(internal::kNoTicket, std::memory_order_relaxed);
+  }
+  if (g.kind == Kind::kMpmc) {
+    for (std::uint64_t i = 0; i < g.capacity; ++i) {
+      auto* slot = new (bytes + g.data_offset + i * g.slot_stride) internal::MpmcSlotHeader{};
+      slot->turn.store(i, std::memory_order_relaxed);  // free for ticket i
+    }
+  }
+  return header;
+}
+
 }  // namespace
 
 absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& options) {
@@ -536,39 +575,7 @@ absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& opti
   void* base = mmap(nullptr, g.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) return fail(internal::ErrnoStatus(errno, name, "mmap failed"));
   auto* bytes = static_cast<std::byte*>(base);
-  // The object is zero-filled by ftruncate; construct the atomics in place and set the fields
-  // that are not zero.
-  auto* header = new (bytes) internal::SegmentHeader{};
-  header->magic = internal::kMagic;
-  header->abi_version = internal::kAbiVersion;
-  header->header_size = sizeof(internal::SegmentHeader);
-  header->kind = static_cast<std::uint32_t>(g.kind);
-  header->total_size = g.total_size;
-  header->capacity = g.capacity;
-  header->max_frame = g.max_frame;
-  header->slot_stride = g.slot_stride;
-  header->control_offset = g.control_offset;
-  header->endpoints_offset = g.endpoints_offset;
-  header->max_endpoints = g.max_endpoints;
-  header->endpoint_size = sizeof(internal::EndpointEntry);
-  header->data_offset = g.data_offset;
-  header->data_size = g.data_size;
-  header->creator_uid = static_cast<std::uint32_t>(geteuid());
-  header->creator_pid = static_cast<std::uint32_t>(getpid());
-  header->creation_time_ns = internal::NowRealtimeNs();
-  new (bytes + g.control_offset) internal::ControlBlock{};
-  for (std::uint32_t i = 0; i < g.max_endpoints; ++i) {
-    auto* e = new (bytes + g.endpoints_offset + i * sizeof(internal::EndpointEntry))
-        internal::EndpointEntry{};
-    e->claim_ticket.store(internal::kNoTicket, std::memory_order_relaxed);
-    e->held_ticket.store(internal::kNoTicket, std::memory_order_relaxed);
-  }
-  if (g.kind == Kind::kMpmc) {
-    for (std::uint64_t i = 0; i < g.capacity; ++i) {
-      auto* slot = new (bytes + g.data_offset + i * g.slot_stride) internal::MpmcSlotHeader{};
-      slot->turn.store(i, std::memory_order_relaxed);  // free for ticket i
-    }
-  }
+  internal::SegmentHeader* header = InitializeSegment(bytes, g);
   // Release: publishes every field above; pairs with the acquire load in Segment::Open.
   header->init_state.store(static_cast<std::uint32_t>(internal::InitState::kReady),
                            std::memory_order_release);

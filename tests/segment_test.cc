@@ -275,18 +275,15 @@ TEST_CASE("a symlink at the name is refused") {
 TEST_CASE("second producer -> FailedPrecondition naming the holder's pid") {
   ScopedName name("second");
   REQUIRE(CreateChannel(name, {}).ok());
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
+  testing::Pipe ready;
   testing::Child holder([&] {
     auto p = SpscProducer::Attach(name);
-    if (!p.ok()) return 1;
-    char c = 1;
-    if (write(ready[1], &c, 1) != 1) return 2;
+    // Signal even on failure (the parent must not wait forever); its checks then fail.
+    if (!ready.Signal() || !p.ok()) return 1;
     pause();
     return 0;
   });
-  char c;
-  REQUIRE(read(ready[0], &c, 1) == 1);
+  REQUIRE(ready.Await());
   auto second = SpscProducer::Attach(name);
   REQUIRE(second.status().code() == StatusCode::kFailedPrecondition);
   CHECK(Message(second.status()).find("pid " + std::to_string(holder.pid())) != std::string::npos);
@@ -294,25 +291,20 @@ TEST_CASE("second producer -> FailedPrecondition naming the holder's pid") {
   holder.Kill(SIGKILL);
   CHECK(holder.Wait() == 128 + SIGKILL);
   CHECK(SpscProducer::Attach(name).ok());  // a dead holder's role is taken over
-  close(ready[0]);
-  close(ready[1]);
 }
 
 TEST_CASE("reclaim_stale recreates a segment whose endpoints are all dead, never a live one") {
   ScopedName name("stale");
   REQUIRE(CreateChannel(name, {}).ok());
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
+  testing::Pipe ready;
   testing::Child holder([&] {
     auto p = SpscProducer::Attach(name);
-    char c = p.ok() ? 1 : 0;
-    if (write(ready[1], &c, 1) != 1) return 2;
+    // Signal even on failure (the parent must not wait forever); its checks then fail.
+    if (!ready.Signal() || !p.ok()) return 1;
     pause();
     return 0;
   });
-  char c = 0;
-  REQUIRE(read(ready[0], &c, 1) == 1);
-  REQUIRE(c == 1);
+  REQUIRE(ready.Await());
   ChannelOptions o;
   o.reclaim_stale = true;
   CHECK(CreateChannel(name, o).code() == StatusCode::kAlreadyExists);  // live producer
@@ -321,8 +313,6 @@ TEST_CASE("reclaim_stale recreates a segment whose endpoints are all dead, never
   CHECK(CreateChannel(name, {}).code() == StatusCode::kAlreadyExists);  // no opt-in
   REQUIRE(CreateChannel(name, o).ok());
   CHECK(SpscProducer::Attach(name).ok());
-  close(ready[0]);
-  close(ready[1]);
 
   ScopedName foreign("stale-foreign");
   MakeRawObject(foreign.str(), 8192, 0x5A);
