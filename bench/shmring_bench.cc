@@ -486,6 +486,130 @@ void SetPercentiles(std::vector<std::int64_t>& rtt, RunResult* result) {
 // Run measures one transport (specs.size() == 1), or two side by side (--against): the same
 // processes alternate between them in blocks. All specs share the mode, size, count, warm-up and
 // budget. Returns one result per spec.
+// Measurement: the parent's side of one run (A), shared by the two measuring algorithms.
+struct Measurement {
+  const RunSpec& spec;  // the first transport's spec; all have the same size, count and warm-up
+  std::vector<Transport*>& ts;
+  std::vector<RunResult>& results;
+  std::vector<std::byte>& message;
+  std::vector<std::byte>& reply;
+  std::uint64_t block;
+  std::size_t n;
+  bool ok;
+  std::string error;
+  std::vector<std::uint64_t> measured;
+  std::int64_t stop_at;  // INT64_MAX until the warm-up ends
+
+  bool AllMeasured() const {
+    return std::all_of(measured.begin(), measured.end(),
+                       [&](std::uint64_t m) { return m >= spec.count; });
+  }
+  bool OverBudget() const { return spec.budget_s > 0 && NowNs() > stop_at; }
+  void StartBudget() { stop_at = NowNs() + static_cast<std::int64_t>(spec.budget_s * 1e9); }
+};
+
+// MeasureLatency: round trips (Stamp, Send, Receive), one transport's turn after another in
+// blocks; the one-way latency percentiles into m.results. Returns the transport whose turn is
+// next (it carries the stop message).
+std::size_t MeasureLatency(Measurement& m) {
+  std::vector<std::vector<std::int64_t>> rtt(m.n, std::vector<std::int64_t>(m.spec.count));
+  const std::uint64_t warmup = m.spec.warmup * m.n;
+  const std::int64_t period =
+      m.spec.rate > 0 ? static_cast<std::int64_t>(std::llround(1e9 / m.spec.rate)) : 0;
+  std::int64_t start = 0;
+  std::uint64_t i = 0;
+  for (;; ++i) {
+    if (i == warmup) m.StartBudget();
+    // The budget ends a run only where a round of blocks starts, so both sides get as many.
+    const bool round_start = m.n == 1 ? (i & 63) == 0 : (i - warmup) % (m.block * m.n) == 0;
+    if (i >= warmup && round_start && m.OverBudget()) break;
+    const std::size_t k = LatencyTurn(i, m.spec.warmup, m.block, m.n);
+    if (i >= warmup && m.AllMeasured()) break;
+    Stamp(m.message.data(), i);
+    std::int64_t t0;
+    if (period > 0 && i >= warmup) {
+      if (i == warmup) start = NowNs() + period;
+      t0 = start + static_cast<std::int64_t>(i - warmup) * period;  // scheduled
+      WaitUntil(t0);
+    } else {
+      t0 = NowNs();
+    }
+    if (!m.ts[k]->Send(m.message.data()) || !m.ts[k]->Receive(m.reply.data())) {
+      m.ok = false;
+      m.error = "send/receive failed at message " + std::to_string(i);
+      break;
+    }
+    const std::int64_t t1 = NowNs();
+    if (SequenceOf(m.reply.data()) != i) {
+      m.ok = false;
+      m.error = "reply out of sequence at message " + std::to_string(i);
+      break;
+    }
+    if (i >= warmup && m.measured[k] < m.spec.count) rtt[k][m.measured[k]++] = t1 - t0;
+  }
+  const std::size_t stop_on = LatencyTurn(i, m.spec.warmup, m.block, m.n);
+  for (std::size_t k = 0; k < m.n && m.ok; ++k) {
+    rtt[k].resize(m.measured[k]);
+    if (m.measured[k] == 0) {
+      m.ok = false;
+      m.error = "no sample within the time budget";
+    } else {
+      SetPercentiles(rtt[k], &m.results[k]);
+    }
+  }
+  return stop_on;
+}
+
+// MeasureThroughput: streams of messages in blocks, each ended by kBlockEnd and B's
+// acknowledgement; the rates into m.results. Returns the transport whose turn is next.
+std::size_t MeasureThroughput(Measurement& m) {
+  // Blocks: the warm-up of each transport, then m.measured blocks in turn until each transport
+  // sent `count` messages or the budget is spent. Each m.block ends with kBlockEnd and B's
+  // acknowledgement, which stops the m.block's clock. A single transport's one m.block also ends
+  // early when the budget is spent (checked every 64 messages).
+  std::vector<std::uint64_t> next(m.n, 0);
+  std::vector<std::int64_t> elapsed(m.n, 0);
+  // Sends up to `frames` messages and the m.block's end; returns how many it sent (-1: failed).
+  const auto send_block = [&](std::size_t k, std::uint64_t frames) -> std::int64_t {
+    std::uint64_t f = 0;
+    for (; f < frames; ++f) {
+      if (m.n == 1 && (f & 63) == 0 && f > 0 && m.OverBudget()) break;
+      Stamp(m.message.data(), next[k]++);
+      if (!m.ts[k]->Send(m.message.data())) return -1;
+    }
+    Stamp(m.message.data(), kBlockEnd);
+    if (!m.ts[k]->Send(m.message.data()) || !m.ts[k]->Receive(m.reply.data())) return -1;
+    return static_cast<std::int64_t>(f);
+  };
+  std::uint64_t blocks = 0;
+  for (std::size_t k = 0; k < m.n && m.ok; ++k, ++blocks) m.ok = send_block(k, m.spec.warmup) >= 0;
+  m.StartBudget();
+  for (; m.ok; ++blocks) {
+    // All transports have the same count and m.block size, so they run out in turn order; the
+    // budget ends a run only where a round of blocks starts, so both sides get as many.
+    if (m.AllMeasured() || (blocks % m.n == 0 && m.OverBudget())) break;
+    const std::size_t k = blocks % m.n;
+    const std::int64_t t0 = NowNs();
+    const std::int64_t sent = send_block(k, std::min(m.block, m.spec.count - m.measured[k]));
+    elapsed[k] += NowNs() - t0;
+    m.ok = sent >= 0;
+    if (m.ok) m.measured[k] += static_cast<std::uint64_t>(sent);
+  }
+  const std::size_t stop_on = blocks % m.n;
+  if (!m.ok) m.error = "send failed or no acknowledgement";
+  for (std::size_t k = 0; k < m.n && m.ok; ++k) {
+    if (m.measured[k] == 0) {
+      m.ok = false;
+      m.error = "no message within the time budget";
+      break;
+    }
+    const double seconds = static_cast<double>(elapsed[k]) / 1e9;
+    m.results[k].msgs_per_s = static_cast<double>(m.measured[k]) / seconds;
+    m.results[k].bytes_per_s = m.results[k].msgs_per_s * static_cast<double>(m.spec.size);
+  }
+  return stop_on;
+}
+
 std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int timeout_s) {
   const RunSpec& spec = specs.front();
   const std::size_t n = specs.size();
@@ -550,118 +674,21 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
 
   std::vector<std::byte> message(spec.size), reply(spec.size);
   for (std::size_t i = 0; i < spec.size; ++i) message[i] = static_cast<std::byte>(i * 7 + 1);
-  bool ok = true;
-  std::string error;
-  std::vector<std::uint64_t> measured(n, 0);
-  const auto all_measured = [&] {
-    return std::all_of(measured.begin(), measured.end(),
-                       [&](std::uint64_t m) { return m >= spec.count; });
-  };
-  for (std::size_t k = 0; k < n && ok; ++k) {
+  Measurement m{spec,     ts, results, message, reply,
+                block,    n,  true,    {},      std::vector<std::uint64_t>(n, 0),
+                INT64_MAX};
+  for (std::size_t k = 0; k < n && m.ok; ++k) {
     if (absl::Status s = ts[k]->Attach(Side::kA); !s.ok()) {
-      ok = false;
-      error = named(k, s);
+      m.ok = false;
+      m.error = named(k, s);
     }
   }
-  std::int64_t stop_at = INT64_MAX;  // set when the warm-up ends
-  const auto over_budget = [&] { return spec.budget_s > 0 && NowNs() > stop_at; };
-  const auto start_budget = [&] {
-    stop_at = NowNs() + static_cast<std::int64_t>(spec.budget_s * 1e9);
-  };
-  // Whose turn it is after `i` messages (latency) or `i` blocks (throughput).
-  Transport* stop_on = ts[0];
-  if (ok && spec.latency) {
-    std::vector<std::vector<std::int64_t>> rtt(n, std::vector<std::int64_t>(spec.count));
-    const std::uint64_t warmup = spec.warmup * n;
-    const std::int64_t period =
-        spec.rate > 0 ? static_cast<std::int64_t>(std::llround(1e9 / spec.rate)) : 0;
-    std::int64_t start = 0;
-    std::uint64_t i = 0;
-    for (;; ++i) {
-      if (i == warmup) start_budget();
-      // The budget ends a run only where a round of blocks starts, so both sides get as many.
-      const bool round_start = n == 1 ? (i & 63) == 0 : (i - warmup) % (block * n) == 0;
-      if (i >= warmup && round_start && over_budget()) break;
-      const std::size_t k = LatencyTurn(i, spec.warmup, block, n);
-      if (i >= warmup && all_measured()) break;
-      Stamp(message.data(), i);
-      std::int64_t t0;
-      if (period > 0 && i >= warmup) {
-        if (i == warmup) start = NowNs() + period;
-        t0 = start + static_cast<std::int64_t>(i - warmup) * period;  // scheduled
-        WaitUntil(t0);
-      } else {
-        t0 = NowNs();
-      }
-      if (!ts[k]->Send(message.data()) || !ts[k]->Receive(reply.data())) {
-        ok = false;
-        error = "send/receive failed at message " + std::to_string(i);
-        break;
-      }
-      const std::int64_t t1 = NowNs();
-      if (SequenceOf(reply.data()) != i) {
-        ok = false;
-        error = "reply out of sequence at message " + std::to_string(i);
-        break;
-      }
-      if (i >= warmup && measured[k] < spec.count) rtt[k][measured[k]++] = t1 - t0;
-    }
-    stop_on = ts[LatencyTurn(i, spec.warmup, block, n)];
-    for (std::size_t k = 0; k < n && ok; ++k) {
-      rtt[k].resize(measured[k]);
-      if (measured[k] == 0) {
-        ok = false;
-        error = "no sample within the time budget";
-      } else {
-        SetPercentiles(rtt[k], &results[k]);
-      }
-    }
-  } else if (ok) {
-    // Blocks: the warm-up of each transport, then measured blocks in turn until each transport
-    // sent `count` messages or the budget is spent. Each block ends with kBlockEnd and B's
-    // acknowledgement, which stops the block's clock. A single transport's one block also ends
-    // early when the budget is spent (checked every 64 messages).
-    std::vector<std::uint64_t> next(n, 0);
-    std::vector<std::int64_t> elapsed(n, 0);
-    // Sends up to `frames` messages and the block's end; returns how many it sent (-1: failed).
-    const auto send_block = [&](std::size_t k, std::uint64_t frames) -> std::int64_t {
-      std::uint64_t f = 0;
-      for (; f < frames; ++f) {
-        if (n == 1 && (f & 63) == 0 && f > 0 && over_budget()) break;
-        Stamp(message.data(), next[k]++);
-        if (!ts[k]->Send(message.data())) return -1;
-      }
-      Stamp(message.data(), kBlockEnd);
-      if (!ts[k]->Send(message.data()) || !ts[k]->Receive(reply.data())) return -1;
-      return static_cast<std::int64_t>(f);
-    };
-    std::uint64_t blocks = 0;
-    for (std::size_t k = 0; k < n && ok; ++k, ++blocks) ok = send_block(k, spec.warmup) >= 0;
-    start_budget();
-    for (; ok; ++blocks) {
-      // All transports have the same count and block size, so they run out in turn order; the
-      // budget ends a run only where a round of blocks starts, so both sides get as many.
-      if (all_measured() || (blocks % n == 0 && over_budget())) break;
-      const std::size_t k = blocks % n;
-      const std::int64_t t0 = NowNs();
-      const std::int64_t sent = send_block(k, std::min(block, spec.count - measured[k]));
-      elapsed[k] += NowNs() - t0;
-      ok = sent >= 0;
-      if (ok) measured[k] += static_cast<std::uint64_t>(sent);
-    }
-    stop_on = ts[blocks % n];
-    if (!ok) error = "send failed or no acknowledgement";
-    for (std::size_t k = 0; k < n && ok; ++k) {
-      if (measured[k] == 0) {
-        ok = false;
-        error = "no message within the time budget";
-        break;
-      }
-      const double seconds = static_cast<double>(elapsed[k]) / 1e9;
-      results[k].msgs_per_s = static_cast<double>(measured[k]) / seconds;
-      results[k].bytes_per_s = results[k].msgs_per_s * static_cast<double>(spec.size);
-    }
-  }
+  std::size_t stop_index = 0;
+  if (m.ok) stop_index = spec.latency ? MeasureLatency(m) : MeasureThroughput(m);
+  Transport* stop_on = ts[stop_index];
+  bool ok = m.ok;
+  std::string error = m.error;
+  const std::vector<std::uint64_t>& measured = m.measured;
   Stamp(message.data(), kStop);
   if (ok && !stop_on->Send(message.data())) ok = false;
   if (ok && !spec.latency && !stop_on->Receive(reply.data())) ok = false;
