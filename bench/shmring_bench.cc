@@ -33,10 +33,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "mpmc_fan.h"
 #include "nlohmann/json.hpp"
@@ -182,96 +184,105 @@ bool Offers(const TransportInfo& info, std::string_view mode) {
 }
 
 // Returns 0 to go on, or an exit code.
-int ParseArgs(int argc, char** argv, Options* o) {
-  int i = 1;
-  if (i < argc && argv[i][0] != '-') o->mode = argv[i++];
+// BadArgument reports a usage error in one line: exit code 2 (bench/bench_test.py checks it).
+int BadArgument(const std::string& message) {
+  std::fprintf(stderr, "shmring-bench: %s (see shmring-bench --help)\n", message.c_str());
+  return 2;
+}
+
+// ParseOptions parses the command line with CLI11 and checks each option's value. Returns 0, -1
+// after --help, or 2 (a usage error, reported in one line).
+int ParseOptions(int argc, char** argv, Options* o) {
+  CLI::App app("shmring-bench", "shmring-bench");
+  app.set_help_flag();  // our own usage text (Usage), not CLI11's
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  bool help = false;
+  std::vector<std::string> mode;
+  std::map<std::string, std::string> v;
+  std::map<std::string, CLI::Option*> given;
+  app.add_flag("-h,--help", help);
+  app.add_flag("--json", o->json);
+  app.add_option("MODE", mode);
+  for (const char* name : {"transport", "against", "size", "count", "warmup", "wait", "rate",
+                           "cpus", "plot", "batch", "producers", "consumers", "timeout"}) {
+    given[name] = app.add_option(std::string("--") + name, v[name]);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return BadArgument(e.what());
+  }
+  if (help) {
+    Usage(stdout);
+    return -1;
+  }
+  if (mode.size() > 1) return BadArgument("expected at most one command");
+  if (!mode.empty()) o->mode = mode[0];
   if (!o->mode.empty() && o->mode != "latency" && o->mode != "throughput") {
-    std::fprintf(stderr, "shmring-bench: unknown command '%s'\n", o->mode.c_str());
-    Usage(stderr);
-    return 2;
+    return BadArgument("unknown command '" + o->mode + "'");
   }
-  for (; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "shmring-bench: %s needs a value\n", argv[i]);
-        return nullptr;
-      }
-      return argv[++i];
-    };
-    const char* v = nullptr;
-    if (arg == "-h" || arg == "--help") {
-      Usage(stdout);
-      return -1;
-    } else if (arg == "--json") {
-      o->json = true;
-    } else if (arg == "--transport") {
-      if ((v = value()) == nullptr) return 2;
-      o->transport = v;
-    } else if (arg == "--against") {
-      if ((v = value()) == nullptr) return 2;
-      o->against = v;
-    } else if (arg == "--size") {
-      if ((v = value()) == nullptr) return 2;
-      if (!ParseSize(v, &o->size) || o->size < 8 || o->size > (std::size_t{64} << 20)) {
-        std::fprintf(stderr, "shmring-bench: bad --size '%s' (8 bytes .. 64 MiB)\n", v);
-        return 2;
-      }
-      o->size_given = true;
-    } else if (arg == "--count" || arg == "--warmup") {
-      if ((v = value()) == nullptr) return 2;
-      char* end = nullptr;
-      const unsigned long long n = std::strtoull(v, &end, 10);
-      if (*end != '\0' || (arg == "--count" && n == 0)) {
-        std::fprintf(stderr, "shmring-bench: bad %s '%s'\n", argv[i - 1], v);
-        return 2;
-      }
-      (arg == "--count" ? o->count : o->warmup) = n;
-    } else if (arg == "--wait") {
-      if ((v = value()) == nullptr) return 2;
-      if (!ParseWait(v, &o->wait)) {
-        std::fprintf(stderr, "shmring-bench: bad --wait '%s' (spin, block or hybrid)\n", v);
-        return 2;
-      }
-      o->wait_given = true;
-    } else if (arg == "--rate") {
-      if ((v = value()) == nullptr) return 2;
-      o->rate = std::strtod(v, nullptr);
-      if (!(o->rate > 0 && o->rate <= 1e8)) {
-        std::fprintf(stderr, "shmring-bench: bad --rate '%s' (Hz, > 0)\n", v);
-        return 2;
-      }
-    } else if (arg == "--cpus") {
-      if ((v = value()) == nullptr) return 2;
-      if (std::sscanf(v, "%d,%d", &o->cpu_a, &o->cpu_b) != 2 || o->cpu_a < 0 || o->cpu_b < 0) {
-        std::fprintf(stderr, "shmring-bench: bad --cpus '%s' (A,B)\n", v);
-        return 2;
-      }
-    } else if (arg == "--plot") {
-      if ((v = value()) == nullptr) return 2;
-      o->plot = v;
-    } else if (arg == "--batch") {
-      if ((v = value()) == nullptr) return 2;
-      o->batch = static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
-      if (o->batch == 0) o->batch = 1;
-    } else if (arg == "--producers" || arg == "--consumers") {
-      if ((v = value()) == nullptr) return 2;
-      const int n = std::atoi(v);
-      if (n < 1 || n > 32) {
-        std::fprintf(stderr, "shmring-bench: bad %s '%s' (1..32)\n", argv[i - 1], v);
-        return 2;
-      }
-      (arg == "--producers" ? o->producers : o->consumers) = n;
-    } else if (arg == "--timeout") {
-      if ((v = value()) == nullptr) return 2;
-      o->timeout_s = std::atoi(v);
-      if (o->timeout_s <= 0) o->timeout_s = 60;
-    } else {
-      std::fprintf(stderr, "shmring-bench: unknown option '%s'\n", argv[i]);
-      Usage(stderr);
-      return 2;
+  const auto has = [&](const char* name) { return given[name]->count() > 0; };
+  if (has("transport")) o->transport = v["transport"];
+  if (has("against")) o->against = v["against"];
+  if (has("plot")) o->plot = v["plot"];
+  if (has("size")) {
+    if (!ParseSize(v["size"], &o->size) || o->size < 8 || o->size > (std::size_t{64} << 20)) {
+      return BadArgument("bad --size '" + v["size"] + "' (8 bytes .. 64 MiB)");
     }
+    o->size_given = true;
   }
+  for (const char* name : {"count", "warmup"}) {
+    if (!has(name)) continue;
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(v[name].c_str(), &end, 10);
+    if (v[name].empty() || *end != '\0' || (std::string_view(name) == "count" && n == 0)) {
+      return BadArgument(std::string("bad --") + name + " '" + v[name] + "'");
+    }
+    (std::string_view(name) == "count" ? o->count : o->warmup) = n;
+  }
+  if (has("wait")) {
+    if (!ParseWait(v["wait"], &o->wait)) {
+      return BadArgument("bad --wait '" + v["wait"] + "' (spin, block or hybrid)");
+    }
+    o->wait_given = true;
+  }
+  if (has("rate")) {
+    o->rate = std::strtod(v["rate"].c_str(), nullptr);
+    if (!(o->rate > 0 && o->rate <= 1e8))
+      return BadArgument("bad --rate '" + v["rate"] + "' (Hz, > 0)");
+  }
+  if (has("cpus") && (std::sscanf(v["cpus"].c_str(), "%d,%d", &o->cpu_a, &o->cpu_b) != 2 ||
+                      o->cpu_a < 0 || o->cpu_b < 0)) {
+    return BadArgument("bad --cpus '" + v["cpus"] + "' (A,B)");
+  }
+  if (has("batch")) {
+    o->batch = static_cast<std::size_t>(std::strtoull(v["batch"].c_str(), nullptr, 10));
+    if (o->batch == 0) o->batch = 1;
+  }
+  for (const char* name : {"producers", "consumers"}) {
+    if (!has(name)) continue;
+    const int n = std::atoi(v[name].c_str());
+    if (n < 1 || n > 32)
+      return BadArgument(std::string("bad --") + name + " '" + v[name] + "' (1..32)");
+    (std::string_view(name) == "producers" ? o->producers : o->consumers) = n;
+  }
+  if (has("timeout")) {
+    o->timeout_s = std::atoi(v["timeout"].c_str());
+    if (o->timeout_s <= 0) o->timeout_s = 60;
+  }
+  return 0;
+}
+
+// ParseArgs: ParseOptions, then the rules between options (CheckCombination).
+int CheckCombination(Options* o);
+int ParseArgs(int argc, char** argv, Options* o) {
+  if (const int rc = ParseOptions(argc, argv, o); rc != 0) return rc;
+  return CheckCombination(o);
+}
+
+// CheckCombination checks what the options mean together: a mode needs a transport that offers
+// it and a size; --against, --rate and --producers/--consumers only where they apply.
+int CheckCombination(Options* o) {
   if (o->mode.empty() && !o->against.empty()) {
     std::fprintf(stderr, "shmring-bench: --against applies to latency and throughput runs\n");
     return 2;
