@@ -28,22 +28,12 @@ void Retire(ControlBlock* control, EndpointEntry* entry, Role role) {
   fold(&Counters::redelivered);
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name, Kind kind,
-                                                           Role role,
-                                                           const EndpointOptions& options) {
-  OpenOptions open;
-  open.access = Access::kReadWrite;
-  open.expected_kind = kind;
-  open.deadline = WallNow() + options.open_timeout;
-  open.allow_shared_mode = options.allow_shared_mode;
-  absl::StatusOr<std::unique_ptr<Segment>> segment = Segment::Open(name, open);
-  if (!segment.ok()) return segment.status();
-  Segment& seg = **segment;
+// LockEntry takes the liveness lock of an endpoint entry for `role` and returns its index: SPSC,
+// the role's fixed entry (FailedPrecondition naming the holder's pid if it is taken); MPMC, a free
+// entry, else a dead owner's (ResourceExhausted if every entry is held).
+absl::StatusOr<std::uint32_t> LockEntry(const Segment& seg, Kind kind, Role role) {
   const int fd = seg.fd();
   const std::uint32_t count = seg.geometry().max_endpoints;
-
   std::uint32_t index = count;
   if (kind == Kind::kSpsc) {
     const std::uint32_t fixed = role == Role::kProducer ? 0 : 1;
@@ -74,11 +64,30 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
     }
   }
 
+  return index;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name, Kind kind,
+                                                           Role role,
+                                                           const EndpointOptions& options) {
+  OpenOptions open;
+  open.access = Access::kReadWrite;
+  open.expected_kind = kind;
+  open.deadline = WallNow() + options.open_timeout;
+  open.allow_shared_mode = options.allow_shared_mode;
+  absl::StatusOr<std::unique_ptr<Segment>> segment = Segment::Open(name, open);
+  if (!segment.ok()) return segment.status();
+  Segment& seg = **segment;
+  absl::StatusOr<std::uint32_t> index = LockEntry(seg, kind, role);
+  if (!index.ok()) return index.status();
+
   auto endpoint = std::unique_ptr<Endpoint>(new Endpoint());
   endpoint->segment_ = std::move(*segment);
   endpoint->control_ = seg.control();
-  endpoint->entry_ = seg.endpoint(index);
-  endpoint->index_ = index;
+  endpoint->entry_ = seg.endpoint(*index);
+  endpoint->index_ = *index;
   endpoint->role_ = role;
   endpoint->mode_ = options.wait;
   endpoint->spin_iterations_ = options.spin_iterations;

@@ -322,6 +322,49 @@ std::string CountersLine(const CounterValues& c) {
                       "  redelivered ", c.redelivered);
 }
 
+// EndpointsTable: the report's endpoint rows ("" without endpoints).
+std::string EndpointsTable(const Snapshot& s) {
+  std::string out;
+  if (!s.endpoints.empty()) {
+    Table t(
+        {"#", "ROLE", "PID", "STATE", "GEN", "SLEEP", "FRAMES", "BYTES", "WAKEUPS", "WAITS",
+         "ABANDONED", "TAKEOVERS", "REDELIVERED", "TICKET"},
+        {true, false, true, false, true, false, true, true, true, true, true, true, true, false});
+    for (const EndpointSnapshot& e : s.endpoints) {
+      std::string ticket = "-";
+      if (e.claim_ticket) ticket = absl::StrCat("claim ", *e.claim_ticket);
+      if (e.held_ticket) ticket = absl::StrCat("held ", *e.held_ticket);
+      t.Add({absl::StrCat(e.index), internal::RoleName(e.role), absl::StrCat(e.pid),
+             e.alive ? "alive" : "DEAD", absl::StrCat(e.generation), e.sleeping ? "yes" : "-",
+             absl::StrCat(e.counters.frames), absl::StrCat(e.counters.bytes),
+             absl::StrCat(e.counters.wakeups), absl::StrCat(e.counters.waits),
+             absl::StrCat(e.counters.abandoned), absl::StrCat(e.counters.takeovers),
+             absl::StrCat(e.counters.redelivered), ticket});
+    }
+    absl::StrAppend(&out, t.Render("    "));
+  }
+  return out;
+}
+
+// FramesTable: the report's "frames" section (shm-inspect NAME --frames N).
+std::string FramesTable(const Snapshot& s) {
+  std::string out;
+  absl::StrAppend(&out, "  frames    next ", s.frames.size(), " unread\n");
+  if (!s.frames.empty()) {
+    Table t({"SEQ", "STATE", "LENGTH", "FLAGS", "HEX", "TEXT"},
+            {true, false, true, true, false, false});
+    for (const FrameSnapshot& f : s.frames) {
+      std::string hex = Hex(f.preview);
+      if (f.preview.size() < f.length) hex += "...";
+      t.Add({absl::StrCat(f.sequence), std::string(internal::FrameStateName(f.state)),
+             absl::StrCat(f.length), absl::StrFormat("0x%x", f.flags), hex, Printable(f.preview)});
+    }
+    absl::StrAppend(&out, t.Render("    "));
+  }
+  if (!s.frames_note.empty()) absl::StrAppend(&out, "    note: ", s.frames_note, "\n");
+  return out;
+}
+
 std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rates>& rates) {
   const internal::Geometry& g = s.geometry;
   const bool spsc = g.kind == Kind::kSpsc;
@@ -361,40 +404,8 @@ std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rate
                     HumanRate(rates->wakeups), "/s  waits ", HumanRate(rates->waits), "/s\n");
   }
   absl::StrAppend(&out, "  endpoints ", s.endpoints_alive, " alive, ", s.endpoints_dead, " dead\n");
-  if (!s.endpoints.empty()) {
-    Table t(
-        {"#", "ROLE", "PID", "STATE", "GEN", "SLEEP", "FRAMES", "BYTES", "WAKEUPS", "WAITS",
-         "ABANDONED", "TAKEOVERS", "REDELIVERED", "TICKET"},
-        {true, false, true, false, true, false, true, true, true, true, true, true, true, false});
-    for (const EndpointSnapshot& e : s.endpoints) {
-      std::string ticket = "-";
-      if (e.claim_ticket) ticket = absl::StrCat("claim ", *e.claim_ticket);
-      if (e.held_ticket) ticket = absl::StrCat("held ", *e.held_ticket);
-      t.Add({absl::StrCat(e.index), internal::RoleName(e.role), absl::StrCat(e.pid),
-             e.alive ? "alive" : "DEAD", absl::StrCat(e.generation), e.sleeping ? "yes" : "-",
-             absl::StrCat(e.counters.frames), absl::StrCat(e.counters.bytes),
-             absl::StrCat(e.counters.wakeups), absl::StrCat(e.counters.waits),
-             absl::StrCat(e.counters.abandoned), absl::StrCat(e.counters.takeovers),
-             absl::StrCat(e.counters.redelivered), ticket});
-    }
-    absl::StrAppend(&out, t.Render("    "));
-  }
-  if (with_frames) {
-    absl::StrAppend(&out, "  frames    next ", s.frames.size(), " unread\n");
-    if (!s.frames.empty()) {
-      Table t({"SEQ", "STATE", "LENGTH", "FLAGS", "HEX", "TEXT"},
-              {true, false, true, true, false, false});
-      for (const FrameSnapshot& f : s.frames) {
-        std::string hex = Hex(f.preview);
-        if (f.preview.size() < f.length) hex += "...";
-        t.Add({absl::StrCat(f.sequence), std::string(internal::FrameStateName(f.state)),
-               absl::StrCat(f.length), absl::StrFormat("0x%x", f.flags), hex,
-               Printable(f.preview)});
-      }
-      absl::StrAppend(&out, t.Render("    "));
-    }
-    if (!s.frames_note.empty()) absl::StrAppend(&out, "    note: ", s.frames_note, "\n");
-  }
+  absl::StrAppend(&out, EndpointsTable(s));
+  if (with_frames) absl::StrAppend(&out, FramesTable(s));
   return out;
 }
 
