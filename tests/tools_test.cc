@@ -377,16 +377,7 @@ std::vector<std::string> Lines(const std::string& text) {
   return out;
 }
 
-// Waits (generously) until `pred` holds.
-template <typename Pred>
-bool Eventually(Pred pred, absl::Duration timeout = absl::Seconds(60)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return pred();
-}
+using testing::Eventually;  // waits (generously) until a condition holds
 
 // ---- tests ----
 
