@@ -28,17 +28,6 @@ void Retire(ControlBlock* control, EndpointEntry* entry, Role role) {
   fold(&Counters::redelivered);
 }
 
-const char* RoleName(Role role) {
-  switch (role) {
-    case Role::kProducer:
-      return "producer";
-    case Role::kConsumer:
-      return "consumer";
-    default:
-      return "none";
-  }
-}
-
 void Add(RoleCounters* to, const Counters& c) {
   // Relaxed: statistics.
   to->frames += c.frames.load(std::memory_order_relaxed);
@@ -48,6 +37,45 @@ void Add(RoleCounters* to, const Counters& c) {
   to->abandoned += c.abandoned.load(std::memory_order_relaxed);
   to->takeovers += c.takeovers.load(std::memory_order_relaxed);
   to->redelivered += c.redelivered.load(std::memory_order_relaxed);
+}
+
+// LockEntry takes the liveness lock of an endpoint entry for `role` and returns its index: SPSC,
+// the role's fixed entry (FailedPrecondition naming the holder's pid if it is taken); MPMC, a free
+// entry, else a dead owner's (ResourceExhausted if every entry is held).
+absl::StatusOr<std::uint32_t> LockEntry(const Segment& seg, Kind kind, Role role) {
+  const int fd = seg.fd();
+  const std::uint32_t count = seg.geometry().max_endpoints;
+  std::uint32_t index = count;
+  if (kind == Kind::kSpsc) {
+    const std::uint32_t fixed = role == Role::kProducer ? 0 : 1;
+    if (!TryLockByte(fd, kEndpointLockBase + fixed)) {
+      // Relaxed: informational only; the lock decides.
+      const std::uint32_t pid = seg.endpoint(fixed)->pid.load(std::memory_order_relaxed);
+      return absl::FailedPreconditionError(absl::StrCat(Prefix(seg.name()), "the ",
+                                                        RoleName(static_cast<std::uint32_t>(role)),
+                                                        " role is held by pid ", pid, " (alive)"));
+    }
+    index = fixed;
+  } else {
+    // Prefer never-used or cleanly detached entries; then those of dead owners.
+    for (int pass = 0; pass < 2 && index == count; ++pass) {
+      for (std::uint32_t i = 0; i < count; ++i) {
+        const bool free = seg.endpoint(i)->role.load(std::memory_order_relaxed) ==
+                          static_cast<std::uint32_t>(Role::kNone);
+        if ((pass == 0) != free) continue;
+        if (TryLockByte(fd, kEndpointLockBase + i)) {
+          index = i;
+          break;
+        }
+      }
+    }
+    if (index == count) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          Prefix(seg.name()), "all ", count, " endpoints are attached by live processes"));
+    }
+  }
+
+  return index;
 }
 
 }  // namespace
@@ -85,43 +113,14 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
   absl::StatusOr<std::unique_ptr<Segment>> segment = Segment::Open(name, open);
   if (!segment.ok()) return segment.status();
   Segment& seg = **segment;
-  const int fd = seg.fd();
-  const std::uint32_t count = seg.geometry().max_endpoints;
-
-  std::uint32_t index = count;
-  if (kind == Kind::kSpsc) {
-    const std::uint32_t fixed = role == Role::kProducer ? 0 : 1;
-    if (!TryLockByte(fd, kEndpointLockBase + fixed)) {
-      // Relaxed: informational only; the lock decides.
-      const std::uint32_t pid = seg.endpoint(fixed)->pid.load(std::memory_order_relaxed);
-      return absl::FailedPreconditionError(absl::StrCat(Prefix(seg.name()), "the ", RoleName(role),
-                                                        " role is held by pid ", pid, " (alive)"));
-    }
-    index = fixed;
-  } else {
-    // Prefer never-used or cleanly detached entries; then those of dead owners.
-    for (int pass = 0; pass < 2 && index == count; ++pass) {
-      for (std::uint32_t i = 0; i < count; ++i) {
-        const bool free = seg.endpoint(i)->role.load(std::memory_order_relaxed) ==
-                          static_cast<std::uint32_t>(Role::kNone);
-        if ((pass == 0) != free) continue;
-        if (TryLockByte(fd, kEndpointLockBase + i)) {
-          index = i;
-          break;
-        }
-      }
-    }
-    if (index == count) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          Prefix(seg.name()), "all ", count, " endpoints are attached by live processes"));
-    }
-  }
+  absl::StatusOr<std::uint32_t> index = LockEntry(seg, kind, role);
+  if (!index.ok()) return index.status();
 
   auto endpoint = std::unique_ptr<Endpoint>(new Endpoint());
   endpoint->segment_ = std::move(*segment);
   endpoint->control_ = seg.control();
-  endpoint->entry_ = seg.endpoint(index);
-  endpoint->index_ = index;
+  endpoint->entry_ = seg.endpoint(*index);
+  endpoint->index_ = *index;
   endpoint->role_ = role;
   endpoint->mode_ = options.wait;
   endpoint->spin_iterations_ = options.spin_iterations;

@@ -22,6 +22,18 @@
 
 namespace shmring::internal {
 
+// CopyOut copies a frame read in place into `buffer` (the copying receive of every ring):
+// kTooLarge, with the frame's size, when it does not fit; the frame is not released here.
+// Inline: it is on the data path of receive()/try_receive().
+inline Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
+  if (!f.ok()) return {f.result, 0, 0};
+  if (f.data.size() > buffer.size()) {
+    return {Result::kTooLarge, f.data.size(), f.sequence, f.redelivered};
+  }
+  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
+  return {Result::kOk, f.data.size(), f.sequence, f.redelivered};
+}
+
 // What an entry held when this endpoint took it over from a dead owner.
 struct PreviousOwner {
   Role role = Role::kNone;  // kNone: the entry was free
@@ -42,17 +54,6 @@ R WithResult(Result r) {
     out.result = r;
     return out;
   }
-}
-
-// CopyOut: the copying receive of both ring kinds: `f`'s payload into `buffer` (kTooLarge, with
-// the size needed, if it does not fit; the frame then stays unread).
-inline Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
-  if (!f.ok()) return {f.result, 0, 0};
-  if (f.data.size() > buffer.size()) {
-    return {Result::kTooLarge, f.data.size(), f.sequence, f.redelivered};
-  }
-  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
-  return {Result::kOk, f.data.size(), f.sequence, f.redelivered};
 }
 
 // The longest single futex sleep. A waker killed between publishing and waking (or a hostile
@@ -87,7 +88,9 @@ class Endpoint {
   const PreviousOwner& previous() const { return previous_; }
   const std::string& name() const { return segment_->name(); }
 
-  // Counters, written by this endpoint only: relaxed stores of a local copy (no RMW).
+  // Counters, written by this endpoint only. CountFrame (per frame): relaxed stores of a local
+  // copy, no read-modify-write on the data path. Count (rare events: waits, wake-ups,
+  // abandonment, takeovers): a relaxed fetch_add, whose cost does not matter there.
   void CountFrame(std::uint64_t bytes) {
     entry_->counters.frames.store(++frames_, std::memory_order_relaxed);
     entry_->counters.bytes.store(bytes_ += bytes, std::memory_order_relaxed);

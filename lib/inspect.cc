@@ -48,19 +48,6 @@ CounterValues& CounterValues::operator+=(const CounterValues& o) {
 
 const char* KindName(Kind kind) { return kind == Kind::kMpmc ? "mpmc" : "spsc"; }
 
-std::string RoleName(std::uint32_t role) {
-  switch (role) {
-    case static_cast<std::uint32_t>(Role::kNone):
-      return "none";
-    case static_cast<std::uint32_t>(Role::kProducer):
-      return "producer";
-    case static_cast<std::uint32_t>(Role::kConsumer):
-      return "consumer";
-    default:
-      return absl::StrCat("role", role);
-  }
-}
-
 const char* FrameStateName(FrameSnapshot::State state) {
   switch (state) {
     case FrameSnapshot::State::kCommitted:
@@ -69,8 +56,6 @@ const char* FrameStateName(FrameSnapshot::State state) {
       return "pending";
     case FrameSnapshot::State::kAbandoned:
       return "abandoned";
-    case FrameSnapshot::State::kPadding:
-      return "padding";
   }
   return "?";
 }
@@ -418,23 +403,13 @@ absl::StatusOr<Snapshot> InspectChannel(std::string_view raw_name, const DecodeO
   // glibc's shm_open adds O_NOFOLLOW | O_CLOEXEC. O_RDONLY: we cannot write even by mistake.
   // O_NONBLOCK: a FIFO planted in /dev/shm must not hang us (fstat then refuses it).
   const int fd = shm_open(name.c_str(), O_RDONLY | O_NONBLOCK, 0);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(p, "no such channel"));
-    if (err == EACCES || err == EPERM) {
-      return absl::PermissionDeniedError(absl::StrCat(p, "cannot open: ", std::strerror(err)));
-    }
-    if (err == ELOOP) return absl::PermissionDeniedError(absl::StrCat(p, "is a symbolic link"));
-    return absl::InternalError(absl::StrCat(p, "cannot open: ", std::strerror(err)));
-  }
+  if (fd < 0) return ErrnoStatus(errno, name, "cannot open");
   struct Closer {
     int fd;
     ~Closer() { close(fd); }
   } closer{fd};
   struct stat st;
-  if (fstat(fd, &st) != 0) {
-    return absl::InternalError(absl::StrCat(p, "fstat failed: ", std::strerror(errno)));
-  }
+  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, name, "fstat failed");
   if (!S_ISREG(st.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat(p, "not a regular shm object"));
   }

@@ -14,6 +14,11 @@
 // InspectChannel opens the object O_RDONLY and reads it with pread(2): it never maps it writable,
 // never writes, never takes a lock (liveness is tested with F_OFD_GETLK only), never attaches as
 // an endpoint and never wakes anyone. Any process may call these functions.
+//
+// This header is the inspection interface of the tools (shm-inspect, shm-cat gc/rm): besides the
+// decoder it brings segment.h's naming helpers (Prefix, RoleName, kShmDirectory, AV/SV) and
+// stale.h's gc (CollectIfStale, CheckRemovable, ListShmObjects). Tools include shmring/*.h and
+// this header, no other lib/ header; it is internal (not installed, no ABI promise).
 #ifndef SHMRING_LIB_INSPECT_H_
 #define SHMRING_LIB_INSPECT_H_
 
@@ -29,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "layout.h"
 #include "segment.h"
+#include "stale.h"
 
 namespace shmring::internal {
 
@@ -62,7 +68,7 @@ struct EndpointSnapshot {
 
 // FrameSnapshot: one unread frame (or, MPMC, one slot between the cursors).
 struct FrameSnapshot {
-  enum class State { kCommitted, kPending, kAbandoned, kPadding };
+  enum class State { kCommitted, kPending, kAbandoned };
   State state = State::kCommitted;
   std::uint64_t sequence = 0;
   std::uint32_t length = 0;
@@ -70,8 +76,6 @@ struct FrameSnapshot {
   std::uint32_t producer = 0;      // MPMC: endpoint index of the producer
   std::vector<std::byte> preview;  // the first bytes of the payload
 };
-
-enum class SegmentState { kReady, kInitializing };
 
 // Snapshot: the decoded state of one segment at (about) one instant. Cursors are read in an order
 // that keeps read <= write for a live segment (consumer line first, producer line last).
@@ -141,9 +145,8 @@ absl::StatusOr<Snapshot> DecodeSegment(std::string_view name, std::span<const st
 // PermissionDenied and InvalidArgument (bad name) besides Decode's errors.
 absl::StatusOr<Snapshot> InspectChannel(std::string_view name, const DecodeOptions& options = {});
 
-// KindName: "spsc" / "mpmc"; RoleName: "producer" / "consumer" / "none" / "role<N>".
+// KindName: "spsc" / "mpmc". (RoleName is in segment.h.)
 const char* KindName(Kind kind);
-std::string RoleName(std::uint32_t role);
 const char* FrameStateName(FrameSnapshot::State state);
 
 }  // namespace shmring::internal

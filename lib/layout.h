@@ -43,24 +43,16 @@
 #include <cstdint>
 #include <type_traits>
 
-// SHMRING_TSAN: 1 when compiled with ThreadSanitizer (GCC or clang).
-#if defined(__SANITIZE_THREAD__)
-#define SHMRING_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SHMRING_TSAN 1
-#endif
-#endif
-#ifndef SHMRING_TSAN
-#define SHMRING_TSAN 0
-#endif
-
 namespace shmring::internal {
 
 // A fixed line size, not std::hardware_destructive_interference_size (it varies with -mtune and
 // would change the ABI). 128 covers the adjacent-line prefetcher on x86 and Apple/ARM lines.
 inline constexpr std::size_t kLineSize = 128;
 inline constexpr std::size_t kPageSize = 4096;
+// MPMC slots start on this boundary (slot_stride is a multiple of it).
+inline constexpr std::size_t kSlotAlignment = 64;
+// MPMC capacity (slots) is a power of two in [2, kMaxMpmcSlots].
+inline constexpr std::uint64_t kMaxMpmcSlots = std::uint64_t{1} << 24;
 
 inline constexpr std::uint64_t kMagic = 0x31474E4952'4D4853ULL;  // "SHMRING1" little-endian
 // 2: EndpointEntry::finished, ControlBlock::finishing, and end-of-stream waits for held frames
@@ -83,6 +75,9 @@ using AtomicU64 = std::atomic<std::uint64_t>;
 static_assert(AtomicU32::is_always_lock_free && AtomicU64::is_always_lock_free,
               "cross-process atomics must be lock-free (address-free)");
 static_assert(sizeof(AtomicU32) == 4 && sizeof(AtomicU64) == 8);
+
+// Bytes of SegmentHeader before its reserved tail (the header is padded to two lines).
+inline constexpr std::size_t kSegmentHeaderFieldBytes = 112;
 
 // SegmentHeader: written once by the creator before it publishes init_state = kReady
 // (release; paired with the opener's acquire load in ValidateHeader). Everything but init_state
@@ -108,8 +103,9 @@ struct SegmentHeader {
   std::uint64_t creation_time_ns;  // CLOCK_REALTIME
   AtomicU32 init_state;            // InitState
   std::uint32_t reserved0;
-  std::uint8_t reserved[kLineSize * 2 - 112];
+  std::uint8_t reserved[kLineSize * 2 - kSegmentHeaderFieldBytes];
 };
+static_assert(offsetof(SegmentHeader, reserved) == kSegmentHeaderFieldBytes);
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(sizeof(SegmentHeader) == 2 * kLineSize);
 static_assert(offsetof(SegmentHeader, magic) == 0);

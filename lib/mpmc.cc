@@ -25,7 +25,8 @@
 //        acquire also sees the commit, so its abandon CAS [X2] fails.
 //   Then Notify(data_ready, INT_MAX): several consumers may sleep.
 //   [P7] abort(): turn CAS t -> (t+1)|Abandoned (release), then as [P6].
-//   [P8] close(): EndStream, closed CAS 0 -> kClosedByClose (seq_cst); pairs with [P4], [E1].
+//   [P8] close(): PublishClose (channel.cc), closed CAS 0 -> kClosedByClose (seq_cst); pairs
+//        with [P4], [E1].
 //   finish(): [F1] entry.finished = 1 (seq_cst), [F2] control.finishing = 1 (seq_cst), then
 //        [F3] ProducersDone: for every other entry, role (acquire), finished (seq_cst), liveness
 //        lock. If no other attached producer is alive and unfinished: [P8] with kClosedByFinish.
@@ -128,20 +129,6 @@
 
 namespace shmring {
 namespace internal {
-
-void EndStream(ControlBlock* control, std::uint32_t how) {
-  std::uint32_t open = kOpen;
-  // [P8] seq_cst: pairs with [P4] and [E1].
-  if (control->closed.compare_exchange_strong(open, how, std::memory_order_seq_cst,
-                                              std::memory_order_relaxed)) {
-    control->close_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
-  }
-  // Wake unconditionally: the end is rare, and nobody may sleep through it.
-  control->data_ready.word.fetch_add(1, std::memory_order_release);
-  FutexWake(&control->data_ready.word, INT_MAX);
-  control->space_ready.word.fetch_add(1, std::memory_order_release);
-  FutexWake(&control->space_ready.word, INT_MAX);
-}
 
 bool ProducersDone(const SlotRing& ring, std::uint32_t self) {
   // [F3] Acquire: pairs with [F2] of the first finisher.
@@ -281,7 +268,8 @@ struct MpmcProducerState {
 
   void Close() {
     Abort();
-    EndStream(ring.control, kClosedByClose);
+    // [P8] (in PublishClose) seq_cst: pairs with [P4] and [E1]; wakes every sleeper.
+    PublishClose(*ring.control, kClosedByClose);
   }
 
   void Finish() {
@@ -293,7 +281,7 @@ struct MpmcProducerState {
     // [F2] seq_cst (release for the consumers' acquire in [F3]).
     ring.control->finishing.store(1, std::memory_order_seq_cst);
     if (ProducersDone(ring, endpoint->index())) {
-      EndStream(ring.control, kClosedByFinish);
+      PublishClose(*ring.control, kClosedByFinish);
     } else {
       // Consumers waiting for the end re-check the producers when woken.
       endpoint->Notify(ring.control->data_ready, INT_MAX);

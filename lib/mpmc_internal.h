@@ -75,9 +75,6 @@ struct SlotRing {
   }
 };
 
-// EndStream closes the channel (`how`: kClosedByClose or kClosedByFinish) if it is still open,
-// and wakes every sleeper. [P8] seq_cst: pairs with [P4] and [E1] (see lib/mpmc.cc).
-void EndStream(ControlBlock* control, std::uint32_t how);
 // ProducersDone: some producer called finish() and no other producer is attached, alive and
 // unfinished (entry `self` is skipped). [F3]: see lib/mpmc.cc.
 bool ProducersDone(const SlotRing& ring, std::uint32_t self);

@@ -76,7 +76,7 @@ std::optional<Frame> MpmcConsumerState::WhenDrained(std::uint64_t read, bool clo
     // that.
     RecheckSoon(StallKey(read, stall));
     if (due && ProducersDone(ring, self_index)) {
-      EndStream(ring.control, kClosedByFinish);
+      PublishClose(*ring.control, kClosedByFinish);
       return std::nullopt;  // retry: the end is now visible at [E1]
     }
   }

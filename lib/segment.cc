@@ -17,11 +17,14 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "stale.h"
 
 namespace shmring {
 
 static_assert(static_cast<std::uint32_t>(Kind::kSpsc) == internal::kKindSpsc);
 static_assert(static_cast<std::uint32_t>(Kind::kMpmc) == internal::kKindMpmc);
+static_assert(sizeof(internal::MpmcSlotHeader) + kDefaultMpmcMaxFrame == 1024,
+              "the default MPMC max_frame fills one 1 KiB slot");
 
 namespace {
 
@@ -30,35 +33,10 @@ constexpr std::uint64_t kMinSpscCapacity = 4096;
 constexpr std::uint64_t kMaxDataSize = std::uint64_t{1} << 40;
 constexpr std::uint32_t kMaxMpmcFrame = 16u << 20;
 constexpr std::uint32_t kMaxEndpoints = 4096;
-constexpr std::uint32_t kDefaultMpmcFrame = 1024 - sizeof(internal::MpmcSlotHeader);
 
 bool NameCharOk(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '_' || c == '-';
-}
-
-absl::Status ErrnoStatus(int err, std::string_view canonical, std::string_view what) {
-  std::string message =
-      absl::StrCat(internal::Prefix(canonical), internal::AV(what), ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(absl::StrCat(internal::Prefix(canonical), "no such channel"));
-    case EEXIST:
-      return absl::AlreadyExistsError(absl::StrCat(internal::Prefix(canonical), "already exists"));
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    case EINVAL:
-    case ENAMETOOLONG:
-      return absl::InvalidArgumentError(message);
-    case ENOSPC:
-    case ENOMEM:
-    case EMFILE:
-    case ENFILE:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
 }
 
 }  // namespace
@@ -92,11 +70,43 @@ std::string Prefix(std::string_view canonical_name) {
   return absl::StrCat("shmring channel '", AV(canonical_name), "': ");
 }
 
-std::uint64_t NowRealtimeNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
-         static_cast<std::uint64_t>(ts.tv_nsec);
+absl::Status ErrnoStatus(int err, std::string_view canonical, std::string_view what) {
+  std::string message = absl::StrCat(Prefix(canonical), AV(what), ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(absl::StrCat(Prefix(canonical), "no such channel"));
+    case EEXIST:
+      return absl::AlreadyExistsError(absl::StrCat(Prefix(canonical), "already exists"));
+    case ELOOP:  // glibc's shm_open adds O_NOFOLLOW: a symlink at the name
+      return absl::PermissionDeniedError(
+          absl::StrCat(Prefix(canonical), "is a symbolic link; refused"));
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(message);
+    case EINVAL:
+    case ENAMETOOLONG:
+      return absl::InvalidArgumentError(message);
+    case ENOSPC:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+std::string RoleName(std::uint32_t role) {
+  switch (role) {
+    case static_cast<std::uint32_t>(Role::kNone):
+      return "none";
+    case static_cast<std::uint32_t>(Role::kProducer):
+      return "producer";
+    case static_cast<std::uint32_t>(Role::kConsumer):
+      return "consumer";
+    default:
+      return absl::StrCat("role", role);
+  }
 }
 
 absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind kind,
@@ -127,11 +137,12 @@ absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind ki
     g.max_endpoints = 2;
     g.data_size = capacity;
   } else if (kind == shmring::Kind::kMpmc) {
-    if (!IsPowerOfTwo(capacity) || capacity < 2 || capacity > (std::uint64_t{1} << 24)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          p, "MPMC capacity ", capacity, " slots is not a power of two in [2, 16777216]"));
+    if (!IsPowerOfTwo(capacity) || capacity < 2 || capacity > kMaxMpmcSlots) {
+      return absl::InvalidArgumentError(absl::StrCat(p, "MPMC capacity ", capacity,
+                                                     " slots is not a power of two in [2, ",
+                                                     kMaxMpmcSlots, "]"));
     }
-    if (max_frame == 0) max_frame = kDefaultMpmcFrame;
+    if (max_frame == 0) max_frame = kDefaultMpmcMaxFrame;
     if (max_frame > kMaxMpmcFrame) {
       return absl::InvalidArgumentError(absl::StrCat(
           p, "max_frame ", max_frame, " bytes exceeds the MPMC limit of ", kMaxMpmcFrame));
@@ -141,7 +152,7 @@ absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind ki
           absl::StrCat(p, "max_endpoints ", max_endpoints, " is not in [1, ", kMaxEndpoints, "]"));
     }
     g.max_frame = max_frame;
-    g.slot_stride = static_cast<std::uint32_t>(AlignUp(sizeof(MpmcSlotHeader) + max_frame, 64));
+    g.slot_stride = static_cast<std::uint32_t>(MpmcSlotBytes(max_frame));
     g.max_endpoints = max_endpoints;
     g.data_size = capacity * g.slot_stride;
     if (g.data_size > kMaxDataSize) {
@@ -261,6 +272,71 @@ Segment::~Segment() {
 
 namespace {
 
+// CheckObject: what Segment::Open requires of the object before reading it: a regular file,
+// owned by this user and not writable by group/other (unless shared mode is allowed).
+absl::Status CheckObject(const struct stat& st, const std::string& p, const OpenOptions& options) {
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(p, "not a regular shm object"));
+  }
+  if (options.allow_shared_mode) return absl::OkStatus();
+  if (st.st_uid != geteuid()) {
+    return absl::PermissionDeniedError(absl::StrCat(p, "owned by uid ", st.st_uid,
+                                                    ", not by this user (uid ", geteuid(),
+                                                    "); refused unless shared mode is allowed"));
+  }
+  if ((st.st_mode & 022) != 0) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "%smode %04o lets group/other write it; refused unless shared mode is allowed", p,
+        st.st_mode & 07777));
+  }
+  return absl::OkStatus();
+}
+
+// HeaderRead: one look at the header of an object of `size` bytes: either its validated geometry
+// (ready), a final error, or `not_ready` (worth waiting for while a creator holds the init lock).
+struct HeaderRead {
+  absl::StatusOr<Geometry> geometry = absl::UnknownError("unset");
+  bool ready = false;
+  absl::Status not_ready;
+};
+
+absl::StatusOr<HeaderRead> ReadHeader(int fd, const std::string& name, std::uint64_t size) {
+  const std::string p = Prefix(name);
+  HeaderRead out;
+  if (size == 0) {
+    out.not_ready = absl::DataLossError(absl::StrCat(
+        p, "zero-length object: not a shmring segment, or its creator died before sizing it"));
+    return out;
+  }
+  if (size < sizeof(SegmentHeader)) {
+    out.not_ready = ValidateHeader(name, SegmentHeader{}, size).status();
+    return out;
+  }
+  // Map only the header first: the object may be too short for what the header claims.
+  void* hdr = mmap(nullptr, sizeof(SegmentHeader), PROT_READ, MAP_SHARED, fd, 0);
+  if (hdr == MAP_FAILED) return ErrnoStatus(errno, name, "mmap of the header failed");
+  const auto* shared = static_cast<const SegmentHeader*>(hdr);
+  // Acquire: pairs with the creator's release store of kReady in CreateChannel, so the header
+  // fields copied below are the initialised ones.
+  const std::uint32_t state = shared->init_state.load(std::memory_order_acquire);
+  SegmentHeader copy;
+  std::memcpy(static_cast<void*>(&copy), hdr, sizeof(copy));
+  munmap(hdr, sizeof(SegmentHeader));
+  if (copy.magic != kMagic && copy.magic != 0) {
+    return ValidateHeader(name, copy, size).status();  // not ours, whatever its state: fail now
+  }
+  if (state == static_cast<std::uint32_t>(InitState::kReady)) {
+    out.ready = true;
+    out.geometry = ValidateHeader(name, copy, size);
+    return out;
+  }
+  out.not_ready = absl::FailedPreconditionError(absl::StrCat(
+      p,
+      "was never initialised: its creator died before finishing (remove it, or create it with "
+      "reclaim_stale)"));
+  return out;
+}
+
 struct MappingKey {
   dev_t dev;
   ino_t ino;
@@ -273,6 +349,43 @@ struct MappingKey {
 
 }  // namespace
 
+// MapShared returns this process's mapping of the object (keyed by device, inode, access and
+// size), mapping it if no endpoint of this process has it mapped yet (see Segment::mapping_).
+absl::StatusOr<std::shared_ptr<Segment::Mapping>> Segment::MapShared(int fd,
+                                                                     const std::string& name,
+                                                                     const struct stat& st,
+                                                                     std::uint64_t total_size,
+                                                                     bool writable) {
+  static std::mutex registry_mutex;
+  static std::map<MappingKey, std::weak_ptr<Mapping>> registry;
+  const MappingKey key{st.st_dev, st.st_ino, writable, total_size};
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  if (std::shared_ptr<Mapping> mapping = registry[key].lock()) return mapping;
+  std::erase_if(registry, [](const auto& entry) { return entry.second.expired(); });
+  // Map through a description of our own, not through `fd`: a mapping keeps the open file
+  // description it was made from alive, and with it any OFD lock taken through that description
+  // — the shared mapping would keep this endpoint "alive" after it detached. Reopening
+  // /proc/self/fd/N yields a new description of the same inode.
+  const int map_fd =
+      open(absl::StrCat("/proc/self/fd/", fd).c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (map_fd < 0) return ErrnoStatus(errno, name, "cannot reopen for mapping");
+  struct stat map_st;
+  if (fstat(map_fd, &map_st) != 0 || map_st.st_ino != st.st_ino || map_st.st_dev != st.st_dev) {
+    close(map_fd);
+    return absl::InternalError(absl::StrCat(Prefix(name), "reopened object is not the same inode"));
+  }
+  void* base = mmap(nullptr, total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+                    map_fd, 0);
+  const int map_errno = errno;
+  close(map_fd);
+  if (base == MAP_FAILED) return ErrnoStatus(map_errno, name, "mmap failed");
+  auto mapping = std::make_shared<Mapping>();
+  mapping->base = static_cast<std::byte*>(base);
+  mapping->size = total_size;
+  registry[key] = mapping;
+  return mapping;
+}
+
 absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name,
                                                        const OpenOptions& options) {
   if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
@@ -280,13 +393,9 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
   const std::string p = Prefix(name);
   const bool writable = options.access == Access::kReadWrite;
   // glibc's shm_open adds O_NOFOLLOW and O_CLOEXEC: a symlink at the name is refused (ELOOP).
-  int fd = shm_open(name.c_str(), writable ? O_RDWR : O_RDONLY, 0);
-  if (fd < 0) {
-    if (errno == ELOOP) {
-      return absl::PermissionDeniedError(absl::StrCat(p, "is a symbolic link; refused"));
-    }
-    return ErrnoStatus(errno, name, "cannot open");
-  }
+  // O_NONBLOCK: a FIFO planted under the name must not hang the open (CheckObject refuses it).
+  int fd = shm_open(name.c_str(), (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK, 0);
+  if (fd < 0) return ErrnoStatus(errno, name, "cannot open");
   struct FdCloser {
     int fd;
     ~FdCloser() {
@@ -301,95 +410,29 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
   for (;;) {
     struct stat st;
     if (fstat(fd, &st) != 0) return ErrnoStatus(errno, name, "fstat failed");
-    if (!S_ISREG(st.st_mode)) {
-      return absl::FailedPreconditionError(absl::StrCat(p, "not a regular shm object"));
-    }
-    if (!options.allow_shared_mode) {
-      if (st.st_uid != geteuid()) {
-        return absl::PermissionDeniedError(
-            absl::StrCat(p, "owned by uid ", st.st_uid, ", not by this user (uid ", geteuid(),
-                         "); refused unless shared mode is allowed"));
+    if (absl::Status s = CheckObject(st, p, options); !s.ok()) return s;
+    absl::StatusOr<HeaderRead> header =
+        ReadHeader(fd, name, static_cast<std::uint64_t>(st.st_size));
+    if (!header.ok()) return header.status();
+    if (header->ready) {
+      if (!header->geometry.ok()) return header->geometry.status();
+      const Geometry& g = *header->geometry;
+      if (options.expected_kind.has_value() && g.kind != *options.expected_kind) {
+        auto kind_name = [](shmring::Kind k) {
+          return k == shmring::Kind::kSpsc ? "SPSC" : "MPMC";
+        };
+        return absl::FailedPreconditionError(absl::StrCat(p, "is an ", kind_name(g.kind),
+                                                          " channel, opened as ",
+                                                          kind_name(*options.expected_kind)));
       }
-      if ((st.st_mode & 022) != 0) {
-        return absl::PermissionDeniedError(absl::StrFormat(
-            "%smode %04o lets group/other write it; refused unless shared mode is allowed", p,
-            st.st_mode & 07777));
-      }
-    }
-    const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
-    absl::Status not_ready;
-    if (size >= sizeof(SegmentHeader)) {
-      // Map only the header first: the object may be too short for what the header claims.
-      void* hdr = mmap(nullptr, sizeof(SegmentHeader), PROT_READ, MAP_SHARED, fd, 0);
-      if (hdr == MAP_FAILED) return ErrnoStatus(errno, name, "mmap of the header failed");
-      const auto* shared = static_cast<const SegmentHeader*>(hdr);
-      // Acquire: pairs with the creator's release store of kReady in CreateChannel, so the
-      // header fields copied below are the initialised ones.
-      const std::uint32_t state = shared->init_state.load(std::memory_order_acquire);
-      SegmentHeader copy;
-      std::memcpy(static_cast<void*>(&copy), hdr, sizeof(copy));
-      munmap(hdr, sizeof(SegmentHeader));
-      if (copy.magic != kMagic && copy.magic != 0) {
-        // Not ours, whatever its state: fail at once.
-        return ValidateHeader(name, copy, size).status();
-      }
-      if (state == static_cast<std::uint32_t>(InitState::kReady)) {
-        absl::StatusOr<Geometry> g = ValidateHeader(name, copy, size);
-        if (!g.ok()) return g.status();
-        if (options.expected_kind.has_value() && g->kind != *options.expected_kind) {
-          auto kind_name = [](shmring::Kind k) {
-            return k == shmring::Kind::kSpsc ? "SPSC" : "MPMC";
-          };
-          return absl::FailedPreconditionError(absl::StrCat(p, "is an ", kind_name(g->kind),
-                                                            " channel, opened as ",
-                                                            kind_name(*options.expected_kind)));
-        }
-        static std::mutex registry_mutex;
-        static std::map<MappingKey, std::weak_ptr<Mapping>> registry;
-        const MappingKey key{st.st_dev, st.st_ino, writable, g->total_size};
-        std::lock_guard<std::mutex> lock(registry_mutex);
-        std::shared_ptr<Mapping> mapping = registry[key].lock();
-        if (!mapping) {
-          std::erase_if(registry, [](const auto& entry) { return entry.second.expired(); });
-          // Map through a description of our own, not through `fd`: a mapping keeps the open
-          // file description it was made from alive, and with it any OFD lock taken through
-          // that description — the shared mapping would keep this endpoint "alive" after it
-          // detached. Reopening /proc/self/fd/N yields a new description of the same inode.
-          const int map_fd = open(absl::StrCat("/proc/self/fd/", fd).c_str(),
-                                  (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-          if (map_fd < 0) return ErrnoStatus(errno, name, "cannot reopen for mapping");
-          struct stat map_st;
-          if (fstat(map_fd, &map_st) != 0 || map_st.st_ino != st.st_ino ||
-              map_st.st_dev != st.st_dev) {
-            close(map_fd);
-            return absl::InternalError(absl::StrCat(p, "reopened object is not the same inode"));
-          }
-          void* base = mmap(nullptr, g->total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                            MAP_SHARED, map_fd, 0);
-          const int map_errno = errno;
-          close(map_fd);
-          if (base == MAP_FAILED) return ErrnoStatus(map_errno, name, "mmap failed");
-          mapping = std::make_shared<Mapping>();
-          mapping->base = static_cast<std::byte*>(base);
-          mapping->size = g->total_size;
-          registry[key] = mapping;
-        }
-        closer.fd = -1;
-        return std::unique_ptr<Segment>(new Segment(name, fd, std::move(mapping), *g));
-      }
-      not_ready = absl::FailedPreconditionError(absl::StrCat(
-          p,
-          "was never initialised: its creator died before finishing (remove it, or create "
-          "it with reclaim_stale)"));
-    } else if (size == 0) {
-      not_ready = absl::DataLossError(absl::StrCat(
-          p, "zero-length object: not a shmring segment, or its creator died before sizing it"));
-    } else {
-      not_ready = ValidateHeader(name, SegmentHeader{}, size).status();
+      auto mapping = MapShared(fd, name, st, g.total_size, writable);
+      if (!mapping.ok()) return mapping.status();
+      closer.fd = -1;
+      return std::unique_ptr<Segment>(new Segment(name, fd, std::move(*mapping), g));
     }
     const absl::Time now = WallNow();
     const bool creator_alive = IsByteLocked(fd, kInitLockOffset);
-    if (!creator_alive && now >= grace_end) return not_ready;
+    if (!creator_alive && now >= grace_end) return header->not_ready;
     if (creator_alive && now >= options.deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat(p, "still being initialised by its creator; gave up at the deadline"));
@@ -402,14 +445,15 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
 
 namespace {
 
-// Removes a stale object `name` if every endpoint recorded in it is dead. Returns true if it
-// removed it (the caller then retries the exclusive create).
+// Removes the object `name` if nobody uses it (RemovedByReclaim). Returns true if the caller
+// should retry the exclusive create (removed, or gone already); AlreadyExists if it is in use or
+// not a segment this library may remove.
 absl::StatusOr<bool> ReclaimIfStale(const std::string& name) {
   const std::string p = internal::Prefix(name);
-  int fd = shm_open(name.c_str(), O_RDWR, 0);
+  int fd = shm_open(name.c_str(), O_RDWR | O_NONBLOCK, 0);
   if (fd < 0) {
     if (errno == ENOENT) return true;  // gone already: just retry
-    return ErrnoStatus(errno, name, "cannot open the existing object to check it");
+    return internal::ErrnoStatus(errno, name, "cannot open the existing object to check it");
   }
   struct Closer {
     int fd;
@@ -420,98 +464,32 @@ absl::StatusOr<bool> ReclaimIfStale(const std::string& name) {
   if (!internal::TryLockByte(fd, internal::kInitLockOffset)) {
     return absl::AlreadyExistsError(absl::StrCat(p, "already exists and is being initialised"));
   }
-  struct stat st;
-  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, name, "fstat failed");
-  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
-  bool ready = false;
-  std::uint32_t endpoints = 0;
-  if (size >= sizeof(internal::SegmentHeader)) {
-    void* hdr = mmap(nullptr, sizeof(internal::SegmentHeader), PROT_READ, MAP_SHARED, fd, 0);
-    if (hdr == MAP_FAILED) return ErrnoStatus(errno, name, "mmap failed");
-    internal::SegmentHeader copy;
-    std::memcpy(static_cast<void*>(&copy), hdr, sizeof(copy));
-    ready =
-        static_cast<const internal::SegmentHeader*>(hdr)->init_state.load(
-            std::memory_order_acquire) == static_cast<std::uint32_t>(internal::InitState::kReady);
-    munmap(hdr, sizeof(internal::SegmentHeader));
-    if (copy.magic != internal::kMagic && copy.magic != 0) {
+  absl::StatusOr<internal::StaleVerdict> v = internal::JudgeStaleness(fd, name);
+  if (!v.ok()) return v.status();
+  switch (v->staleness) {
+    case internal::Staleness::kForeign:
       return absl::AlreadyExistsError(
           absl::StrCat(p, "already exists and is not a shmring segment; not removing it"));
-    }
-    if (ready) {
-      absl::StatusOr<internal::Geometry> g = internal::ValidateHeader(name, copy, size);
-      if (!g.ok()) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            p, "already exists and fails validation; not removing it: ", g.status().message()));
-      }
-      endpoints = g->max_endpoints;
-    }
-  }
-  for (std::uint32_t i = 0; i < endpoints; ++i) {
-    if (internal::IsByteLocked(fd, internal::kEndpointLockBase + i)) {
+    case internal::Staleness::kInvalid:
+      return absl::AlreadyExistsError(absl::StrCat(
+          p, "already exists and fails validation; not removing it: ", v->why.message()));
+    case internal::Staleness::kLive:
       return absl::AlreadyExistsError(
           absl::StrCat(p, "already exists and has a live endpoint; not reclaiming it"));
-    }
+    default:
+      break;
   }
-  // Unlink only if the name still refers to the object we checked.
-  struct stat by_name;
-  const std::string path = absl::StrCat("/dev/shm", name);
-  if (stat(path.c_str(), &by_name) == 0 &&
-      (by_name.st_ino != st.st_ino || by_name.st_dev != st.st_dev)) {
-    return true;  // somebody replaced it; retry
+  if (!internal::RemovedByReclaim(v->staleness)) {
+    return absl::AlreadyExistsError(absl::StrCat(p, "already exists; not reclaiming it"));
   }
-  if (shm_unlink(name.c_str()) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, name, "cannot remove the stale object");
-  }
-  return true;
+  absl::StatusOr<bool> removed = internal::UnlinkIfSame(name, v->st);
+  if (!removed.ok()) return removed.status();
+  return true;  // removed, or somebody replaced it: retry either way
 }
 
-}  // namespace
-
-absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& options) {
-  if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
-  const std::string name = CanonicalName(raw_name);
-  const std::string p = internal::Prefix(name);
-  absl::StatusOr<internal::Geometry> geometry = internal::ComputeGeometry(
-      name, options.kind, options.capacity, options.max_frame, options.max_endpoints);
-  if (!geometry.ok()) return geometry.status();
-  if ((options.mode & ~mode_t{0777}) != 0 || (options.mode & 0600) != 0600) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%smode %o: want permission bits (0..0777) including owner read/write (0600)", p,
-        options.mode));
-  }
-  int fd = -1;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd >= 0 || errno != EEXIST || !options.reclaim_stale) break;
-    absl::StatusOr<bool> reclaimed = ReclaimIfStale(name);
-    if (!reclaimed.ok()) return reclaimed.status();
-  }
-  if (fd < 0) return ErrnoStatus(errno, name, "cannot create");
-  struct Closer {
-    int fd;
-    ~Closer() { close(fd); }
-  } closer{fd};
-  auto fail = [&](absl::Status status) {
-    shm_unlink(name.c_str());
-    return status;
-  };
-  // Openers see the init lock held while we initialise (see Segment::Open).
-  if (!internal::TryLockByte(fd, internal::kInitLockOffset)) {
-    return fail(absl::InternalError(absl::StrCat(p, "cannot take the init lock")));
-  }
-  if (fchmod(fd, options.mode) != 0) return fail(ErrnoStatus(errno, name, "fchmod failed"));
-  const internal::Geometry& g = *geometry;
-  if (ftruncate(fd, static_cast<off_t>(g.total_size)) != 0) {
-    return fail(ErrnoStatus(errno, name, absl::StrCat("cannot size to ", g.total_size, " bytes")));
-  }
-  // Reserve the memory now so a full /dev/shm fails here, not with SIGBUS on first touch.
-  if (int err = posix_fallocate(fd, 0, static_cast<off_t>(g.total_size)); err != 0) {
-    return fail(ErrnoStatus(err, name, absl::StrCat("cannot allocate ", g.total_size, " bytes")));
-  }
-  void* base = mmap(nullptr, g.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) return fail(ErrnoStatus(errno, name, "mmap failed"));
-  auto* bytes = static_cast<std::byte*>(base);
+// InitializeSegment writes a new segment's header, control block, endpoint table and (MPMC) slot
+// turns into the zero-filled mapping `bytes`, all but init_state, which the caller publishes.
+internal::SegmentHeader* InitializeSegment(std::byte* bytes, const internal::Geometry& g) {
   // The object is zero-filled by ftruncate; construct the atomics in place and set the fields
   // that are not zero.
   auto* header = new (bytes) internal::SegmentHeader{};
@@ -545,6 +523,59 @@ absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& opti
       slot->turn.store(i, std::memory_order_relaxed);  // free for ticket i
     }
   }
+  return header;
+}
+
+}  // namespace
+
+absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& options) {
+  if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
+  const std::string name = CanonicalName(raw_name);
+  const std::string p = internal::Prefix(name);
+  absl::StatusOr<internal::Geometry> geometry = internal::ComputeGeometry(
+      name, options.kind, options.capacity, options.max_frame, options.max_endpoints);
+  if (!geometry.ok()) return geometry.status();
+  if ((options.mode & ~mode_t{0777}) != 0 || (options.mode & 0600) != 0600) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%smode %o: want permission bits (0..0777) including owner read/write (0600)", p,
+        options.mode));
+  }
+  int fd = -1;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0 || errno != EEXIST || !options.reclaim_stale) break;
+    absl::StatusOr<bool> reclaimed = ReclaimIfStale(name);
+    if (!reclaimed.ok()) return reclaimed.status();
+  }
+  if (fd < 0) return internal::ErrnoStatus(errno, name, "cannot create");
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  auto fail = [&](absl::Status status) {
+    shm_unlink(name.c_str());
+    return status;
+  };
+  // Openers see the init lock held while we initialise (see Segment::Open).
+  if (!internal::TryLockByte(fd, internal::kInitLockOffset)) {
+    return fail(absl::InternalError(absl::StrCat(p, "cannot take the init lock")));
+  }
+  if (fchmod(fd, options.mode) != 0)
+    return fail(internal::ErrnoStatus(errno, name, "fchmod failed"));
+  const internal::Geometry& g = *geometry;
+  if (ftruncate(fd, static_cast<off_t>(g.total_size)) != 0) {
+    return fail(internal::ErrnoStatus(errno, name,
+                                      absl::StrCat("cannot size to ", g.total_size, " bytes")));
+  }
+  // Reserve the memory now so a full /dev/shm fails here, not with SIGBUS on first touch.
+  if (int err = posix_fallocate(fd, 0, static_cast<off_t>(g.total_size)); err != 0) {
+    return fail(
+        internal::ErrnoStatus(err, name, absl::StrCat("cannot allocate ", g.total_size, " bytes")));
+  }
+  void* base = mmap(nullptr, g.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) return fail(internal::ErrnoStatus(errno, name, "mmap failed"));
+  auto* bytes = static_cast<std::byte*>(base);
+  internal::SegmentHeader* header = InitializeSegment(bytes, g);
   // Release: publishes every field above; pairs with the acquire load in Segment::Open.
   header->init_state.store(static_cast<std::uint32_t>(internal::InitState::kReady),
                            std::memory_order_release);
@@ -556,7 +587,7 @@ absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& opti
 absl::Status RemoveChannel(std::string_view raw_name) {
   if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
   const std::string name = CanonicalName(raw_name);
-  if (shm_unlink(name.c_str()) != 0) return ErrnoStatus(errno, name, "cannot remove");
+  if (shm_unlink(name.c_str()) != 0) return internal::ErrnoStatus(errno, name, "cannot remove");
   return absl::OkStatus();
 }
 

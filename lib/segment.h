@@ -10,9 +10,8 @@
 #ifndef SHMRING_LIB_SEGMENT_H_
 #define SHMRING_LIB_SEGMENT_H_
 
-#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/types.h>
-#include <time.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "layout.h"
+#include "platform.h"
 #include "shmring/channel.h"
 
 namespace shmring::internal {
@@ -64,6 +64,23 @@ inline std::string_view SV(absl::string_view s) { return std::string_view(s.data
 
 // Message prefix naming a channel: "shmring channel '/name': ".
 std::string Prefix(std::string_view canonical_name);
+
+// ErrnoStatus: the one errno -> absl::Status mapping of the library. NotFound ("no such
+// channel"), AlreadyExists, PermissionDenied (EACCES, EPERM, and ELOOP: a symbolic link at the
+// name), InvalidArgument, ResourceExhausted; anything else Internal. The message is
+// "<Prefix>what: strerror".
+absl::Status ErrnoStatus(int err, std::string_view canonical_name, std::string_view what);
+
+// Where Linux shows POSIX shm objects as files (object "/x" is kShmDirectory + "/x").
+inline constexpr char kShmDirectory[] = "/dev/shm";
+
+// PublishClose marks end-of-stream in `control` (if still open; `how`: kClosedByClose or, when
+// every MPMC producer finished, kClosedByFinish) and wakes every sleeper: the one close protocol,
+// used by SpscProducer::close, MpmcProducer::close/finish and CloseChannel (in channel.cc).
+void PublishClose(ControlBlock& control, std::uint32_t how = kClosedByClose);
+
+// RoleName: "producer" / "consumer" / "none" / "role<N>" (any value read from a segment).
+std::string RoleName(std::uint32_t role);
 
 enum class Access { kReadWrite, kReadOnly };
 
@@ -110,6 +127,10 @@ class Segment {
  private:
   struct Mapping;
   Segment(std::string name, int fd, std::shared_ptr<Mapping> mapping, Geometry geometry);
+  static absl::StatusOr<std::shared_ptr<Mapping>> MapShared(int fd, const std::string& name,
+                                                            const struct stat& st,
+                                                            std::uint64_t total_size,
+                                                            bool writable);
 
   std::string name_;
   int fd_;
@@ -120,51 +141,6 @@ class Segment {
   std::byte* base_;
   Geometry geometry_;
 };
-
-// NowRealtimeNs: CLOCK_REALTIME in nanoseconds (timestamps written into the segment).
-std::uint64_t NowRealtimeNs();
-
-// WallNow is absl::Now() without its tail. absl::Now() extrapolates the cycle counter and now and
-// then recalibrates in a slow path that took tens of µs on this project's VM (p99.99 39 µs over
-// 200k calls); clock_gettime through the vDSO costs ~25 ns and had no such tail. Every deadline
-// check on a wait path uses it.
-inline absl::Time WallNow() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return absl::TimeFromTimespec(ts);
-}
-
-// PrefaultDataArea maps every page of the ring into this process's page tables at attach time,
-// so the data path never takes a page fault (each first touch of a page costs microseconds, and
-// on a fresh ring every frame of the first lap would pay it). MADV_POPULATE_* fills the page
-// tables; then every page is also really accessed, because under a hypervisor with shadow page
-// tables the first access of each page still exits to the hypervisor: measured on this
-// project's VM, ~25 µs once per 4 KiB page of the first lap (every 51st 64 B round trip) with
-// populate alone, none after. Reads change nothing; the producer also writes one byte per page
-// of the free region [free_from, free_from + free_bytes) (ring positions, wrapping), which no
-// consumer reads before the producer commits there (SPSC only; MPMC slots are shared by every
-// producer, so MPMC endpoints only read). Pages holding unread frames are only read.
-// `capacity`: the data area's bytes (a power of two when free_bytes > 0: positions are masked).
-inline void PrefaultDataArea(std::byte* data, std::uint64_t capacity, bool for_writing,
-                             std::uint64_t free_from = 0, std::uint64_t free_bytes = 0) {
-  (void)madvise(data, capacity, for_writing ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
-#if SHMRING_TSAN
-  // The touches race (harmlessly: a byte read, or a write to a free byte) with peers in other
-  // threads; ThreadSanitizer would report them, and a TSan build is not for speed.
-  return;
-#endif
-  constexpr std::uint64_t kPage = 4096;
-  for (std::uint64_t offset = 0; offset < capacity; offset += kPage) {
-    (void)*static_cast<volatile const std::byte*>(data + offset);
-  }
-  if (!for_writing || free_bytes == 0) return;
-  const std::uint64_t mask = capacity - 1;
-  // The first whole page boundary at or after free_from, then one byte per page.
-  for (std::uint64_t p = (free_from + kPage - 1) & ~(kPage - 1); p < free_from + free_bytes;
-       p += kPage) {
-    *static_cast<volatile std::byte*>(data + (p & mask)) = std::byte{0};
-  }
-}
 
 }  // namespace shmring::internal
 

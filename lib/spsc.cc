@@ -95,7 +95,7 @@ struct SpscProducerState {
     // Relaxed is enough to see a close eventually; ordering with the consumer is via [P3]/[C3].
     if (ring.control->closed.load(std::memory_order_relaxed) != 0) return {Result::kClosed, {}, 0};
     if (size > ring.max_frame) return {Result::kTooLarge, {}, 0};
-    if (claimed) claimed = false;  // a second claim replaces an uncommitted one
+    if (claimed) claimed = false;  // a claim made while one is outstanding replaces it (spsc.h)
     const std::uint64_t frame = FrameBytes(size);
     const std::uint64_t offset = write_position & ring.mask;
     const std::uint64_t to_end = ring.capacity - offset;
@@ -164,14 +164,9 @@ struct SpscProducerState {
   void Close() {
     claimed = false;
     Publish();  // deferred frames come before end-of-stream
-    // [P3] release: pairs with [C3]; everything committed before is visible at end-of-stream.
-    ring.control->closed.store(1, std::memory_order_release);
-    ring.control->close_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
-    // Wake unconditionally: close is rare, and a consumer must not sleep through it.
-    ring.control->data_ready.word.fetch_add(1, std::memory_order_release);
-    FutexWake(&ring.control->data_ready.word, INT_MAX);
-    ring.control->space_ready.word.fetch_add(1, std::memory_order_release);
-    FutexWake(&ring.control->space_ready.word, INT_MAX);
+    // [P3] (in PublishClose) release at least: pairs with [C3]; everything committed before is
+    // visible at end-of-stream.
+    PublishClose(*ring.control);
   }
 };
 
@@ -315,8 +310,14 @@ Claim SpscProducer::claim(std::size_t size, absl::Time deadline) {
                                 [&] { return state_->TryClaim(size); });
 }
 
-void SpscProducer::commit() { state_->Commit(state_->claim_size); }
-void SpscProducer::commit(std::size_t size) { state_->Commit(size); }
+Result SpscProducer::commit() {
+  state_->Commit(state_->claim_size);
+  return Result::kOk;
+}
+Result SpscProducer::commit(std::size_t size) {
+  state_->Commit(size);
+  return Result::kOk;
+}
 void SpscProducer::commit_deferred() { state_->Commit(state_->claim_size, /*publish=*/false); }
 void SpscProducer::commit_deferred(std::size_t size) { state_->Commit(size, /*publish=*/false); }
 void SpscProducer::flush() { state_->Publish(); }

@@ -23,10 +23,13 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::Eventually;
 using testing::FillProducerFrame;
 using testing::Pipe;
 using testing::Scaled;
 using testing::ScopedName;
+using testing::SomebodySleepsOn;
+using testing::WakeWord;
 
 constexpr absl::Duration kGenerous = absl::Seconds(120);
 
@@ -523,7 +526,9 @@ TEST_CASE("a producer asleep on a full ring in another process wakes when a cons
     return 0;
   });
   for (int i = 0; i < kFrames; ++i) {
-    if (i % 50 == 0) absl::SleepFor(absl::Milliseconds(20));  // let the producer fall asleep
+    if (i % 50 == 0) {  // the producer sleeps on the full ring before this read frees a slot
+      REQUIRE(Eventually([&] { return SomebodySleepsOn(name.str(), WakeWord::kSpaceReady); }));
+    }
     Frame f = consumer->read(absl::Now() + kGenerous);
     REQUIRE(f.ok());
     CHECK(f.sequence == static_cast<std::uint64_t>(i));

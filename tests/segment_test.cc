@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "shmring/mpmc.h"
 #include "shmring/spsc.h"
+#include "stale.h"
 #include "test_util.h"
 
 namespace shmring {
@@ -273,18 +275,15 @@ TEST_CASE("a symlink at the name is refused") {
 TEST_CASE("second producer -> FailedPrecondition naming the holder's pid") {
   ScopedName name("second");
   REQUIRE(CreateChannel(name, {}).ok());
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
+  testing::Pipe ready;
   testing::Child holder([&] {
     auto p = SpscProducer::Attach(name);
-    if (!p.ok()) return 1;
-    char c = 1;
-    if (write(ready[1], &c, 1) != 1) return 2;
+    // Signal even on failure (the parent must not wait forever); its checks then fail.
+    if (!ready.Signal() || !p.ok()) return 1;
     pause();
     return 0;
   });
-  char c;
-  REQUIRE(read(ready[0], &c, 1) == 1);
+  REQUIRE(ready.Await());
   auto second = SpscProducer::Attach(name);
   REQUIRE(second.status().code() == StatusCode::kFailedPrecondition);
   CHECK(Message(second.status()).find("pid " + std::to_string(holder.pid())) != std::string::npos);
@@ -292,25 +291,20 @@ TEST_CASE("second producer -> FailedPrecondition naming the holder's pid") {
   holder.Kill(SIGKILL);
   CHECK(holder.Wait() == 128 + SIGKILL);
   CHECK(SpscProducer::Attach(name).ok());  // a dead holder's role is taken over
-  close(ready[0]);
-  close(ready[1]);
 }
 
 TEST_CASE("reclaim_stale recreates a segment whose endpoints are all dead, never a live one") {
   ScopedName name("stale");
   REQUIRE(CreateChannel(name, {}).ok());
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
+  testing::Pipe ready;
   testing::Child holder([&] {
     auto p = SpscProducer::Attach(name);
-    char c = p.ok() ? 1 : 0;
-    if (write(ready[1], &c, 1) != 1) return 2;
+    // Signal even on failure (the parent must not wait forever); its checks then fail.
+    if (!ready.Signal() || !p.ok()) return 1;
     pause();
     return 0;
   });
-  char c = 0;
-  REQUIRE(read(ready[0], &c, 1) == 1);
-  REQUIRE(c == 1);
+  REQUIRE(ready.Await());
   ChannelOptions o;
   o.reclaim_stale = true;
   CHECK(CreateChannel(name, o).code() == StatusCode::kAlreadyExists);  // live producer
@@ -319,8 +313,6 @@ TEST_CASE("reclaim_stale recreates a segment whose endpoints are all dead, never
   CHECK(CreateChannel(name, {}).code() == StatusCode::kAlreadyExists);  // no opt-in
   REQUIRE(CreateChannel(name, o).ok());
   CHECK(SpscProducer::Attach(name).ok());
-  close(ready[0]);
-  close(ready[1]);
 
   ScopedName foreign("stale-foreign");
   MakeRawObject(foreign.str(), 8192, 0x5A);
@@ -353,6 +345,69 @@ TEST_CASE("a detached endpoint frees its role even while the process keeps the m
   REQUIRE(c1.ok());
   p1.reset();
   CHECK(SpscProducer::Attach(other).ok());
+}
+
+TEST_CASE("CloseChannel: from outside, with both endpoints attached; ChannelKind; MpmcSlotBytes") {
+  ScopedName name("closechannel");
+  ChannelOptions options;
+  options.capacity = 4096;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = SpscProducer::Attach(name);
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE((producer.ok() && consumer.ok()));
+  std::byte payload[8] = {};
+  REQUIRE(producer->try_send(payload) == Result::kOk);
+  REQUIRE(CloseChannel(name).ok());
+  CHECK(producer->try_send(payload) == Result::kClosed);
+  Frame f = consumer->try_read();  // committed before the close: still delivered
+  REQUIRE(f.ok());
+  consumer->release();
+  CHECK(consumer->try_read().result == Result::kClosed);
+  CHECK(CloseChannel(name).ok());  // idempotent
+  CHECK(*ChannelKind(name) == Kind::kSpsc);
+
+  ScopedName mpmc("closechannel-mpmc");
+  options.kind = Kind::kMpmc;
+  options.capacity = 4;
+  REQUIRE(CreateChannel(mpmc, options).ok());
+  CHECK(*ChannelKind(mpmc) == Kind::kMpmc);
+  auto mc = MpmcConsumer::Attach(mpmc);
+  REQUIRE(mc.ok());
+  REQUIRE(CloseChannel(mpmc).ok());
+  CHECK(mc->try_read().result == Result::kClosed);
+  auto inspected = internal::Segment::Open(mpmc.str(), {});
+  REQUIRE(inspected.ok());
+  CHECK((*inspected)->geometry().slot_stride == MpmcSlotBytes(kDefaultMpmcMaxFrame));
+  CHECK(MpmcSlotBytes(kDefaultMpmcMaxFrame) == 1024);  // the default is one 1 KiB slot
+  CHECK((*inspected)->geometry().max_frame == kDefaultMpmcMaxFrame);
+
+  ScopedName missing("closechannel-missing");
+  CHECK(CloseChannel(missing).code() == StatusCode::kNotFound);
+  CHECK(ChannelKind(missing).status().code() == StatusCode::kNotFound);
+  CHECK(CloseChannel("bad/name").code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("staleness: gc removes only what dead processes left; reclaim also idle segments") {
+  using internal::RemovedByGc;
+  using internal::RemovedByReclaim;
+  using internal::Staleness;
+  for (Staleness s : {Staleness::kCreatorDied, Staleness::kDeadOwner}) {
+    CHECK(RemovedByGc(s));
+    CHECK(RemovedByReclaim(s));
+  }
+  for (Staleness s : {Staleness::kForeign, Staleness::kInvalid, Staleness::kLive}) {
+    CHECK(!RemovedByGc(s));
+    CHECK(!RemovedByReclaim(s));
+  }
+  for (Staleness s : {Staleness::kEmpty, Staleness::kIdle}) {
+    CHECK(!RemovedByGc(s));
+    CHECK(RemovedByReclaim(s));
+  }
+  // An idle segment (never attached) is judged idle, and gc leaves it.
+  ScopedName idle("stale-idle");
+  REQUIRE(CreateChannel(idle, {}).ok());
+  CHECK(!*internal::CollectIfStale(idle.str(), /*dry_run=*/false));
+  CHECK(ChannelKind(idle).ok());
 }
 
 }  // namespace

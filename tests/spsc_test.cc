@@ -19,10 +19,13 @@ namespace {
 
 using testing::Child;
 using testing::CounterSum;
+using testing::Eventually;
 using testing::Mix;
 using testing::Pipe;
 using testing::Scaled;
 using testing::ScopedName;
+using testing::SomebodySleepsOn;
+using testing::WakeWord;
 
 constexpr absl::Duration kGenerous = absl::Seconds(60);
 
@@ -186,7 +189,8 @@ TEST_CASE("a producer sleeping on a full ring wakes when the consumer process fr
   Child consumer([&] {
     auto c = SpscConsumer::Attach(name, Wait(WaitMode::kBlock));
     if (!c.ok()) return 10;
-    absl::SleepFor(absl::Milliseconds(100));  // let the producer fall asleep first
+    // The producer sleeps on the full ring before any room is freed.
+    if (!Eventually([&] { return SomebodySleepsOn(name.str(), WakeWord::kSpaceReady); })) return 13;
     std::uint64_t n = 0;
     for (;;) {
       Frame f = c->read(absl::Now() + kGenerous);
@@ -219,11 +223,8 @@ TEST_CASE("a consumer woken from its futex leaves no wake-up armed: the next fra
     return f.ok() && f.sequence == 1 ? 0 : 14;
   });
   // Until the consumer has gone to sleep on the futex (a condition, not a timing assumption).
-  const absl::Time give_up = absl::Now() + kGenerous;
-  while (CounterSum(name.str(), &internal::Counters::waits) == 0 && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  REQUIRE(CounterSum(name.str(), &internal::Counters::waits) >= 1);
+  REQUIRE(Eventually([&] { return CounterSum(name.str(), &internal::Counters::waits) >= 1; },
+                     kGenerous));
   auto producer = SpscProducer::Attach(name);
   REQUIRE(producer.ok());
   std::byte payload[8] = {};
@@ -242,13 +243,11 @@ TEST_CASE("a consumer woken from its futex leaves no wake-up armed: the next fra
 TEST_CASE("close: a sleeping consumer wakes, drains, then sees end-of-stream") {
   ScopedName name("close");
   REQUIRE(CreateChannel(name, {}).ok());
-  int pipefd[2];
-  REQUIRE(pipe(pipefd) == 0);
+  Pipe attached;
   Child consumer([&] {
     auto c = SpscConsumer::Attach(name, Wait(WaitMode::kBlock));
     if (!c.ok()) return 10;
-    char ready = 1;
-    if (write(pipefd[1], &ready, 1) != 1) return 11;
+    if (!attached.Signal()) return 11;
     std::uint64_t n = 0;
     for (;;) {
       Frame f = c->read(absl::InfiniteFuture());  // no deadline: only close() can end this
@@ -261,19 +260,16 @@ TEST_CASE("close: a sleeping consumer wakes, drains, then sees end-of-stream") {
     // End-of-stream is sticky.
     return c->try_read().result == Result::kClosed ? 0 : 14;
   });
-  char ready;
-  REQUIRE(read(pipefd[0], &ready, 1) == 1);
+  REQUIRE(attached.Await());
   auto producer = SpscProducer::Attach(name);
   REQUIRE(producer.ok());
-  absl::SleepFor(absl::Milliseconds(50));  // the consumer is most likely asleep by now
+  REQUIRE(Eventually([&] { return SomebodySleepsOn(name.str(), WakeWord::kDataReady); }));
   std::byte payload[10] = {};
   for (int i = 0; i < 3; ++i) REQUIRE(producer->try_send(payload) == Result::kOk);
   producer->close();
   CHECK(producer->try_send(payload) == Result::kClosed);
   CHECK(producer->try_claim(1).result == Result::kClosed);
   CHECK(consumer.Wait() == 0);
-  close(pipefd[0]);
-  close(pipefd[1]);
 }
 
 TEST_CASE("oversize frame -> kTooLarge, nothing written") {

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "inspect.h"
 #include "segment.h"
 #include "shmring/channel.h"
 
@@ -235,6 +236,19 @@ int Child::Wait(absl::Duration timeout) {
   }
 }
 
-std::string Describe(const absl::Status& status) { return status.ToString(); }
+bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    if (condition()) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+}
+
+bool SomebodySleepsOn(const std::string& name, WakeWord word) {
+  absl::StatusOr<internal::Snapshot> s = internal::InspectChannel(name);
+  if (!s.ok()) return false;
+  return word == WakeWord::kDataReady ? s->data_ready_waiting : s->space_ready_waiting;
+}
 
 }  // namespace shmring::testing

@@ -108,8 +108,17 @@ class Child {
   pid_t pid_ = -1;
 };
 
-// A message for a failed status (Catch2 prints it with INFO/CAPTURE).
-std::string Describe(const absl::Status& status);
+// Eventually polls `condition` (about every millisecond) until it holds — true — or until
+// `timeout` passed — false. For conditions another process makes true; never a timing assertion.
+bool Eventually(const std::function<bool()>& condition,
+                absl::Duration timeout = absl::Seconds(120));
+
+// WakeWord names one of a channel's two futex words.
+enum class WakeWord { kDataReady, kSpaceReady };
+// SomebodySleepsOn: an endpoint of channel `name` announced that it sleeps on `word` (its
+// `waiting` flag is set; read-only, through InspectChannel). Tests wait for it with Eventually
+// instead of sleeping and hoping the peer fell asleep.
+bool SomebodySleepsOn(const std::string& name, WakeWord word);
 
 }  // namespace shmring::testing
 

@@ -377,16 +377,7 @@ std::vector<std::string> Lines(const std::string& text) {
   return out;
 }
 
-// Waits (generously) until `pred` holds.
-template <typename Pred>
-bool Eventually(Pred pred, absl::Duration timeout = absl::Seconds(60)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return pred();
-}
+using testing::Eventually;  // waits (generously) until a condition holds
 
 // ---- tests ----
 
@@ -1017,6 +1008,31 @@ TEST_CASE("tools: inspect --watch refreshes with rates", "[tools]") {
   REQUIRE(Cat({"rm", name.str()}).code == 0);
   CHECK(watch.Wait() == 2);
   CHECK(OneLine(watch.err()));
+}
+
+TEST_CASE("tools: --all --json escapes names that are not UTF-8", "[tools]") {
+  ScopedName base("list-utf8");
+  // An object name in /dev/shm may be any bytes: a lone 0xff and a truncated two-byte sequence.
+  const std::string odd = base.str() + "-\xff\xc3";
+  struct Unlink {
+    std::string name;
+    ~Unlink() { shm_unlink(name.c_str()); }
+  } unlink_odd{odd};
+  MakeRawObject(odd, "not a ring");
+  const Ran r = Inspect({"--all", "--json"});
+  REQUIRE(r.code == 0);
+  // Valid JSON, ASCII only, the bad bytes as U+FFFD escapes.
+  for (unsigned char c : r.out) CHECK(c < 0x80);
+  CHECK(r.out.find(absl::StrCat(base.str(), "-\\ufffd\\ufffd\"")) != std::string::npos);
+  const Json list = ParseJson(r.out);
+  bool saw = false;
+  for (const Json& e : list.array) {
+    if (e["name"].s.rfind(base.str() + "-", 0) == 0) {
+      saw = true;
+      CHECK(!e["shmring"].b);
+    }
+  }
+  CHECK(saw);
 }
 
 TEST_CASE("tools: listing skips non-shmring objects unless --all", "[tools]") {

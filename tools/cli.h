@@ -22,6 +22,35 @@ inline constexpr int kExitUsage = 1;
 inline constexpr int kExitRuntime = 2;
 inline constexpr int kExitTimeout = 3;
 
+// ExitCodeOf maps a Status to the tools' exit code by its code: DeadlineExceeded -> timeout,
+// InvalidArgument -> usage (a bad name or an impossible geometry), anything else -> runtime.
+inline int ExitCodeOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return kExitOk;
+    case absl::StatusCode::kDeadlineExceeded:
+      return kExitTimeout;
+    case absl::StatusCode::kInvalidArgument:
+      return kExitUsage;
+    default:
+      return kExitRuntime;
+  }
+}
+
+// OneLine: `text` with its line breaks turned into "; " (error messages are one line).
+inline std::string OneLine(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\n') {
+      if (!out.empty() && out.back() != ' ') out += "; ";
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == ';')) out.pop_back();
+  return out;
+}
+
 // ParseSize parses "4096", "64K", "1M", "2G" (powers of two: K = 1024). Also "k"/"m"/"g" and an
 // optional trailing "B"/"iB" ("64KiB"). nullopt on anything else or on overflow.
 inline std::optional<std::uint64_t> ParseSize(std::string_view text) {

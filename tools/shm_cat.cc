@@ -9,34 +9,29 @@
 // recv releases a frame only after write(2) of its bytes to stdout returned (no stdio buffer), so
 // a receiver killed at any instruction loses nothing: the next receiver starts at the first
 // frame not released, and at most that one frame is written twice.
-#include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
-#include <climits>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cli.h"
-#include "futex.h"
-#include "layout.h"
-#include "segment.h"
+#include "inspect.h"  // the tools' inspection interface (gc, rm, naming helpers)
 #include "shmring/channel.h"
 #include "shmring/mpmc.h"
 #include "shmring/spsc.h"
@@ -44,21 +39,14 @@
 namespace shmring::tools {
 namespace {
 
-constexpr char kUsage[] =
-    "usage:\n"
-    "  shm-cat create NAME [--kind spsc|mpmc] [--capacity BYTES] [--max-frame BYTES] "
-    "[--mode OCTAL]\n"
-    "  shm-cat send NAME [--lines] [--frame-size BYTES] [--close]\n"
-    "  shm-cat recv NAME [--lines] [--count N] [--timeout SECONDS]\n"
-    "  shm-cat close NAME\n"
-    "  shm-cat rm NAME\n"
-    "  shm-cat gc [--dry-run] [--prefix NAME_PREFIX]\n"
+constexpr char kFooter[] =
     "Sizes take K/M/G suffixes (powers of two). NAME with or without the leading '/'.\n"
-    "Exit codes: 0 success, 1 usage error, 2 runtime error, 3 timeout. See docs/tools.md.\n";
+    "Exit codes: 0 success, 1 usage error, 2 runtime error, 3 timeout. See docs/tools.md.";
 
+// Usage reports a usage error in one line (docs/tools.md: exit 1).
 int Usage(std::string_view message) {
-  std::fprintf(stderr, "shm-cat: %.*s\n%s", static_cast<int>(message.size()), message.data(),
-               kUsage);
+  std::fprintf(stderr, "shm-cat: %.*s (see shm-cat --help)\n", static_cast<int>(message.size()),
+               message.data());
   return kExitUsage;
 }
 
@@ -67,76 +55,33 @@ int Fail(std::string_view message, int code = kExitRuntime) {
   return code;
 }
 
+// Fail(status) decides the exit code from the status code (never from the message text).
 int Fail(const absl::Status& status) {
-  const int code = status.code() == absl::StatusCode::kDeadlineExceeded  ? kExitTimeout
-                   : status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage
-                                                                         : kExitRuntime;
-  return Fail(internal::SV(status.message()), code);
+  return Fail(internal::SV(status.message()), ExitCodeOf(status));
 }
 
-// Args: the words after the command, split into one positional NAME and --flags. A flag takes
-// its value as the next word or after '='.
+// Args: what CLI11 parsed for one command: the positional words (NAME) and the options given.
 struct Args {
   std::vector<std::string> positional;
-  std::vector<std::pair<std::string, std::string>> flags;  // name -> value ("" for switches)
-  std::string error;
+  std::map<std::string, std::string, std::less<>> values;  // option -> value ("" for switches)
+  std::map<std::string, CLI::Option*, std::less<>> options;
 };
 
-Args ParseArgs(int argc, char** argv, int first, const std::vector<std::string>& with_value,
-               const std::vector<std::string>& switches) {
-  Args a;
-  for (int i = first; i < argc; ++i) {
-    std::string word = argv[i];
-    if (word.size() > 2 && word.substr(0, 2) == "--") {
-      std::string value;
-      bool has_value = false;
-      if (const auto eq = word.find('='); eq != std::string::npos) {
-        value = word.substr(eq + 1);
-        word = word.substr(0, eq);
-        has_value = true;
-      }
-      const std::string flag = word.substr(2);
-      if (std::find(with_value.begin(), with_value.end(), flag) != with_value.end()) {
-        if (!has_value) {
-          if (i + 1 >= argc) {
-            a.error = absl::StrCat("option --", flag, " needs a value");
-            return a;
-          }
-          value = argv[++i];
-        }
-        a.flags.emplace_back(flag, value);
-      } else if (std::find(switches.begin(), switches.end(), flag) != switches.end() &&
-                 !has_value) {
-        a.flags.emplace_back(flag, "");
-      } else {
-        a.error = absl::StrCat("unknown option '", word, "'");
-        return a;
-      }
-    } else if (word == "-") {
-      a.error = "unexpected '-'";
-      return a;
-    } else if (word.size() > 1 && word[0] == '-') {
-      a.error = absl::StrCat("unknown option '", word, "'");
-      return a;
-    } else {
-      a.positional.push_back(word);
-    }
-  }
-  return a;
-}
-
+// Flag: the value of option `name` if it was given (the last one wins), else nullptr.
 const std::string* Flag(const Args& a, std::string_view name) {
-  const std::string* found = nullptr;
-  for (const auto& [k, v] : a.flags) {
-    if (k == name) found = &v;  // the last one wins
-  }
-  return found;
+  const auto it = a.options.find(name);
+  if (it == a.options.end() || it->second->count() == 0) return nullptr;
+  return &a.values.find(name)->second;
 }
 
 // OneName checks that exactly one NAME was given and that it is a valid channel name.
 bool OneName(const Args& a, std::string* name, std::string* error) {
   if (a.positional.size() != 1) {
     *error = a.positional.empty() ? "missing NAME" : "expected exactly one NAME";
+    return false;
+  }
+  if (a.positional[0] == "-") {
+    *error = "unexpected '-'";
     return false;
   }
   if (absl::Status s = ValidateName(a.positional[0]); !s.ok()) {
@@ -155,33 +100,16 @@ EndpointOptions Endpoint(bool shared) {
   return o;
 }
 
-// DetectKind opens the channel read-only (waiting for a creator still initialising it).
+// DetectKind: the channel's kind (waiting for a creator still initialising it).
 absl::StatusOr<Kind> DetectKind(const std::string& name, bool shared) {
-  // A FIFO or directory planted under the name would make a blocking open hang: refuse what is
-  // not a regular object first (O_NONBLOCK open, fstat).
-  if (const int fd = shm_open(name.c_str(), O_RDONLY | O_NONBLOCK, 0); fd >= 0) {
-    struct stat st;
-    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    close(fd);
-    if (!regular) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(internal::Prefix(name), "not a regular shm object"));
-    }
-  }
-  internal::OpenOptions open;
-  open.access = internal::Access::kReadOnly;
-  open.deadline = absl::Now() + absl::Seconds(5);
-  open.allow_shared_mode = shared;
-  auto segment = internal::Segment::Open(name, open);
-  if (!segment.ok()) return segment.status();
-  return (*segment)->geometry().kind;
+  EndpointOptions options;
+  options.allow_shared_mode = shared;
+  return ChannelKind(name, options);
 }
 
 // ---- create ----
 
-int Create(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {"kind", "capacity", "max-frame", "mode", "slots"}, {});
-  if (!a.error.empty()) return Usage(a.error);
+int Create(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
   ChannelOptions options;
@@ -221,10 +149,10 @@ int Create(int argc, char** argv) {
     options.capacity = capacity_bytes;
   } else {
     // --capacity is the size of the slot array in bytes: as many power-of-two slots of
-    // max_frame (default 1008) payload bytes as fit. --slots gives the count directly.
-    const std::uint64_t max_frame = options.max_frame != 0 ? options.max_frame : 1008;
+    // max_frame (default kDefaultMpmcMaxFrame) payload bytes as fit. --slots gives the count
+    // directly.
     const std::uint64_t stride =
-        internal::AlignUp(sizeof(internal::MpmcSlotHeader) + max_frame, 64);
+        MpmcSlotBytes(options.max_frame != 0 ? options.max_frame : kDefaultMpmcMaxFrame);
     std::uint64_t slots = std::bit_floor(capacity_bytes / stride);
     if (const std::string* v = Flag(a, "slots")) {
       auto n = ParseSize(*v);
@@ -318,9 +246,7 @@ int SendWith(Producer& producer, const std::string& name, bool lines, std::uint6
   return kExitOk;
 }
 
-int Send(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {"frame-size"}, {"lines", "close", "shared"});
-  if (!a.error.empty()) return Usage(a.error);
+int Send(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
   std::uint64_t frame_size = 0;
@@ -408,9 +334,7 @@ int RecvWith(Consumer& consumer, const std::string& name, bool lines,
   return kExitOk;
 }
 
-int Recv(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {"count", "timeout"}, {"lines", "shared"});
-  if (!a.error.empty()) return Usage(a.error);
+int Recv(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
   std::optional<std::uint64_t> count;
@@ -439,187 +363,141 @@ int Recv(int argc, char** argv) {
 
 // ---- close ----
 
-int Close(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {}, {"shared"});
-  if (!a.error.empty()) return Usage(a.error);
+int Close(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
-  const bool shared = Flag(a, "shared") != nullptr;
-  absl::StatusOr<Kind> kind = DetectKind(name, shared);
-  if (!kind.ok()) return Fail(kind.status());
-  if (*kind == Kind::kMpmc) {
-    auto producer = MpmcProducer::Attach(name, Endpoint(shared));
-    if (!producer.ok()) return Fail(producer.status());
-    producer->close();
-    return kExitOk;
-  }
-  auto producer = SpscProducer::Attach(name, Endpoint(shared));
-  if (producer.ok()) {
-    producer->close();
-    return kExitOk;
-  }
-  if (producer.status().code() != absl::StatusCode::kFailedPrecondition) {
-    return Fail(producer.status());
-  }
-  // The producer role is held by a live process: mark end-of-stream from outside, as
-  // SpscProducer::close() does; the producer's next claim then returns kClosed.
-  internal::OpenOptions open;
-  open.deadline = absl::Now() + absl::Seconds(5);
-  open.allow_shared_mode = shared;
-  auto segment = internal::Segment::Open(name, open);
-  if (!segment.ok()) return Fail(segment.status());
-  internal::ControlBlock* control = (*segment)->control();
-  // Release: pairs with the consumer's acquire load of `closed` (spsc.cc [C3]).
-  control->closed.store(1, std::memory_order_seq_cst);
-  control->close_time_ns.store(internal::NowRealtimeNs(), std::memory_order_relaxed);
-  control->data_ready.word.fetch_add(1, std::memory_order_release);
-  internal::FutexWake(&control->data_ready.word, INT_MAX);
-  control->space_ready.word.fetch_add(1, std::memory_order_release);
-  internal::FutexWake(&control->space_ready.word, INT_MAX);
+  EndpointOptions options;
+  options.allow_shared_mode = Flag(a, "shared") != nullptr;
+  if (absl::Status s = CloseChannel(name, options); !s.ok()) return Fail(s);
   return kExitOk;
 }
 
 // ---- rm ----
 
-int Remove(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {}, {});
-  if (!a.error.empty()) return Usage(a.error);
+int Remove(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
-  // Refuse an object that is clearly something else (non-zero first bytes that are not the
-  // magic). An empty or zeroed object may be a segment whose creator died early: removable.
-  const int fd = shm_open(name.c_str(), O_RDONLY | O_NONBLOCK, 0);
-  if (fd >= 0) {
-    std::uint64_t magic = 0;
-    const ssize_t n = pread(fd, &magic, sizeof(magic), 0);
-    close(fd);
-    if (n > 0 && magic != 0 && magic != internal::kMagic) {
-      return Fail(absl::StrFormat("%snot a shmring segment (magic 0x%016x); not removing it",
-                                  internal::Prefix(name), magic));
-    }
-  }
+  // Refuse an object that is clearly something else (docs/tools.md, rm).
+  if (absl::Status s = internal::CheckRemovable(name); !s.ok()) return Fail(s);
   if (absl::Status s = RemoveChannel(name); !s.ok()) return Fail(s);
   return kExitOk;
 }
 
 // ---- gc ----
 
-// IsStale decides whether `name` is a shmring segment left behind by dead processes: it holds the
-// init lock while it decides (so no creator or other reclaimer acts meanwhile), and calls a
-// segment stale when no endpoint's liveness lock is held and either its creator died while
-// initialising it or some endpoint entry still records an owner that died without detaching.
-// A segment nobody ever attached to, or whose endpoints all detached cleanly, is idle, not stale.
-// On true, *fd_out keeps the init lock until the caller unlinks.
-bool IsStale(const std::string& name, int* fd_out, struct stat* st_out) {
-  const int fd = shm_open(name.c_str(), O_RDWR | O_NONBLOCK, 0);
-  if (fd < 0) return false;
-  struct Closer {
-    int fd;
-    ~Closer() {
-      if (fd >= 0) close(fd);
-    }
-  } closer{fd};
-  if (!internal::TryLockByte(fd, internal::kInitLockOffset)) return false;
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
-  internal::SegmentHeader header;
-  if (size < sizeof(header) ||
-      pread(fd, static_cast<void*>(&header), sizeof(header), 0) != sizeof(header)) {
-    return false;
-  }
-  if (header.magic != internal::kMagic) return false;  // not (provably) shmring: never touch it
-  bool stale = false;
-  if (header.init_state.load(std::memory_order_relaxed) !=
-      static_cast<std::uint32_t>(internal::InitState::kReady)) {
-    stale = true;  // we hold the init lock, so its creator is gone
-  } else {
-    absl::StatusOr<internal::Geometry> g = internal::ValidateHeader(name, header, size);
-    if (!g.ok()) return false;  // another ABI version or corrupted: not ours to judge
-    for (std::uint32_t i = 0; i < g->max_endpoints; ++i) {
-      if (internal::IsByteLocked(fd, internal::kEndpointLockBase + i)) return false;
-      std::uint32_t role = 0;
-      const off_t at =
-          static_cast<off_t>(g->endpoints_offset + i * sizeof(internal::EndpointEntry) +
-                             offsetof(internal::EndpointEntry, role));
-      if (pread(fd, &role, sizeof(role), at) != sizeof(role)) return false;
-      if (role != static_cast<std::uint32_t>(internal::Role::kNone)) stale = true;
-    }
-  }
-  if (!stale) return false;
-  *st_out = st;
-  *fd_out = fd;
-  closer.fd = -1;
-  return true;
-}
-
-int Gc(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, {"prefix"}, {"dry-run"});
-  if (!a.error.empty()) return Usage(a.error);
+int Gc(const Args& a) {
   if (!a.positional.empty()) return Usage("gc takes no NAME");
   const bool dry_run = Flag(a, "dry-run") != nullptr;
   // --prefix (an extension of the contract): only names starting with it, e.g. "/myapp-".
   std::string prefix = "/";
   if (const std::string* v = Flag(a, "prefix")) prefix = CanonicalName(*v);
-  DIR* dir = opendir("/dev/shm");
-  if (dir == nullptr) return Fail(absl::StrCat("cannot list /dev/shm: ", std::strerror(errno)));
-  std::vector<std::string> names;
-  while (dirent* e = readdir(dir)) {
-    const std::string n = e->d_name;
-    if (n == "." || n == ".." || !ValidateName(n).ok()) continue;
-    std::string name = CanonicalName(n);
-    if (name.compare(0, prefix.size(), prefix) == 0) names.push_back(std::move(name));
-  }
-  closedir(dir);
-  std::sort(names.begin(), names.end());
+  absl::StatusOr<std::vector<std::string>> entries = internal::ListShmObjects();
+  if (!entries.ok()) return Fail(internal::SV(entries.status().message()));
   int rc = kExitOk;
-  for (const std::string& name : names) {
-    int fd = -1;
-    struct stat st;
-    if (!IsStale(name, &fd, &st)) continue;
-    if (!dry_run) {
-      // Unlink only if the name still refers to the object we checked.
-      struct stat by_name;
-      const std::string path = absl::StrCat("/dev/shm", name);
-      if (stat(path.c_str(), &by_name) != 0 || by_name.st_ino != st.st_ino ||
-          by_name.st_dev != st.st_dev) {
-        close(fd);
-        continue;
-      }
-      if (shm_unlink(name.c_str()) != 0 && errno != ENOENT) {
-        std::fprintf(stderr, "shm-cat: %scannot remove: %s\n", internal::Prefix(name).c_str(),
-                     std::strerror(errno));
-        rc = kExitRuntime;
-        close(fd);
-        continue;
-      }
+  for (const std::string& entry : *entries) {
+    if (!ValidateName(entry).ok()) continue;
+    const std::string name = CanonicalName(entry);
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    absl::StatusOr<bool> collected = internal::CollectIfStale(name, dry_run);
+    if (!collected.ok()) {
+      std::fprintf(stderr, "shm-cat: %.*s\n", static_cast<int>(collected.status().message().size()),
+                   collected.status().message().data());
+      rc = kExitRuntime;
+      continue;
     }
-    close(fd);
-    std::string line = name + "\n";
+    if (!*collected) continue;
+    const std::string line = name + "\n";
     (void)WriteAll(STDOUT_FILENO, line.data(), line.size());
   }
   return rc;
+}
+
+// Command: one subcommand of shm-cat, its options (name, help) and its handler.
+struct Command {
+  using Options = std::vector<std::pair<const char*, const char*>>;
+  const char* name;
+  const char* help;
+  Options with_value;  // --option VALUE
+  Options switches;    // --switch
+  int (*run)(const Args&);
+};
+
+const Command kCommands[] = {
+    {"create",
+     "create a channel",
+     {{"kind", "spsc (default) or mpmc"},
+      {"capacity", "BYTES: SPSC ring size / MPMC slot array size (default 1M)"},
+      {"max-frame", "BYTES: largest frame"},
+      {"mode", "OCTAL: permission bits (default 0600)"},
+      {"slots", "N: MPMC slot count (instead of --capacity)"}},
+     {},
+     Create},
+    {"send",
+     "send stdin as frames",
+     {{"frame-size", "BYTES: frame size without --lines (default max_frame)"}},
+     {{"lines", "one frame per line"},
+      {"close", "close the channel at end of input"},
+      {"shared", "accept a shared-mode channel"}},
+     Send},
+    {"recv",
+     "receive frames to stdout",
+     {{"count", "N: stop after N frames"}, {"timeout", "SECONDS: give up waiting (exit 3)"}},
+     {{"lines", "a newline after each frame"}, {"shared", "accept a shared-mode channel"}},
+     Recv},
+    {"close", "mark end-of-stream", {}, {{"shared", "accept a shared-mode channel"}}, Close},
+    {"rm", "remove a channel", {}, {}, Remove},
+    {"gc",
+     "remove segments dead processes left behind, print their names",
+     {{"prefix", "NAME_PREFIX: only names starting with it"}},
+     {{"dry-run", "print, remove nothing"}},
+     Gc},
+};
+
+int Main(int argc, char** argv) {
+  CLI::App app("shm-cat: netcat for shmring channels", "shm-cat");
+  app.footer(kFooter);
+  app.require_subcommand(0, 1);
+  // A repeated option: the last one wins, as for most Unix tools.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::vector<Args> args(std::size(kCommands));
+  for (std::size_t i = 0; i < std::size(kCommands); ++i) {
+    const Command& c = kCommands[i];
+    CLI::App* sub = app.add_subcommand(c.name, c.help);
+    sub->add_option("NAME", args[i].positional, "channel name");
+    for (const auto& [o, help] : c.with_value) {
+      args[i].options[o] = sub->add_option(absl::StrCat("--", o), args[i].values[o], help);
+    }
+    for (const auto& [o, help] : c.switches) {
+      args[i].values[o] = "";
+      args[i].options[o] = sub->add_flag(absl::StrCat("--", o), help);
+    }
+  }
+  app.add_subcommand("help", "print this help");
+  if (argc == 2 && std::string_view(argv[1]) == "help") {
+    std::fputs(app.help().c_str(), stdout);
+    return kExitOk;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    return Usage(OneLine(e.what()));
+  }
+  if (app.got_subcommand("help")) return Usage("help takes no arguments");
+  for (std::size_t i = 0; i < std::size(kCommands); ++i) {
+    if (app.got_subcommand(kCommands[i].name)) return kCommands[i].run(args[i]);
+  }
+  return Usage("missing command");
 }
 
 }  // namespace
 }  // namespace shmring::tools
 
 int main(int argc, char** argv) {
-  using namespace shmring::tools;
   // A closed stdout must be an error we report (and a frame we do not release), not a silent
   // death by SIGPIPE.
   signal(SIGPIPE, SIG_IGN);
-  if (argc < 2) return Usage("missing command");
-  const std::string_view command = argv[1];
-  if (command == "-h" || command == "--help" || command == "help") {
-    std::fputs(kUsage, stdout);
-    return kExitOk;
-  }
-  if (command == "create") return Create(argc, argv);
-  if (command == "send") return Send(argc, argv);
-  if (command == "recv") return Recv(argc, argv);
-  if (command == "close") return Close(argc, argv);
-  if (command == "rm") return Remove(argc, argv);
-  if (command == "gc") return Gc(argc, argv);
-  return Usage(absl::StrCat("unknown command '", shmring::internal::AV(command), "'"));
+  return shmring::tools::Main(argc, argv);
 }

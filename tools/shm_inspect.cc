@@ -11,7 +11,6 @@
 // Everything is read with pread(2) through lib/inspect.h: no writable mapping, no write, no lock
 // taken (liveness is F_OFD_GETLK), no wake-up, no attach. Hostile objects give one line on
 // stderr and exit 2.
-#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -25,13 +24,14 @@
 #include <string_view>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cli.h"
 #include "inspect.h"
-#include "segment.h"
+#include "nlohmann/json.hpp"
 #include "shmring/channel.h"
 
 namespace shmring::tools {
@@ -42,24 +42,19 @@ using internal::EndpointSnapshot;
 using internal::FrameSnapshot;
 using internal::Snapshot;
 
-constexpr char kUsage[] =
-    "usage:\n"
-    "  shm-inspect [--all] [--json]          list shmring segments (--all: every object)\n"
-    "  shm-inspect NAME                      everything about one segment, as a report\n"
-    "  shm-inspect NAME --json               the same as one JSON object\n"
-    "  shm-inspect NAME --watch [--interval SECONDS] [--samples N]\n"
-    "                                        live refresh with rates\n"
-    "  shm-inspect NAME --frames N           the next N unread frames\n"
+constexpr char kFooter[] =
     "Exit codes: 0 success, 1 usage error, 2 runtime error (not found, not shmring, corrupted,\n"
     "other ABI version, ...). Read-only: never writes, locks, wakes or attaches. See "
-    "docs/tools.md.\n";
+    "docs/tools.md.";
 
 int Usage(std::string_view message) {
-  std::fprintf(stderr, "shm-inspect: %.*s\n%s", static_cast<int>(message.size()), message.data(),
-               kUsage);
+  std::fprintf(stderr, "shm-inspect: %.*s (see shm-inspect --help)\n",
+               static_cast<int>(message.size()), message.data());
   return kExitUsage;
 }
 
+// Fail reports a runtime error (exit 2: shm-inspect has no timeouts, and a bad NAME is caught
+// before as a usage error).
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "shm-inspect: %s\n", std::string(internal::SV(status.message())).c_str());
   return kExitRuntime;
@@ -69,119 +64,32 @@ void Emit(const std::string& text) { (void)WriteAll(STDOUT_FILENO, text.data(), 
 
 // ---- JSON ----
 
-// JsonWriter: a minimal writer for one compact JSON value (objects, arrays, strings, unsigned
-// integers, doubles, booleans, null). Commas are inserted automatically.
-class JsonWriter {
- public:
-  JsonWriter& BeginObject() { return Open('{'); }
-  JsonWriter& EndObject() { return Close('}'); }
-  JsonWriter& BeginArray() { return Open('['); }
-  JsonWriter& EndArray() { return Close(']'); }
-  JsonWriter& Key(std::string_view key) {
-    Separate();
-    Quote(key);
-    out_ += ':';
-    after_key_ = true;
-    return *this;
-  }
-  JsonWriter& Uint(std::uint64_t v) {
-    Separate();
-    absl::StrAppend(&out_, v);
-    return *this;
-  }
-  JsonWriter& Double(double v) {
-    Separate();
-    absl::StrAppend(&out_, absl::StrFormat("%.6g", v));
-    return *this;
-  }
-  JsonWriter& Bool(bool v) {
-    Separate();
-    out_ += v ? "true" : "false";
-    return *this;
-  }
-  JsonWriter& Null() {
-    Separate();
-    out_ += "null";
-    return *this;
-  }
-  JsonWriter& String(std::string_view s) {
-    Separate();
-    Quote(s);
-    return *this;
-  }
-  const std::string& str() const { return out_; }
+// JSON output: nlohmann::ordered_json keeps the keys in the documented order. Dump: compact,
+// ASCII only, and bytes that are not UTF-8 (an object name in /dev/shm may be any bytes) become
+// U+FFFD instead of an exception, so the output is always valid JSON.
+using Json = nlohmann::ordered_json;
 
- private:
-  JsonWriter& Open(char c) {
-    Separate();
-    out_ += c;
-    first_.push_back(true);
-    return *this;
-  }
-  JsonWriter& Close(char c) {
-    out_ += c;
-    first_.pop_back();
-    return *this;
-  }
-  void Separate() {
-    if (after_key_) {
-      after_key_ = false;
-      return;
-    }
-    if (!first_.empty()) {
-      if (!first_.back()) out_ += ',';
-      first_.back() = false;
-    }
-  }
-  void Quote(std::string_view s) {
-    out_ += '"';
-    for (unsigned char c : s) {
-      switch (c) {
-        case '"':
-          out_ += "\\\"";
-          break;
-        case '\\':
-          out_ += "\\\\";
-          break;
-        case '\n':
-          out_ += "\\n";
-          break;
-        case '\t':
-          out_ += "\\t";
-          break;
-        default:
-          if (c < 0x20 || c >= 0x7f) {
-            absl::StrAppend(&out_, absl::StrFormat("\\u%04x", c));  // bytes as Latin-1
-          } else {
-            out_ += static_cast<char>(c);
-          }
-      }
-    }
-    out_ += '"';
-  }
-
-  std::string out_;
-  std::vector<bool> first_;
-  bool after_key_ = false;
-};
+std::string Dump(const Json& j) {
+  return j.dump(-1, ' ', /*ensure_ascii=*/true, Json::error_handler_t::replace) + "\n";
+}
 
 // With `channel`, the channel totals also get the frames/bytes split by role.
-void CountersJson(JsonWriter& j, const CounterValues& c, const Snapshot* channel = nullptr) {
-  j.BeginObject();
-  j.Key("frames").Uint(c.frames);
-  j.Key("bytes").Uint(c.bytes);
+Json CountersJson(const CounterValues& c, const Snapshot* channel = nullptr) {
+  Json j;
+  j["frames"] = c.frames;
+  j["bytes"] = c.bytes;
   if (channel != nullptr) {
-    j.Key("frames_produced").Uint(channel->frames_produced);
-    j.Key("bytes_produced").Uint(channel->bytes_produced);
-    j.Key("frames_consumed").Uint(channel->frames_consumed);
-    j.Key("bytes_consumed").Uint(channel->bytes_consumed);
+    j["frames_produced"] = channel->frames_produced;
+    j["bytes_produced"] = channel->bytes_produced;
+    j["frames_consumed"] = channel->frames_consumed;
+    j["bytes_consumed"] = channel->bytes_consumed;
   }
-  j.Key("wakeups").Uint(c.wakeups);
-  j.Key("waits").Uint(c.waits);
-  j.Key("abandoned").Uint(c.abandoned);
-  j.Key("takeovers").Uint(c.takeovers);
-  j.Key("redelivered").Uint(c.redelivered);
-  j.EndObject();
+  j["wakeups"] = c.wakeups;
+  j["waits"] = c.waits;
+  j["abandoned"] = c.abandoned;
+  j["takeovers"] = c.takeovers;
+  j["redelivered"] = c.redelivered;
+  return j;
 }
 
 std::string Hex(const std::vector<std::byte>& bytes) {
@@ -242,111 +150,96 @@ Rates ComputeRates(const Snapshot& before, const Snapshot& now, double seconds) 
   return r;
 }
 
+Json EndpointJson(const EndpointSnapshot& e) {
+  Json j;
+  j["index"] = e.index;
+  j["role"] = internal::RoleName(e.role);
+  j["pid"] = e.pid;
+  j["alive"] = e.alive;
+  j["generation"] = e.generation;
+  j["attach_time_ns"] = e.attach_time_ns;
+  j["sleeping"] = e.sleeping;
+  j["claim_ticket"] = e.claim_ticket ? Json(*e.claim_ticket) : Json(nullptr);
+  j["held_ticket"] = e.held_ticket ? Json(*e.held_ticket) : Json(nullptr);
+  j["finished"] = e.finished;
+  j["counters"] = CountersJson(e.counters);
+  return j;
+}
+
+Json FramesJson(const Snapshot& s) {
+  Json frames = Json::array();
+  for (const FrameSnapshot& f : s.frames) {
+    Json j;
+    j["seq"] = f.sequence;
+    j["state"] = internal::FrameStateName(f.state);
+    j["length"] = f.length;
+    j["flags"] = f.flags;
+    if (s.geometry.kind != Kind::kSpsc) j["producer"] = f.producer;
+    j["preview_hex"] = Hex(f.preview);
+    frames.push_back(std::move(j));
+  }
+  return frames;
+}
+
+Json RatesJson(const Rates& r) {
+  Json j;
+  j["interval_s"] = r.seconds;
+  j["frames_in_per_s"] = r.frames_in;
+  j["frames_out_per_s"] = r.frames_out;
+  j["bytes_in_per_s"] = r.bytes_in;
+  j["bytes_out_per_s"] = r.bytes_out;
+  j["wakeups_per_s"] = r.wakeups;
+  j["waits_per_s"] = r.waits;
+  return j;
+}
+
 std::string SnapshotJson(const Snapshot& s, bool with_frames, const std::optional<Rates>& rates) {
   const internal::Geometry& g = s.geometry;
   const bool spsc = g.kind == Kind::kSpsc;
-  JsonWriter j;
-  j.BeginObject();
-  j.Key("name").String(s.name);
-  j.Key("kind").String(internal::KindName(g.kind));
-  j.Key("abi_version").Uint(s.abi_version);
-  j.Key("state").String("ready");
-  j.Key("object_size").Uint(s.object_size);
-  j.Key("total_size").Uint(g.total_size);
-  j.Key("capacity").Uint(g.capacity);
-  j.Key("capacity_unit").String(spsc ? "bytes" : "slots");
-  j.Key("max_frame").Uint(g.max_frame);
-  j.Key("slot_stride").Uint(g.slot_stride);
-  j.Key("max_endpoints").Uint(g.max_endpoints);
-  j.Key("creator_uid").Uint(g.creator_uid);
-  j.Key("creator_pid").Uint(g.creator_pid);
-  j.Key("creation_time_ns").Uint(g.creation_time_ns);
-  j.Key("write_position").Uint(s.write_position);
-  j.Key("read_position").Uint(s.read_position);
-  j.Key("next_write_seq").Uint(s.next_write_seq);
-  j.Key("next_read_seq").Uint(s.next_read_seq);
-  j.Key(spsc ? "fill_bytes" : "fill_slots").Uint(s.fill);
-  j.Key("fill_ratio").Double(g.capacity ? static_cast<double>(s.fill) / g.capacity : 0.0);
-  j.Key("closed").Bool(s.closed);
-  j.Key("close_time_ns").Uint(s.close_time_ns);
-  j.Key("closed_by")
-      .String(s.closed_by == internal::kClosedByClose    ? "close"
-              : s.closed_by == internal::kClosedByFinish ? "finish"
-              : s.closed_by == internal::kOpen           ? "none"
-                                                         : "unknown");
-  j.Key("finishing").Bool(s.finishing);
-  j.Key("frames_held").Uint(s.frames_held);
-  j.Key("waiters").Uint(s.waiters);
-  j.Key("wake").BeginObject();
-  j.Key("data_ready").BeginObject();
-  j.Key("word").Uint(s.data_ready_word).Key("waiting").Bool(s.data_ready_waiting);
-  j.EndObject();
-  j.Key("space_ready").BeginObject();
-  j.Key("word").Uint(s.space_ready_word).Key("waiting").Bool(s.space_ready_waiting);
-  j.EndObject();
-  j.EndObject();
-  j.Key("endpoints_alive").Uint(s.endpoints_alive);
-  j.Key("endpoints_dead").Uint(s.endpoints_dead);
-  j.Key("endpoints").BeginArray();
-  for (const EndpointSnapshot& e : s.endpoints) {
-    j.BeginObject();
-    j.Key("index").Uint(e.index);
-    j.Key("role").String(internal::RoleName(e.role));
-    j.Key("pid").Uint(e.pid);
-    j.Key("alive").Bool(e.alive);
-    j.Key("generation").Uint(e.generation);
-    j.Key("attach_time_ns").Uint(e.attach_time_ns);
-    j.Key("sleeping").Bool(e.sleeping);
-    j.Key("claim_ticket");
-    if (e.claim_ticket) {
-      j.Uint(*e.claim_ticket);
-    } else {
-      j.Null();
-    }
-    j.Key("held_ticket");
-    if (e.held_ticket) {
-      j.Uint(*e.held_ticket);
-    } else {
-      j.Null();
-    }
-    j.Key("finished").Bool(e.finished);
-    j.Key("counters");
-    CountersJson(j, e.counters);
-    j.EndObject();
-  }
-  j.EndArray();
-  j.Key("retired");
-  CountersJson(j, s.retired);
-  j.Key("counters");
-  CountersJson(j, s.counters, &s);
+  Json j;
+  j["name"] = s.name;
+  j["kind"] = internal::KindName(g.kind);
+  j["abi_version"] = s.abi_version;
+  j["state"] = "ready";
+  j["object_size"] = s.object_size;
+  j["total_size"] = g.total_size;
+  j["capacity"] = g.capacity;
+  j["capacity_unit"] = spsc ? "bytes" : "slots";
+  j["max_frame"] = g.max_frame;
+  j["slot_stride"] = g.slot_stride;
+  j["max_endpoints"] = g.max_endpoints;
+  j["creator_uid"] = g.creator_uid;
+  j["creator_pid"] = g.creator_pid;
+  j["creation_time_ns"] = g.creation_time_ns;
+  j["write_position"] = s.write_position;
+  j["read_position"] = s.read_position;
+  j["next_write_seq"] = s.next_write_seq;
+  j["next_read_seq"] = s.next_read_seq;
+  j[spsc ? "fill_bytes" : "fill_slots"] = s.fill;
+  j["fill_ratio"] = g.capacity ? static_cast<double>(s.fill) / g.capacity : 0.0;
+  j["closed"] = s.closed;
+  j["close_time_ns"] = s.close_time_ns;
+  j["closed_by"] = s.closed_by == internal::kClosedByClose    ? "close"
+                   : s.closed_by == internal::kClosedByFinish ? "finish"
+                   : s.closed_by == internal::kOpen           ? "none"
+                                                              : "unknown";
+  j["finishing"] = s.finishing;
+  j["frames_held"] = s.frames_held;
+  j["waiters"] = s.waiters;
+  j["wake"]["data_ready"] = {{"word", s.data_ready_word}, {"waiting", s.data_ready_waiting}};
+  j["wake"]["space_ready"] = {{"word", s.space_ready_word}, {"waiting", s.space_ready_waiting}};
+  j["endpoints_alive"] = s.endpoints_alive;
+  j["endpoints_dead"] = s.endpoints_dead;
+  j["endpoints"] = Json::array();
+  for (const EndpointSnapshot& e : s.endpoints) j["endpoints"].push_back(EndpointJson(e));
+  j["retired"] = CountersJson(s.retired);
+  j["counters"] = CountersJson(s.counters, &s);
   if (with_frames) {
-    j.Key("frames").BeginArray();
-    for (const FrameSnapshot& f : s.frames) {
-      j.BeginObject();
-      j.Key("seq").Uint(f.sequence);
-      j.Key("state").String(internal::FrameStateName(f.state));
-      j.Key("length").Uint(f.length);
-      j.Key("flags").Uint(f.flags);
-      if (!spsc) j.Key("producer").Uint(f.producer);
-      j.Key("preview_hex").String(Hex(f.preview));
-      j.EndObject();
-    }
-    j.EndArray();
-    j.Key("frames_note").String(s.frames_note);
+    j["frames"] = FramesJson(s);
+    j["frames_note"] = s.frames_note;
   }
-  if (rates) {
-    j.Key("rates").BeginObject();
-    j.Key("interval_s").Double(rates->seconds);
-    j.Key("frames_in_per_s").Double(rates->frames_in);
-    j.Key("frames_out_per_s").Double(rates->frames_out);
-    j.Key("bytes_in_per_s").Double(rates->bytes_in);
-    j.Key("bytes_out_per_s").Double(rates->bytes_out);
-    j.Key("wakeups_per_s").Double(rates->wakeups);
-    j.Key("waits_per_s").Double(rates->waits);
-    j.EndObject();
-  }
-  j.EndObject();
-  return j.str() + "\n";
+  if (rates) j["rates"] = RatesJson(*rates);
+  return Dump(j);
 }
 
 // ---- human output ----
@@ -437,6 +330,49 @@ std::string CountersLine(const CounterValues& c) {
                       "  redelivered ", c.redelivered);
 }
 
+// EndpointsTable: the report's endpoint rows ("" without endpoints).
+std::string EndpointsTable(const Snapshot& s) {
+  std::string out;
+  if (!s.endpoints.empty()) {
+    Table t(
+        {"#", "ROLE", "PID", "STATE", "GEN", "SLEEP", "FRAMES", "BYTES", "WAKEUPS", "WAITS",
+         "ABANDONED", "TAKEOVERS", "REDELIVERED", "TICKET"},
+        {true, false, true, false, true, false, true, true, true, true, true, true, true, false});
+    for (const EndpointSnapshot& e : s.endpoints) {
+      std::string ticket = "-";
+      if (e.claim_ticket) ticket = absl::StrCat("claim ", *e.claim_ticket);
+      if (e.held_ticket) ticket = absl::StrCat("held ", *e.held_ticket);
+      t.Add({absl::StrCat(e.index), internal::RoleName(e.role), absl::StrCat(e.pid),
+             e.alive ? "alive" : "DEAD", absl::StrCat(e.generation), e.sleeping ? "yes" : "-",
+             absl::StrCat(e.counters.frames), absl::StrCat(e.counters.bytes),
+             absl::StrCat(e.counters.wakeups), absl::StrCat(e.counters.waits),
+             absl::StrCat(e.counters.abandoned), absl::StrCat(e.counters.takeovers),
+             absl::StrCat(e.counters.redelivered), ticket});
+    }
+    absl::StrAppend(&out, t.Render("    "));
+  }
+  return out;
+}
+
+// FramesTable: the report's "frames" section (shm-inspect NAME --frames N).
+std::string FramesTable(const Snapshot& s) {
+  std::string out;
+  absl::StrAppend(&out, "  frames    next ", s.frames.size(), " unread\n");
+  if (!s.frames.empty()) {
+    Table t({"SEQ", "STATE", "LENGTH", "FLAGS", "HEX", "TEXT"},
+            {true, false, true, true, false, false});
+    for (const FrameSnapshot& f : s.frames) {
+      std::string hex = Hex(f.preview);
+      if (f.preview.size() < f.length) hex += "...";
+      t.Add({absl::StrCat(f.sequence), std::string(internal::FrameStateName(f.state)),
+             absl::StrCat(f.length), absl::StrFormat("0x%x", f.flags), hex, Printable(f.preview)});
+    }
+    absl::StrAppend(&out, t.Render("    "));
+  }
+  if (!s.frames_note.empty()) absl::StrAppend(&out, "    note: ", s.frames_note, "\n");
+  return out;
+}
+
 std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rates>& rates) {
   const internal::Geometry& g = s.geometry;
   const bool spsc = g.kind == Kind::kSpsc;
@@ -476,63 +412,24 @@ std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rate
                     HumanRate(rates->wakeups), "/s  waits ", HumanRate(rates->waits), "/s\n");
   }
   absl::StrAppend(&out, "  endpoints ", s.endpoints_alive, " alive, ", s.endpoints_dead, " dead\n");
-  if (!s.endpoints.empty()) {
-    Table t(
-        {"#", "ROLE", "PID", "STATE", "GEN", "SLEEP", "FRAMES", "BYTES", "WAKEUPS", "WAITS",
-         "ABANDONED", "TAKEOVERS", "REDELIVERED", "TICKET"},
-        {true, false, true, false, true, false, true, true, true, true, true, true, true, false});
-    for (const EndpointSnapshot& e : s.endpoints) {
-      std::string ticket = "-";
-      if (e.claim_ticket) ticket = absl::StrCat("claim ", *e.claim_ticket);
-      if (e.held_ticket) ticket = absl::StrCat("held ", *e.held_ticket);
-      t.Add({absl::StrCat(e.index), internal::RoleName(e.role), absl::StrCat(e.pid),
-             e.alive ? "alive" : "DEAD", absl::StrCat(e.generation), e.sleeping ? "yes" : "-",
-             absl::StrCat(e.counters.frames), absl::StrCat(e.counters.bytes),
-             absl::StrCat(e.counters.wakeups), absl::StrCat(e.counters.waits),
-             absl::StrCat(e.counters.abandoned), absl::StrCat(e.counters.takeovers),
-             absl::StrCat(e.counters.redelivered), ticket});
-    }
-    absl::StrAppend(&out, t.Render("    "));
-  }
-  if (with_frames) {
-    absl::StrAppend(&out, "  frames    next ", s.frames.size(), " unread\n");
-    if (!s.frames.empty()) {
-      Table t({"SEQ", "STATE", "LENGTH", "FLAGS", "HEX", "TEXT"},
-              {true, false, true, true, false, false});
-      for (const FrameSnapshot& f : s.frames) {
-        std::string hex = Hex(f.preview);
-        if (f.preview.size() < f.length) hex += "...";
-        t.Add({absl::StrCat(f.sequence), std::string(internal::FrameStateName(f.state)),
-               absl::StrCat(f.length), absl::StrFormat("0x%x", f.flags), hex,
-               Printable(f.preview)});
-      }
-      absl::StrAppend(&out, t.Render("    "));
-    }
-    if (!s.frames_note.empty()) absl::StrAppend(&out, "    note: ", s.frames_note, "\n");
-  }
+  absl::StrAppend(&out, EndpointsTable(s));
+  if (with_frames) absl::StrAppend(&out, FramesTable(s));
   return out;
 }
 
 // ---- commands ----
 
 int List(bool all, bool json) {
-  DIR* dir = opendir("/dev/shm");
-  if (dir == nullptr) {
-    std::fprintf(stderr, "shm-inspect: cannot list /dev/shm: %s\n", std::strerror(errno));
+  absl::StatusOr<std::vector<std::string>> entries = internal::ListShmObjects();
+  if (!entries.ok()) {
+    std::fprintf(stderr, "shm-inspect: %s\n",
+                 std::string(internal::SV(entries.status().message())).c_str());
     return kExitRuntime;
   }
-  std::vector<std::string> entries;
-  while (dirent* e = readdir(dir)) {
-    const std::string n = e->d_name;
-    if (n != "." && n != "..") entries.push_back(n);
-  }
-  closedir(dir);
-  std::sort(entries.begin(), entries.end());
   Table t({"NAME", "KIND", "SIZE", "FILL", "ALIVE", "DEAD", "STATE"},
           {false, false, true, true, true, true, false});
-  JsonWriter j;
-  j.BeginArray();
-  for (const std::string& entry : entries) {
+  Json j = Json::array();
+  for (const std::string& entry : *entries) {
     const std::string name = absl::StrCat("/", entry);
     absl::StatusOr<Snapshot> s = absl::InvalidArgumentError("name not valid for shmring");
     if (ValidateName(entry).ok()) s = internal::InspectChannel(name);
@@ -544,117 +441,44 @@ int List(bool all, bool json) {
              HumanBytes(static_cast<double>(s->geometry.total_size)),
              absl::StrFormat("%.1f%%", ratio * 100), absl::StrCat(s->endpoints_alive),
              absl::StrCat(s->endpoints_dead), StateOf(*s)});
-      j.BeginObject();
-      j.Key("name").String(name);
-      j.Key("shmring").Bool(true);
-      j.Key("kind").String(internal::KindName(s->geometry.kind));
-      j.Key("size").Uint(s->geometry.total_size);
-      j.Key(spsc ? "fill_bytes" : "fill_slots").Uint(s->fill);
-      j.Key("fill_ratio").Double(ratio);
-      j.Key("endpoints_alive").Uint(s->endpoints_alive);
-      j.Key("endpoints_dead").Uint(s->endpoints_dead);
-      j.Key("closed").Bool(s->closed);
-      j.Key("state").String(StateOf(*s));
-      j.EndObject();
+      j.push_back({{"name", name},
+                   {"shmring", true},
+                   {"kind", internal::KindName(s->geometry.kind)},
+                   {"size", s->geometry.total_size},
+                   {spsc ? "fill_bytes" : "fill_slots", s->fill},
+                   {"fill_ratio", ratio},
+                   {"endpoints_alive", s->endpoints_alive},
+                   {"endpoints_dead", s->endpoints_dead},
+                   {"closed", s->closed},
+                   {"state", StateOf(*s)}});
     } else if (all) {
       // Message without the "shmring channel '/x': " prefix: the name is in its own column.
       std::string why(internal::SV(s.status().message()));
       const std::string prefix = internal::Prefix(name);
       if (why.compare(0, prefix.size(), prefix) == 0) why = why.substr(prefix.size());
       struct stat st;
-      const std::string path = absl::StrCat("/dev/shm/", entry);
+      const std::string path = absl::StrCat(internal::kShmDirectory, "/", entry);
       const std::uint64_t size =
           stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
       t.Add({name, "-", HumanBytes(static_cast<double>(size)), "-", "-", "-",
              absl::StrCat("NOT SHMRING/UNREADABLE: ", why)});
-      j.BeginObject();
-      j.Key("name").String(name);
-      j.Key("shmring").Bool(false);
-      j.Key("size").Uint(size);
-      j.Key("error").String(why);
-      j.EndObject();
+      j.push_back({{"name", name}, {"shmring", false}, {"size", size}, {"error", why}});
     }
   }
-  j.EndArray();
-  Emit(json ? j.str() + "\n" : t.Render(""));
+  Emit(json ? Dump(j) : t.Render(""));
   return kExitOk;
 }
 
-int Main(int argc, char** argv) {
-  std::optional<std::string> name;
-  bool json = false, watch = false, all = false;
-  std::optional<double> interval;
-  std::optional<std::uint64_t> frames, samples;
-  for (int i = 1; i < argc; ++i) {
-    std::string word = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (word.size() > 2 && word.substr(0, 2) == "--") {
-      if (const auto eq = word.find('='); eq != std::string::npos) {
-        value = word.substr(eq + 1);
-        word = word.substr(0, eq);
-        has_value = true;
-      }
-    }
-    auto take = [&]() -> std::optional<std::string> {
-      if (has_value) return value;
-      if (i + 1 >= argc) return std::nullopt;
-      return std::string(argv[++i]);
-    };
-    if (word == "-h" || word == "--help") {
-      Emit(kUsage);
-      return kExitOk;
-    } else if (word == "--json" && !has_value) {
-      json = true;
-    } else if (word == "--watch" && !has_value) {
-      watch = true;
-    } else if (word == "--all" && !has_value) {
-      all = true;
-    } else if (word == "--interval") {
-      auto v = take();
-      if (!v || !(interval = ParseSeconds(*v)) || *interval <= 0) {
-        return Usage("--interval needs a positive number of seconds");
-      }
-    } else if (word == "--frames") {
-      auto v = take();
-      if (!v || !(frames = ParseCount(*v))) return Usage("--frames needs a count");
-    } else if (word == "--samples") {
-      auto v = take();
-      if (!v || !(samples = ParseCount(*v)) || *samples == 0) {
-        return Usage("--samples needs a positive count");
-      }
-    } else if (!word.empty() && word[0] == '-') {
-      return Usage(absl::StrCat("unknown option '", word, "'"));
-    } else if (name) {
-      return Usage("expected at most one NAME");
-    } else {
-      if (absl::Status s = ValidateName(word); !s.ok()) return Usage(internal::SV(s.message()));
-      name = CanonicalName(word);
-    }
-  }
-  if (!name) {
-    if (watch || interval || frames || samples) return Usage("this option needs a NAME");
-    return List(all, json);
-  }
-  if (all) return Usage("--all applies to the listing (without NAME)");
-  if ((interval || samples) && !watch) return Usage("--interval/--samples need --watch");
-  internal::DecodeOptions options;
-  options.max_frames = frames.value_or(0);
-  options.preview_bytes = 16;
-  if (!watch) {
-    absl::StatusOr<Snapshot> s = internal::InspectChannel(*name, options);
-    if (!s.ok()) return Fail(s.status());
-    Emit(json ? SnapshotJson(*s, frames.has_value(), std::nullopt)
-              : Report(*s, frames.has_value(), std::nullopt));
-    return kExitOk;
-  }
-  const absl::Duration period = absl::Seconds(interval.value_or(1.0));
+// Watch prints a snapshot every `period` (`samples` times, or until killed), with rates from the
+// second sample on.
+int Watch(const std::string& name, const internal::DecodeOptions& options, bool with_frames,
+          bool json, absl::Duration period, std::optional<std::uint64_t> samples) {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   std::optional<Snapshot> previous;
   absl::Time previous_time;
   for (std::uint64_t n = 0; !samples || n < *samples; ++n) {
     if (n > 0) absl::SleepFor(period);
-    absl::StatusOr<Snapshot> s = internal::InspectChannel(*name, options);
+    absl::StatusOr<Snapshot> s = internal::InspectChannel(name, options);
     const absl::Time now = absl::Now();
     if (!s.ok()) return Fail(s.status());
     std::optional<Rates> rates;
@@ -662,9 +486,9 @@ int Main(int argc, char** argv) {
       rates = ComputeRates(*previous, *s, absl::ToDoubleSeconds(now - previous_time));
     }
     if (json) {
-      Emit(SnapshotJson(*s, frames.has_value(), rates));
+      Emit(SnapshotJson(*s, with_frames, rates));
     } else {
-      std::string text = Report(*s, frames.has_value(), rates);
+      std::string text = Report(*s, with_frames, rates);
       if (!rates) text += "  rates     (after the next sample)\n";
       Emit(tty ? absl::StrCat("\x1b[H\x1b[2J", WallTime(internal::NowRealtimeNs()), "  every ",
                               absl::FormatDuration(period), "\n", text)
@@ -673,6 +497,61 @@ int Main(int argc, char** argv) {
     previous = std::move(*s);
     previous_time = now;
   }
+  return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app("shm-inspect: read-only live state of shmring segments", "shm-inspect");
+  app.footer(kFooter);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::vector<std::string> names;
+  std::string interval_text, frames_text, samples_text;
+  app.add_option("NAME", names, "a segment (without it: list the segments)");
+  bool json = false, all = false, watch = false;
+  app.add_flag("--json", json, "JSON instead of text");
+  app.add_flag("--all", all, "list every object in /dev/shm, shmring or not");
+  app.add_flag("--watch", watch, "refresh periodically, with rates");
+  CLI::Option* interval =
+      app.add_option("--interval", interval_text, "SECONDS between --watch samples (default 1)");
+  CLI::Option* samples = app.add_option("--samples", samples_text, "N: --watch samples, then exit");
+  CLI::Option* frames = app.add_option("--frames", frames_text, "N: the next N unread frames");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    Emit(app.help());
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    return Usage(OneLine(e.what()));
+  }
+  std::optional<double> interval_s;
+  std::optional<std::uint64_t> frame_count, sample_count;
+  if (*interval && (!(interval_s = ParseSeconds(interval_text)) || *interval_s <= 0)) {
+    return Usage("--interval needs a positive number of seconds");
+  }
+  if (*frames && !(frame_count = ParseCount(frames_text))) return Usage("--frames needs a count");
+  if (*samples && (!(sample_count = ParseCount(samples_text)) || *sample_count == 0)) {
+    return Usage("--samples needs a positive count");
+  }
+  if (names.size() > 1) return Usage("expected at most one NAME");
+  if (names.empty()) {
+    if (watch || *interval || *frames || *samples) return Usage("this option needs a NAME");
+    return List(all, json);
+  }
+  if (absl::Status s = ValidateName(names[0]); !s.ok()) return Usage(internal::SV(s.message()));
+  const std::string name = CanonicalName(names[0]);
+  if (all) return Usage("--all applies to the listing (without NAME)");
+  if ((*interval || *samples) && !watch) return Usage("--interval/--samples need --watch");
+  internal::DecodeOptions options;
+  options.max_frames = frame_count.value_or(0);
+  options.preview_bytes = 16;
+  if (watch) {
+    return Watch(name, options, frame_count.has_value(), json,
+                 absl::Seconds(interval_s.value_or(1.0)), sample_count);
+  }
+  absl::StatusOr<Snapshot> s = internal::InspectChannel(name, options);
+  if (!s.ok()) return Fail(s.status());
+  Emit(json ? SnapshotJson(*s, frame_count.has_value(), std::nullopt)
+            : Report(*s, frame_count.has_value(), std::nullopt));
   return kExitOk;
 }
 

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "shmring/endpoint_options.h"
 
 namespace shmring {
 
@@ -37,7 +38,8 @@ struct ChannelOptions {
   // SPSC: at least 4 KiB; MPMC: at least 2 slots.
   std::uint64_t capacity = std::uint64_t{1} << 20;
   // Largest payload one frame may carry. 0 picks the largest allowed:
-  // SPSC: capacity / 2 - 16 (a frame must fit twice so it never wraps); MPMC: 1008 bytes.
+  // SPSC: capacity / 2 - 16 (a frame must fit twice so it never wraps); MPMC:
+  // kDefaultMpmcMaxFrame (992 bytes: with its 32-byte header, a 1 KiB slot).
   std::uint32_t max_frame = 0;
   // MPMC: how many producers and consumers may be attached at once (1..4096). SPSC: ignored (2).
   std::uint32_t max_endpoints = 64;
@@ -85,9 +87,31 @@ struct ChannelCounters {
 // InvalidArgument, PermissionDenied, FailedPrecondition, DataLoss).
 absl::StatusOr<ChannelCounters> ReadChannelCounters(std::string_view name);
 
-// CanonicalName returns `name` with exactly one leading '/' if it is a valid channel name:
-// 1..200 bytes of [A-Za-z0-9._-] after the slash, not "." or "..". Otherwise InvalidArgument.
+// CloseChannel marks the channel `name` closed (end-of-stream) from any process, attached or not,
+// exactly as a producer's close() does: frames already committed are still delivered, then
+// consumers read Result::kClosed; producers' next claim/send returns kClosed; every sleeper is
+// woken. Works while a producer is attached (it then sees kClosed). Idempotent. `options`:
+// allow_shared_mode and open_timeout (how long to wait for a creator still initialising it).
+// Errors: InvalidArgument (bad name), NotFound, PermissionDenied, FailedPrecondition (not a
+// shmring segment), DataLoss (corrupted), DeadlineExceeded.
+absl::Status CloseChannel(std::string_view name, const EndpointOptions& options = {});
+
+// ChannelKind opens `name` read-only and returns its kind (waiting up to options.open_timeout
+// for a creator still initialising it). Errors as CloseChannel.
+absl::StatusOr<Kind> ChannelKind(std::string_view name, const EndpointOptions& options = {});
+
+// kDefaultMpmcMaxFrame: the MPMC max_frame that ChannelOptions::max_frame = 0 picks.
+inline constexpr std::uint32_t kDefaultMpmcMaxFrame = 992;
+
+// MpmcSlotBytes: the bytes one MPMC slot takes in the segment for `max_frame` payload bytes (its
+// header plus the payload, rounded up to 64). An MPMC data area is capacity * MpmcSlotBytes.
+std::uint64_t MpmcSlotBytes(std::uint32_t max_frame);
+
+// ValidateName returns OK if `name` is a valid channel name: 1..200 bytes of [A-Za-z0-9._-],
+// optionally after one leading '/', not "." or "..". Otherwise InvalidArgument naming the
+// offending character.
 absl::Status ValidateName(std::string_view name);
+// CanonicalName returns a valid `name` with exactly one leading '/' (call ValidateName first).
 std::string CanonicalName(std::string_view name);
 
 }  // namespace shmring

@@ -1,11 +1,19 @@
 // mpmc.h — multi-producer multi-consumer channel: fixed-size slots, competing consumers.
 //
-//   // master process                            // each worker process
+// clang-format off
+//   // Master process: hand out jobs.
 //   auto producer = shmring::MpmcProducer::Attach("/jobs");
-//   producer->send(job_bytes, deadline);         auto consumer =
-//   shmring::MpmcConsumer::Attach("/jobs");
-//                                                shmring::Frame f = consumer->read(deadline);
-//                                                run(f.data); consumer->release();
+//   shmring::Result r = producer->send(job_bytes, absl::Now() + absl::Seconds(1));
+//
+//   // Each worker process: take the next job.
+//   auto consumer = shmring::MpmcConsumer::Attach("/jobs");
+//   shmring::Frame f = consumer->read(absl::Now() + absl::Seconds(1));
+//   if (f.ok()) {
+//     run(f.data);
+//     consumer->release();
+//   }
+// clang-format on
+// (tests/header_examples_test.cc compiles and runs this example.)
 //
 // Every committed frame is delivered to exactly one consumer; frames of one producer arrive in
 // the order that producer committed them. A frame's sequence number is its ticket in the ring
@@ -33,6 +41,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"  // IWYU pragma: export (absl::Now() for deadlines)
 #include "absl/time/time.h"
 #include "shmring/channel.h"
 #include "shmring/result.h"
@@ -55,19 +64,26 @@ class MpmcProducer {
   MpmcProducer& operator=(MpmcProducer&&) noexcept;
   ~MpmcProducer();  // aborts an outstanding claim (visible as an abandoned slot), detaches
 
-  // Same contracts as SpscProducer: try_claim returns a span of `size` bytes in a slot
-  // (kWouldBlock if every slot is taken, kTooLarge if size > max_frame(), kClosed).
+  // Same contracts as SpscProducer (also the absl::Duration overloads): try_claim returns a span of
+  // `size` bytes in a slot (kWouldBlock if every slot is taken, kTooLarge if size > max_frame(),
+  // kClosed).
   [[nodiscard]] Claim try_claim(std::size_t size);
   [[nodiscard]] Claim claim(std::size_t size, absl::Time deadline);
+  [[nodiscard]] Claim claim(std::size_t size, absl::Duration timeout) {
+    return claim(size, DeadlineAfter(timeout));
+  }
   // commit publishes the claimed slot. It returns kAbandoned if the channel took this endpoint
   // for dead (its lock was lost) and skipped the slot. Without an outstanding claim it does
   // nothing and returns kOk. A frame claimed before close() may still be committed.
-  Result commit();
-  Result commit(std::size_t size);
+  [[nodiscard]] Result commit();
+  [[nodiscard]] Result commit(std::size_t size);
   // abort gives the claimed slot up; consumers skip it (its ticket is a counted gap).
   void abort();
   [[nodiscard]] Result try_send(std::span<const std::byte> payload);
   [[nodiscard]] Result send(std::span<const std::byte> payload, absl::Time deadline);
+  [[nodiscard]] Result send(std::span<const std::byte> payload, absl::Duration timeout) {
+    return send(payload, DeadlineAfter(timeout));
+  }
   // close marks end-of-stream for the whole channel at once: every producer's later claims
   // return kClosed; consumers drain, then get kClosed. For several producers that each end their
   // part, use finish() instead.
@@ -113,9 +129,13 @@ class MpmcConsumer {
   // numbers a consumer sees increase, except for a redelivered frame.
   [[nodiscard]] Frame try_read();
   [[nodiscard]] Frame read(absl::Time deadline);
+  [[nodiscard]] Frame read(absl::Duration timeout) { return read(DeadlineAfter(timeout)); }
   void release();
   [[nodiscard]] Received try_receive(std::span<std::byte> buffer);
   [[nodiscard]] Received receive(std::span<std::byte> buffer, absl::Time deadline);
+  [[nodiscard]] Received receive(std::span<std::byte> buffer, absl::Duration timeout) {
+    return receive(buffer, DeadlineAfter(timeout));
+  }
   // counters: as MpmcProducer::counters.
   ChannelCounters counters() const;
 

@@ -5,6 +5,7 @@
 // loads and stores in shared memory; idle endpoints sleep on a futex in the segment and every
 // blocking call takes a deadline. Every frame carries a sequence number.
 //
+// clang-format off
 //   #include "shmring/shmring.h"
 //
 //   // Process A: create the channel and produce.
@@ -13,8 +14,8 @@
 //   absl::StatusOr<shmring::SpscProducer> producer = shmring::SpscProducer::Attach("/ticks");
 //   if (!producer.ok()) return producer.status();
 //   const char tick[] = "EURUSD 1.0842";
-//   shmring::Result r = producer->send(std::as_bytes(std::span(tick)), absl::Now() +
-//   absl::Seconds(1)); producer->close();                         // end of stream
+//   shmring::Result r = producer->send(std::as_bytes(std::span(tick)), absl::Seconds(1));
+//   producer->close();                         // end of stream
 //
 //   // Process B: consume, zero-copy.
 //   absl::StatusOr<shmring::SpscConsumer> consumer = shmring::SpscConsumer::Attach("/ticks");
@@ -25,6 +26,8 @@
 //     consumer->release();
 //   }
 //   absl::Status removed = shmring::RemoveChannel("/ticks");
+// clang-format on
+// (tests/header_examples_test.cc compiles and runs this example.)
 #ifndef SHMRING_SHMRING_H_
 #define SHMRING_SHMRING_H_
 
@@ -32,5 +35,6 @@
 #include "shmring/mpmc.h"     // IWYU pragma: export
 #include "shmring/result.h"   // IWYU pragma: export
 #include "shmring/spsc.h"     // IWYU pragma: export
+#include "shmring/typed.h"    // IWYU pragma: export
 
 #endif  // SHMRING_SHMRING_H_

@@ -1,13 +1,23 @@
 // spsc.h — single-producer single-consumer channel: variable-length frames, zero-copy.
 //
-//   // process A                                  // process B
+// clang-format off
+//   // Process A: write a frame in place.
 //   auto producer = shmring::SpscProducer::Attach("/quotes");
 //   shmring::Claim c = producer->claim(64, absl::InfiniteFuture());
-//   std::memcpy(c.data.data(), bytes, 64);        auto consumer =
-//   shmring::SpscConsumer::Attach("/quotes"); producer->commit(); shmring::Frame f =
-//   consumer->read(deadline);
-//                                                 use(f.data, f.sequence);  // in place
-//                                                 consumer->release();
+//   if (c.ok()) {
+//     std::memcpy(c.data.data(), bytes, 64);
+//     producer->commit();
+//   }
+//
+//   // Process B: read it in place.
+//   auto consumer = shmring::SpscConsumer::Attach("/quotes");
+//   shmring::Frame f = consumer->read(absl::Now() + absl::Seconds(1));
+//   if (f.ok()) {
+//     use(f.data, f.sequence);  // the bytes in the ring, valid until release()
+//     consumer->release();
+//   }
+// clang-format on
+// (tests/header_examples_test.cc compiles and runs these examples.)
 //
 // Roles: at most one SpscProducer and one SpscConsumer are attached to a channel at a time, each
 // in any process. A second Attach for a taken role fails with FailedPrecondition naming the pid
@@ -31,6 +41,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"  // IWYU pragma: export (absl::Now() for deadlines)
 #include "absl/time/time.h"
 #include "shmring/result.h"
 
@@ -57,15 +68,21 @@ class SpscProducer {
 
   // try_claim reserves room for a frame of `size` payload bytes and returns a writable span of
   // exactly `size` bytes inside the ring. kWouldBlock if the ring is full, kTooLarge if size >
-  // max_frame(), kClosed if the channel is closed. At most one claim is outstanding: claim again
-  // only after commit() or abort().
+  // max_frame(), kClosed if the channel is closed. At most one claim is outstanding: a claim made
+  // while one is outstanding drops it (as abort() would) and claims anew.
   [[nodiscard]] Claim try_claim(std::size_t size);
   // claim waits for room until `deadline` (absl::InfiniteFuture() waits forever): kTimeout then.
   [[nodiscard]] Claim claim(std::size_t size, absl::Time deadline);
+  // The same, waiting at most `timeout` (absl::InfiniteDuration() waits forever).
+  [[nodiscard]] Claim claim(std::size_t size, absl::Duration timeout) {
+    return claim(size, DeadlineAfter(timeout));
+  }
   // commit publishes the claimed frame (all of it, or its first `size` bytes) to the consumer and
-  // wakes it if it sleeps.
-  void commit();
-  void commit(std::size_t size);
+  // wakes it if it sleeps. Returns kOk (an SPSC commit cannot fail; it returns a Result like
+  // MpmcProducer::commit so code can be written for both). Without an outstanding claim it does
+  // nothing and returns kOk.
+  Result commit();
+  Result commit(std::size_t size);
   // commit_deferred commits the claimed frame (its sequence number is taken) without publishing
   // it yet: the consumer sees it, with every frame deferred before it, at the next commit() or
   // flush(). One publication then covers the whole batch — a single store and one locked
@@ -75,9 +92,14 @@ class SpscProducer {
   // then the consumer, shm-inspect and a producer taking over after a crash do not see them: call
   // flush() before going idle.
   //
-  //   for (const Msg& m : burst) { Claim c = p.claim(m.size(), deadline); copy(m, c.data);
-  //                                p.commit_deferred(); }
+  // clang-format off
+  //   for (const Msg& m : burst) {
+  //     Claim c = p.claim(m.size(), deadline);
+  //     copy(m, c.data);
+  //     p.commit_deferred();
+  //   }
   //   p.flush();
+  // clang-format on
   void commit_deferred();
   void commit_deferred(std::size_t size);
   // flush publishes every deferred frame and wakes the consumer if it sleeps; a no-op (no store,
@@ -89,6 +111,9 @@ class SpscProducer {
   // try_send/send: claim + copy + commit.
   [[nodiscard]] Result try_send(std::span<const std::byte> payload);
   [[nodiscard]] Result send(std::span<const std::byte> payload, absl::Time deadline);
+  [[nodiscard]] Result send(std::span<const std::byte> payload, absl::Duration timeout) {
+    return send(payload, DeadlineAfter(timeout));
+  }
 
   // close marks end-of-stream: the consumer reads what was committed, then gets kClosed.
   // Any outstanding claim is aborted. Further claims return kClosed.
@@ -120,6 +145,8 @@ class SpscConsumer {
   [[nodiscard]] Frame try_read();
   // read waits for a frame until `deadline`: kTimeout then.
   [[nodiscard]] Frame read(absl::Time deadline);
+  // The same, waiting at most `timeout` (absl::InfiniteDuration() waits forever).
+  [[nodiscard]] Frame read(absl::Duration timeout) { return read(DeadlineAfter(timeout)); }
   // release frees the frame returned by the last successful read, letting the producer reuse its
   // room, and wakes a producer sleeping on a full ring.
   void release();
@@ -136,6 +163,9 @@ class SpscConsumer {
   // the buffer is smaller than the frame; Received::size then says how large it is.
   [[nodiscard]] Received try_receive(std::span<std::byte> buffer);
   [[nodiscard]] Received receive(std::span<std::byte> buffer, absl::Time deadline);
+  [[nodiscard]] Received receive(std::span<std::byte> buffer, absl::Duration timeout) {
+    return receive(buffer, DeadlineAfter(timeout));
+  }
 
   std::size_t max_frame() const;
   std::uint64_t next_sequence() const;  // sequence number of the next frame to read
