@@ -312,8 +312,8 @@ Frame MpmcConsumerState::FrameAt(std::uint64_t t) const {
   const MpmcSlotHeader* slot = ring.slot(t);
   const std::uint64_t sequence = slot->sequence;
   const std::uint32_t length = slot->length;
-  if (sequence != t || length > ring.max_frame) return {Result::kCorrupted, {}, 0};
-  return {Result::kOk, std::span<const std::byte>(ring.payload(t), length), t};
+  if (sequence != t || length > ring.max_frame) return {Result::kCorrupted, false, {}, 0};
+  return {Result::kOk, false, std::span<const std::byte>(ring.payload(t), length), t};
 }
 
 void MpmcConsumerState::FreeSlot(std::uint64_t t) {
@@ -385,13 +385,13 @@ Frame MpmcConsumerState::TryRead() {
         if (recheck_key != kNoTicket && recheck_key != StallKey(read, Stall::kUncommitted)) {
           StopRechecking();
         }
-        return {Result::kWouldBlock, {}, 0};
+        return {Result::kWouldBlock, false, {}, 0};
       }
       out = WhenUncommitted(read, closed, due);
     } else if ((turn & ~kTurnAbandoned) > read + 1) {
       // Another consumer took ticket `read` (and maybe released it): reload.
       if (ring.control->read_position.load(std::memory_order_acquire) == read) {
-        return {Result::kCorrupted, {}, 0};  // a slot ahead of both cursors
+        return {Result::kCorrupted, false, {}, 0};  // a slot ahead of both cursors
       }
       continue;
     } else {
@@ -400,7 +400,7 @@ Frame MpmcConsumerState::TryRead() {
     if (out.has_value()) return *out;
   }
   Unannounce();
-  return {Result::kWouldBlock, {}, 0};
+  return {Result::kWouldBlock, false, {}, 0};
 }
 
 void MpmcConsumerState::Release() {

@@ -14,8 +14,8 @@
 namespace shmring::internal {
 namespace {
 
-constexpr Frame Nothing() { return {Result::kWouldBlock, {}, 0}; }
-constexpr Frame Corrupted() { return {Result::kCorrupted, {}, 0}; }
+constexpr Frame Nothing() { return {Result::kWouldBlock, false, {}, 0}; }
+constexpr Frame Corrupted() { return {Result::kCorrupted, false, {}, 0}; }
 
 }  // namespace
 
@@ -125,7 +125,7 @@ std::optional<Frame> MpmcConsumerState::EndOfStream(std::uint64_t read, bool due
     RecheckSoon(StallKey(read, Stall::kUncommitted));
     return Nothing();
   }
-  return Frame{Result::kClosed, {}, 0};
+  return Frame{Result::kClosed, false, {}, 0};
 }
 
 bool MpmcConsumerState::AbandonIfOwnerDead(std::uint64_t t) {

@@ -227,7 +227,7 @@ struct SpscConsumerState {
         // [C1] acquire: pairs with [P1]; the frames before write_position are complete.
         const std::uint64_t write = ring.control->write_position.load(std::memory_order_acquire);
         if (write < read_position || write - read_position > ring.capacity) {
-          return {Result::kCorrupted, {}, 0};
+          return {Result::kCorrupted, false, {}, 0};
         }
         cached_write_position = write;
         if (write == read_position) {
@@ -237,19 +237,19 @@ struct SpscConsumerState {
           // [C3] acquire: pairs with [P3]. Then reload write_position: frames committed before
           // close() must be drained before end-of-stream is reported.
           if (ring.control->closed.load(std::memory_order_acquire) == 0) {
-            return {Result::kWouldBlock, {}, 0};
+            return {Result::kWouldBlock, false, {}, 0};
           }
           const std::uint64_t last = ring.control->write_position.load(std::memory_order_acquire);
-          if (last == read_position) return {Result::kClosed, {}, 0};
+          if (last == read_position) return {Result::kClosed, false, {}, 0};
           if (last < read_position || last - read_position > ring.capacity) {
-            return {Result::kCorrupted, {}, 0};
+            return {Result::kCorrupted, false, {}, 0};
           }
           cached_write_position = last;
         }
       }
       const DecodedFrame frame = DecodeFrameAt(ring.data, ring.capacity, ring.max_frame,
                                                read_position, cached_write_position);
-      if (frame.kind == DecodedFrame::Kind::kCorrupted) return {Result::kCorrupted, {}, 0};
+      if (frame.kind == DecodedFrame::Kind::kCorrupted) return {Result::kCorrupted, false, {}, 0};
       if (frame.kind == DecodedFrame::Kind::kPadding) {
         read_position = frame.next_position;
         // Publish at once: the producer may need exactly this room to place its next frame.
@@ -262,9 +262,9 @@ struct SpscConsumerState {
       // Return the local, not `held`: reading back the fields just stored would stall on store
       // forwarding (a wide load over narrower stores), which cost more than the rest of the read.
       const Frame out{Result::kOk,
+                      redelivered_through != kNoTicket && frame.sequence <= redelivered_through,
                       std::span<const std::byte>(ring.data + frame.payload_offset, frame.length),
-                      frame.sequence,
-                      redelivered_through != kNoTicket && frame.sequence <= redelivered_through};
+                      frame.sequence};
       held = out;
       held_end = frame.next_position;
       holding = true;
