@@ -49,13 +49,14 @@ class ProgressPrinter {
     last_frames_ = s.frames;
     std::fprintf(stderr,
                  "shm-bridge %s: %.0f frames/s, %llu frames, %llu bytes, %llu unconfirmed, "
-                 "%llu reconnects, %llu duplicates dropped, %llu republished\n",
+                 "%llu reconnects, %llu duplicates dropped, %llu republished, %llu unroutable\n",
                  what_.c_str(), rate, static_cast<unsigned long long>(s.frames),
                  static_cast<unsigned long long>(s.bytes),
                  static_cast<unsigned long long>(s.unconfirmed),
                  static_cast<unsigned long long>(s.reconnects),
                  static_cast<unsigned long long>(s.duplicates),
-                 static_cast<unsigned long long>(s.republished));
+                 static_cast<unsigned long long>(s.republished),
+                 static_cast<unsigned long long>(s.unroutable));
   }
 
  private:
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
   shmring::bridge::TlsOptions tls;
   bool declare = false;
   bool progress = false;
+  double progress_interval = 1.0;
   auto add_connection = [&](CLI::App* cmd) {
     cmd->add_option("--amqp", url_text,
                     "broker URL amqp://user:password@host:port/vhost (amqps:// for TLS); "
@@ -89,6 +91,9 @@ int main(int argc, char** argv) {
     cmd->add_option("--tls-key", tls.key_file, "amqps: client key (PEM)");
     cmd->add_flag("--declare", declare, "declare what is missing (durable) instead of failing");
     cmd->add_flag("--progress", progress, "print a status line every second on stderr");
+    cmd->add_option("--progress-interval", progress_interval,
+                    "seconds between --progress lines (default 1)")
+        ->check(CLI::Range(0.01, 3600.0));
   };
 
   shmring::bridge::OutOptions out;
@@ -106,6 +111,10 @@ int main(int argc, char** argv) {
       ->add_option("--mpmc-holders", out.mpmc_holders,
                    "MPMC channels: consumer endpoints holding the window (default 32)")
       ->check(CLI::Range(1u, 4096u));
+  bool drop_unroutable = false;
+  out_cmd->add_flag("--drop-unroutable", drop_unroutable,
+                    "let the broker drop messages no queue is bound for (default: keep them "
+                    "and publish again every second until a queue takes them)");
   out_cmd->add_option("--origin-host", out.origin_host, "x-shmring-host (default the host name)");
 
   shmring::bridge::InOptions in;
@@ -134,18 +143,19 @@ int main(int argc, char** argv) {
 
   auto url = shmring::bridge::ParseAmqpUrl(url_text);
   if (!url.ok()) {
-    std::fprintf(stderr, "shm-bridge: %s\n", std::string(url.status().message()).c_str());
-    return shmring::tools::kExitUsage;
+    return Fail(std::string(url.status().message()));
   }
   InstallSignals();
   shmring::bridge::ConnectionOptions connection;
   connection.url = *url;
   connection.tls = tls;
   connection.declare = declare;
+  connection.progress_period = absl::Seconds(progress_interval);
 
   absl::Status status;
   if (out_cmd->parsed()) {
     out.connection = connection;
+    out.mandatory = !drop_unroutable;
     ProgressPrinter printer(absl::StrFormat("out %s", out.channel));
     status = shmring::bridge::RunOut(
         out, g_stop,

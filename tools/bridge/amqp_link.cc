@@ -197,7 +197,8 @@ absl::Status AmqpLink::SelectConfirms() {
 
 absl::StatusOr<std::uint64_t> AmqpLink::Publish(const std::string& exchange, const std::string& key,
                                                 std::span<const std::byte> body,
-                                                const FrameHeaders& headers, bool persistent) {
+                                                const FrameHeaders& headers, bool persistent,
+                                                bool mandatory) {
   amqp_table_entry_t entries[4];
   entries[0].key = amqp_cstring_bytes(kHeaderHost);
   entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
@@ -222,8 +223,9 @@ absl::StatusOr<std::uint64_t> AmqpLink::Publish(const std::string& exchange, con
   amqp_bytes_t bytes;
   bytes.len = body.size();
   bytes.bytes = const_cast<std::byte*>(body.data());  // rabbitmq-c only reads it
-  const int rc = amqp_basic_publish(conn_, 1, amqp_cstring_bytes(exchange.c_str()),
-                                    amqp_cstring_bytes(key.c_str()), 0, 0, &props, bytes);
+  const int rc =
+      amqp_basic_publish(conn_, 1, amqp_cstring_bytes(exchange.c_str()),
+                         amqp_cstring_bytes(key.c_str()), mandatory ? 1 : 0, 0, &props, bytes);
   if (rc != AMQP_STATUS_OK) return LibraryStatus(rc, "publish");
   return next_tag_++;
 }
@@ -236,7 +238,7 @@ absl::StatusOr<std::optional<AmqpLink::Confirm>> AmqpLink::WaitConfirm(absl::Dur
     const int rc = amqp_simple_wait_frame_noblock(conn_, &frame, &tv);
     if (rc == AMQP_STATUS_TIMEOUT) return std::nullopt;
     if (rc != AMQP_STATUS_OK) return LibraryStatus(rc, "waiting for confirms");
-    if (frame.frame_type != AMQP_FRAME_METHOD) continue;  // body of a basic.return: not used
+    if (frame.frame_type != AMQP_FRAME_METHOD) continue;
     switch (frame.payload.method.id) {
       case AMQP_BASIC_ACK_METHOD: {
         const auto* m = static_cast<const amqp_basic_ack_t*>(frame.payload.method.decoded);
@@ -246,11 +248,18 @@ absl::StatusOr<std::optional<AmqpLink::Confirm>> AmqpLink::WaitConfirm(absl::Dur
         const auto* m = static_cast<const amqp_basic_nack_t*>(frame.payload.method.decoded);
         return Confirm{m->delivery_tag, m->multiple != 0, false};
       }
+      case AMQP_BASIC_RETURN_METHOD: {
+        amqp_message_t returned;  // the returned message's header and body follow: skip them
+        const amqp_rpc_reply_t r = amqp_read_message(conn_, frame.channel, &returned, 0);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) return RpcStatus(r, "basic.return");
+        amqp_destroy_message(&returned);
+        return Confirm{0, false, true, true};
+      }
       case AMQP_CHANNEL_CLOSE_METHOD:
       case AMQP_CONNECTION_CLOSE_METHOD:
         return ClosedStatus(frame.payload.method, "publish");
       default:
-        continue;  // basic.return (unroutable, non-mandatory: not sent), ...
+        continue;
     }
   }
 }

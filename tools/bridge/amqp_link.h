@@ -96,16 +96,20 @@ class AmqpLink {
   // SelectConfirms puts the channel in confirm mode; delivery tags then count 1, 2, ... per
   // connection, one per Publish.
   absl::Status SelectConfirms();
-  // Publish sends one message (non-mandatory) with `headers`; the returned tag is its delivery
-  // tag (the next number). Unavailable if the socket failed.
+  // Publish sends one message with `headers`; the returned tag is its delivery tag (the next
+  // number). `mandatory`: the broker returns a message no queue takes (basic.return, seen by
+  // WaitConfirm) instead of dropping it. Unavailable if the socket failed.
   absl::StatusOr<std::uint64_t> Publish(const std::string& exchange, const std::string& key,
                                         std::span<const std::byte> body,
-                                        const FrameHeaders& headers, bool persistent);
+                                        const FrameHeaders& headers, bool persistent,
+                                        bool mandatory);
   // Confirm: one basic.ack/nack from the broker: every tag ≤ `tag` if `multiple`.
   struct Confirm {
     std::uint64_t tag = 0;
     bool multiple = false;
     bool ack = true;  // false: nack, the broker lost the message(s): publish them again
+    // A mandatory message came back unroutable (no queue bound); its ack follows. `tag` is 0.
+    bool returned = false;
   };
   // WaitConfirm waits up to `timeout` for the next confirm: nullopt if none came in time;
   // an error if the channel or connection was closed (with the broker's reason).

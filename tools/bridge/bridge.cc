@@ -22,6 +22,8 @@ constexpr absl::Duration kSlice = absl::Milliseconds(100);  // longest wait betw
 // After `stop`, how long out waits for the confirms of what is in flight. What is still
 // unconfirmed then stays unreleased in the channel (sent again by the next run).
 constexpr absl::Duration kDrainTimeout = absl::Seconds(30);
+// How long out waits before publishing again after the broker returned an unroutable message.
+constexpr absl::Duration kUnroutableDelay = absl::Seconds(1);
 
 std::string HostName() {
   char name[256] = {};
@@ -203,7 +205,7 @@ class Link {
     return absl::OkStatus();
   }
 
- private:
+  // SleepUnlessStopped sleeps `d`, or less if `stop` is set meanwhile.
   void SleepUnlessStopped(absl::Duration d) {
     const absl::Time end = absl::Now() + d;
     while (!stop_.load(std::memory_order_relaxed) && absl::Now() < end) {
@@ -211,6 +213,7 @@ class Link {
     }
   }
 
+ private:
   const ConnectionOptions& options_;
   const std::atomic<bool>& stop_;
   Stats& stats_;
@@ -291,7 +294,7 @@ absl::Status RunOut(const OutOptions& o, const std::atomic<bool>& stop,
 
   auto publish = [&](AmqpLink& amqp, InFlight& m) -> absl::Status {
     headers.seq = m.seq;
-    auto tag = amqp.Publish(o.exchange, o.routing_key, m.body, headers, o.persistent);
+    auto tag = amqp.Publish(o.exchange, o.routing_key, m.body, headers, o.persistent, o.mandatory);
     if (!tag.ok()) return tag.status();
     m.tag = *tag;
     m.confirmed = false;
@@ -383,6 +386,13 @@ absl::Status RunOut(const OutOptions& o, const std::atomic<bool>& stop,
                                                                         : absl::ZeroDuration();
     auto c = link.amqp().WaitConfirm(wait);
     while (c.ok() && c->has_value()) {
+      if ((*c)->returned) {
+        // No queue took it: keep every unconfirmed frame, publish them again a little later.
+        ++stats.unroutable;
+        link.SleepUnlessStopped(kUnroutableDelay);
+        c = absl::UnavailableError("the broker returned an unroutable message");
+        break;
+      }
       if (!(*c)->ack) {
         // The broker lost these messages: a reconnect publishes the whole window again.
         c = absl::UnavailableError("the broker nacked a message");
@@ -403,8 +413,8 @@ absl::Status RunOut(const OutOptions& o, const std::atomic<bool>& stop,
   while (!window.empty() && link.amqp().connected() && absl::Now() < drain_end) {
     auto c = link.amqp().WaitConfirm(kSlice);
     if (!c.ok()) break;
-    if (c->has_value() && (*c)->ack) on_confirm(**c);
-    if (c->has_value() && !(*c)->ack) break;
+    if (c->has_value() && (*c)->ack && !(*c)->returned) on_confirm(**c);
+    if (c->has_value() && (!(*c)->ack || (*c)->returned)) break;
   }
   link.amqp().Close();
   stats.unconfirmed = window.size();

@@ -41,6 +41,7 @@ struct Stats {
   std::uint64_t reconnects = 0;
   std::uint64_t duplicates = 0;   // in: messages dropped by the duplicate rule
   std::uint64_t republished = 0;  // out: messages published again after a reconnect or nack
+  std::uint64_t unroutable = 0;   // out: messages the broker returned (no queue bound)
 };
 
 // ConnectionOptions: the broker and how to reach it again.
@@ -64,6 +65,10 @@ struct OutOptions {
   std::string routing_key;
   bool persistent = false;
   std::uint32_t window = 256;  // most messages published and not yet confirmed
+  // Publish mandatory: a message no queue takes comes back, and out keeps its frame and
+  // publishes the window again (every kUnroutableDelay) until a queue is bound. false: the
+  // broker drops (and confirms) unroutable messages.
+  bool mandatory = true;
   // MPMC channels: how many consumer endpoints hold the window (each holds one frame), at most
   // `window`. Every one of them takes an endpoint entry of the channel.
   std::uint32_t mpmc_holders = 32;
