@@ -55,8 +55,14 @@ def kill_children():
             proc.wait()
 
 
-atexit.register(kill_children)
-rabbit_node.on_signal_hooks.append(kill_children)
+def remove_channels():
+    while _names:
+        subprocess.run([PEER, "remove", _names.pop()], stderr=subprocess.DEVNULL)
+
+
+atexit.register(remove_channels)
+atexit.register(kill_children)  # atexit runs this first
+rabbit_node.on_signal_hooks += [kill_children, remove_channels]
 
 
 def channel(tag, kind="spsc", capacity=1 << 20, max_frame=0):
@@ -77,8 +83,7 @@ def node():
 def cleanup_channels():
     yield
     kill_children()
-    while _names:
-        subprocess.run([PEER, "remove", _names.pop()], stderr=subprocess.DEVNULL)
+    remove_channels()
 
 
 PROGRESS = re.compile(r"(\d+) frames, (\d+) bytes, (\d+) unconfirmed, (\d+) reconnects, "
@@ -402,7 +407,12 @@ def test_frame_larger_than_the_broker_accepts(node, tmp_path):
     # One frame larger than the node's max_message_size, then a small one.
     subprocess.run([PEER, "produce", a, "3", "1", str(big), "--fixed"], check=True)
     subprocess.run([PEER, "produce", a, "4", "1", "64", "--close"], check=True)
-    rc, err = run("out", a, "--amqp", node.url, "--exchange", "big-x", "--declare")
+    conn, ch = pika_channel(node)
+    ch.exchange_declare("big-x", durable=True)
+    ch.queue_declare("big-q", durable=True)
+    ch.queue_bind("big-q", "big-x", routing_key="")
+    conn.close()
+    rc, err = run("out", a, "--amqp", node.url, "--exchange", "big-x")
     assert rc == 2 and "406" in one_line(err) and "seq 3" in err, err
     # Nothing lost: the refused frame (and what follows) is still in the channel.
     r = subprocess.run([SHM_CAT, "recv", a, "--count", "1", "--timeout", "10"],
@@ -443,7 +453,8 @@ def test_unroutable_messages_are_kept_until_a_queue_is_bound(node, tmp_path):
 
 
 def test_sigterm_exits_zero_after_confirms(node, tmp_path):
-    a = channel("term")
+    a, b = channel("term-a"), channel("term-b")
+    start_in(tmp_path, node, "term-q", b, exchange="term-x")
     bout = start_out(tmp_path, node, a, "term-x")
     subprocess.run([PEER, "produce", a, "0", "100", "64"], check=True)
     bout.wait_frames(100, "out")

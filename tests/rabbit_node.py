@@ -37,6 +37,7 @@ def free_port():
 def _stop_all():
     for node in list(_live_nodes):
         node.stop()
+        node.remove_files()
 
 
 def _on_signal(signum, _frame):
@@ -89,8 +90,12 @@ class RabbitNode:
 
     def __exit__(self, *exc):
         self.stop()
+        self.remove_files()
+
+    def remove_files(self):
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
     def _as_server_user(self):
         return os.geteuid() == 0
