@@ -413,7 +413,7 @@ def test_frame_larger_than_the_broker_accepts(node, tmp_path):
     ch.queue_bind("big-q", "big-x", routing_key="")
     conn.close()
     rc, err = run("out", a, "--amqp", node.url, "--exchange", "big-x")
-    assert rc == 2 and "406" in one_line(err) and "seq 3" in err, err
+    assert rc == 2 and "406" in one_line(err) and f"seq 3, {big} bytes" in err, err
     # Nothing lost: the refused frame (and what follows) is still in the channel.
     r = subprocess.run([SHM_CAT, "recv", a, "--count", "1", "--timeout", "10"],
                        stdout=subprocess.PIPE, check=True)

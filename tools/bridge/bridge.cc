@@ -334,9 +334,16 @@ absl::Status RunOut(const OutOptions& o, const std::atomic<bool>& stop,
   // A final error names the first frame still in the channel because of it.
   auto final_error = [&](const absl::Status& why) {
     if (window.empty()) return why;
-    return absl::Status(why.code(),
-                        absl::StrCat(why.message(), "; frames from seq ", window.front().seq,
-                                     " on stay in channel '", canonical, "'"));
+    // The broker's reason does not say which message it refused: name the largest one (for a
+    // "message too large" that is the culprit).
+    const InFlight* largest = &window.front();
+    for (const InFlight& m : window) {
+      if (m.body.size() > largest->body.size()) largest = &m;
+    }
+    return absl::Status(
+        why.code(), absl::StrCat(why.message(), "; frames from seq ", window.front().seq,
+                                 " on stay in channel '", canonical, "' (largest unconfirmed: seq ",
+                                 largest->seq, ", ", largest->body.size(), " bytes)"));
   };
   // Handles an error of the link: OK to go on (reconnected, or stopping), else final.
   auto recover = [&](const absl::Status& why) -> absl::Status {
