@@ -39,6 +39,7 @@ def main():
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--latency-count", type=int, default=5000)
+    ap.add_argument("--latency-only", action="store_true")
     args = ap.parse_args()
     bridge = os.path.join(args.build, "tools", "shm-bridge")
     peer = os.path.join(args.build, "tools", "bridge_peer")
@@ -65,7 +66,7 @@ def main():
         ch.queue_declare("bench-q", durable=True)
         ch.queue_bind("bench-q", "bench-x", routing_key="")
         try:
-            for size in (64, 4096):
+            for size in () if args.latency_only else (64, 4096):
                 for persistent in (False, True):
                     frame_bytes = 16 + ((size + 7) // 8) * 8
                     capacity = 1 << max(20, (args.count * frame_bytes * 2 - 1).bit_length())

@@ -72,14 +72,17 @@ bool Intact(std::span<const std::byte> in, std::size_t max_len, std::uint64_t* i
 }
 
 template <typename Producer>
-int Produce(Producer& p, std::uint64_t first, std::uint64_t count, std::size_t max_len,
-            double rate, bool fixed) {
+int Produce(Producer& p, std::uint64_t first, std::uint64_t count, std::size_t max_len, double rate,
+            bool fixed) {
   std::vector<std::byte> buf(max_len);
   const std::uint64_t start = NowNs();
   for (std::uint64_t i = first; i < first + count; ++i) {
     if (rate > 0) {
       const std::uint64_t due = start + static_cast<std::uint64_t>((i - first) * 1e9 / rate);
-      while (NowNs() < due) {
+      // Sleep, not spin: on a loaded machine a spinning producer steals the bridges' CPU.
+      const timespec at{static_cast<time_t>(due / 1000000000ULL),
+                        static_cast<long>(due % 1000000000ULL)};
+      while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr) != 0) {
       }
     }
     std::span<std::byte> frame(buf.data(), fixed ? max_len : FrameSize(i, max_len));
