@@ -192,6 +192,7 @@ struct SpscConsumerState {
   // release_held: while `pinned`, [C2] publishes at most `pin`, never read_position.
   bool pinned = false;
   ReleaseMark pin;
+  std::uint64_t last_held_end = 0;  // end of the newest held frame
 
   explicit SpscConsumerState(std::unique_ptr<Endpoint> ep)
       : endpoint(std::move(ep)),
@@ -291,13 +292,15 @@ struct SpscConsumerState {
       pin = {read_position, next_sequence};
     }
     Release(/*publish=*/false);
+    last_held_end = read_position;
     return {read_position, next_sequence};
   }
 
   void PublishRelease(ReleaseMark mark) {
     if (!pinned || mark.position <= pin.position || mark.position > read_position) return;
-    if (mark.position == read_position) {
-      pinned = false;  // nothing held any more
+    if (mark.position >= last_held_end) {
+      // Nothing is held any more: publish everything read, padding skipped since included.
+      pinned = false;
     } else {
       pin = mark;
     }
