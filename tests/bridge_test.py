@@ -198,7 +198,8 @@ def test_out_sigkilled_five_times_loses_nothing(node, tmp_path):
     prod = produce(a, 0, n, 512, "--close")
     for kill in range(5):
         bout = start_out(tmp_path, node, a, "kout-x", "--window", str(window))
-        bout.wait_frames(1000 + 500 * kill % 1500, f"out before kill {kill}")
+        # Mid-stream: each run confirms a twelfth of the stream before it is killed.
+        bout.wait_frames(n // 12 + 100 * kill, f"out before kill {kill}")
         bout.kill()
     bout = start_out(tmp_path, node, a, "kout-x", "--window", str(window))
     result = verdict(check)
@@ -221,7 +222,7 @@ def test_in_sigkilled_five_times_loses_nothing(node, tmp_path):
     check = verify(b, n, 512)
     prod = produce(a, 0, n, 512, "--close")
     for kill in range(5):
-        bin_.wait_frames(500 + 300 * kill, f"in before kill {kill}")
+        bin_.wait_frames(n // 12 + 100 * kill, f"in before kill {kill}")
         bin_.kill()
         bin_ = Bridge(tmp_path, "in", "kin-q", b, "--amqp", node.url, "--prefetch",
                       str(prefetch))
