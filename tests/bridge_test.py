@@ -124,6 +124,12 @@ class Bridge:
         assert self.proc.wait(timeout=60) == -signal.SIGKILL
 
     def terminate(self):
+        # The first progress line comes after the signal handlers are installed.
+        deadline = time.monotonic() + GENEROUS
+        while not PROGRESS.search(self.err_path.read_text(errors="replace")):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         self.proc.send_signal(signal.SIGTERM)
         return self.wait()
 
@@ -245,7 +251,8 @@ def test_broker_restart_mid_stream(node, tmp_path):
     bout = start_out(tmp_path, node, a, "rst-x", "--persistent")
     check = verify(b, n, 512)
     prod = produce(a, 0, n, 512, "--close")
-    bin_.wait_frames(2000, "in before the broker restart")
+    bin_.wait_frames(n // 4, "in before the broker restart")
+    out_running = bout.proc.poll() is None  # (a fast run may have confirmed everything)
     node.restart()
     result = verdict(check)
     assert prod.wait(timeout=60) == 0
@@ -255,7 +262,8 @@ def test_broker_restart_mid_stream(node, tmp_path):
     assert result["duplicates"] == 0 and result["out_of_order"] == 0, result
     assert bout.wait() == 0, bout.errors()
     assert bin_.terminate() == 0, bin_.errors()
-    assert bout.stats()["reconnects"] >= 1 and bin_.stats()["reconnects"] >= 1
+    assert bin_.stats()["reconnects"] >= 1
+    assert bout.stats()["reconnects"] >= 1 or not out_running
 
 
 # ---- interop with a plain Python AMQP client (pika) ----
