@@ -261,9 +261,12 @@ def test_broker_restart_mid_stream(node, tmp_path):
     assert result["missing"] == 0 and result["corrupt"] == 0, result
     assert result["duplicates"] == 0 and result["out_of_order"] == 0, result
     assert bout.wait() == 0, bout.errors()
-    assert bin_.terminate() == 0, bin_.errors()
-    assert bin_.stats()["reconnects"] >= 1
     assert bout.stats()["reconnects"] >= 1 or not out_running
+    deadline = time.monotonic() + GENEROUS  # in reconnects after its backoff (up to 5 s)
+    while bin_.stats()["reconnects"] < 1:
+        assert time.monotonic() < deadline and bin_.proc.poll() is None, bin_.errors()
+        time.sleep(0.05)
+    assert bin_.terminate() == 0, bin_.errors()
 
 
 # ---- interop with a plain Python AMQP client (pika) ----
