@@ -85,8 +85,8 @@ int main(int argc, char** argv) {
       props.headers.num_entries = 4;
       props.headers.entries = entries;
       amqp_bytes_t b{size, body.data()};
-      if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange.c_str()), amqp_empty_bytes, 1,
-                             0, &props, b) != AMQP_STATUS_OK) {
+      if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange.c_str()), amqp_empty_bytes, 1, 0,
+                             &props, b) != AMQP_STATUS_OK) {
         Die("publish");
       }
       ++published;
