@@ -39,7 +39,40 @@ const char* RoleName(Role role) {
   }
 }
 
+void Add(RoleCounters* to, const Counters& c) {
+  // Relaxed: statistics.
+  to->frames += c.frames.load(std::memory_order_relaxed);
+  to->bytes += c.bytes.load(std::memory_order_relaxed);
+  to->wakeups += c.wakeups.load(std::memory_order_relaxed);
+  to->waits += c.waits.load(std::memory_order_relaxed);
+  to->abandoned += c.abandoned.load(std::memory_order_relaxed);
+  to->takeovers += c.takeovers.load(std::memory_order_relaxed);
+  to->redelivered += c.redelivered.load(std::memory_order_relaxed);
+}
+
 }  // namespace
+
+ChannelCounters SumCounters(const Segment& segment) {
+  ChannelCounters out;
+  const ControlBlock* control = segment.control();
+  RoleCounters all;
+  Add(&all, control->retired);
+  Add(&out.consumers, control->retired_consumer);
+  // The producers' share of `retired` is the rest (retired_consumer is a part of it).
+  out.producers = {
+      all.frames - out.consumers.frames,          all.bytes - out.consumers.bytes,
+      all.wakeups - out.consumers.wakeups,        all.waits - out.consumers.waits,
+      all.abandoned - out.consumers.abandoned,    all.takeovers - out.consumers.takeovers,
+      all.redelivered - out.consumers.redelivered};
+  for (std::uint32_t i = 0; i < segment.geometry().max_endpoints; ++i) {
+    const EndpointEntry* e = segment.endpoint(i);
+    // Relaxed: statistics; an entry changing role meanwhile is counted on either side.
+    const auto role = static_cast<Role>(e->role.load(std::memory_order_relaxed));
+    if (role == Role::kProducer) Add(&out.producers, e->counters);
+    if (role == Role::kConsumer) Add(&out.consumers, e->counters);
+  }
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name, Kind kind,
                                                            Role role,
@@ -105,6 +138,8 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
   e->attach_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
   e->generation.fetch_add(1, std::memory_order_relaxed);
   e->sleeping.store(0, std::memory_order_relaxed);
+  // Relaxed: published by the release store of `role` below (pairs with ProducersDone [F3]).
+  e->finished.store(0, std::memory_order_relaxed);
   if (prev.role != Role::kNone) {
     // Taking over from a dead process: the ring code inspects `previous()` before it resets the
     // tickets.
@@ -138,3 +173,16 @@ void Endpoint::WakeSlow(WakeWord& wake, int count) {
 }
 
 }  // namespace shmring::internal
+
+namespace shmring {
+
+absl::StatusOr<ChannelCounters> ReadChannelCounters(std::string_view name) {
+  internal::OpenOptions open;
+  open.access = internal::Access::kReadOnly;
+  open.allow_shared_mode = true;  // reading statistics writes nothing
+  absl::StatusOr<std::unique_ptr<internal::Segment>> segment = internal::Segment::Open(name, open);
+  if (!segment.ok()) return segment.status();
+  return internal::SumCounters(**segment);
+}
+
+}  // namespace shmring

@@ -3,9 +3,13 @@
 #ifndef SHMRING_LIB_ENDPOINT_H_
 #define SHMRING_LIB_ENDPOINT_H_
 
+#include <sched.h>
+
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -40,9 +44,32 @@ R WithResult(Result r) {
   }
 }
 
+// CopyOut: the copying receive of both ring kinds: `f`'s payload into `buffer` (kTooLarge, with
+// the size needed, if it does not fit; the frame then stays unread).
+inline Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
+  if (!f.ok()) return {f.result, 0, 0};
+  if (f.data.size() > buffer.size()) {
+    return {Result::kTooLarge, f.data.size(), f.sequence, f.redelivered};
+  }
+  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
+  return {Result::kOk, f.data.size(), f.sequence, f.redelivered};
+}
+
 // The longest single futex sleep. A waker killed between publishing and waking (or a hostile
 // peer) delays a sleeper by at most this much; each sleep re-checks the condition.
 inline constexpr absl::Duration kMaxSleep = absl::Milliseconds(100);
+
+// WaitMode::kHybrid: the first kPureSpinPolls polls of a wait spin (a pause instruction each);
+// every later poll first yields the CPU (sched_yield) and counts as kYieldPolls polls against
+// EndpointOptions::spin_iterations. Where processes outnumber CPUs, a spinning waiter would
+// otherwise hold the CPU its peer needs to produce what it waits for; where a CPU is free, a
+// yield returns at once (a ~0.3 us syscall), so the spin phase lasts about as long as before.
+inline constexpr std::uint32_t kPureSpinPolls = 256;
+inline constexpr std::uint32_t kYieldPolls = 32;
+
+// SumCounters: a channel's statistics, summed over its retired counters and every endpoint
+// entry, split by role. Relaxed loads: counters are statistics.
+ChannelCounters SumCounters(const Segment& segment);
 
 class Endpoint {
  public:
@@ -68,6 +95,11 @@ class Endpoint {
   void Count(AtomicU64 Counters::*counter, std::uint64_t n = 1) {
     (entry_->counters.*counter).fetch_add(n, std::memory_order_relaxed);
   }
+
+  // RecheckWithin caps the futex sleeps of this endpoint's waits at `d` until ClearRecheck: the
+  // poll found a state only a peer's death can change, and a death wakes nobody.
+  void RecheckWithin(absl::Duration d) { recheck_ = d; }
+  void ClearRecheck() { recheck_ = kMaxSleep; }
 
   // Wait polls `poll` (a callable returning Result, Claim or Frame) until it returns something
   // other than kWouldBlock, spinning and/or sleeping on `wake` per the wait mode, until
@@ -98,6 +130,7 @@ class Endpoint {
   PreviousOwner previous_;
   WaitMode mode_ = WaitMode::kHybrid;
   std::uint32_t spin_iterations_ = 0;
+  absl::Duration recheck_ = kMaxSleep;
   std::uint64_t frames_ = 0;
   std::uint64_t bytes_ = 0;
 };
@@ -108,13 +141,21 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
   R r = poll();
   if (ResultOf(r) != Result::kWouldBlock) return r;
   if (mode_ != WaitMode::kBlock) {
+    const bool hybrid = mode_ == WaitMode::kHybrid;
+    std::uint64_t spent = 0;  // polls, a yielding one counting as kYieldPolls
     for (std::uint32_t i = 1;; ++i) {
-      CpuRelax();
+      if (hybrid && i > kPureSpinPolls) {
+        sched_yield();
+        spent += kYieldPolls;
+      } else {
+        CpuRelax();
+        ++spent;
+      }
       r = poll();
       if (ResultOf(r) != Result::kWouldBlock) return r;
-      // Reading the clock costs ~20 ns; do it every 1024 polls.
-      if ((i & 1023) == 0 && WallNow() >= deadline) return WithResult<R>(Result::kTimeout);
-      if (mode_ == WaitMode::kHybrid && i >= spin_iterations_) break;
+      // Reading the clock costs ~20 ns; do it every 64 polls.
+      if ((i & 63) == 0 && WallNow() >= deadline) return WithResult<R>(Result::kTimeout);
+      if (hybrid && spent >= spin_iterations_) break;
     }
   }
   for (;;) {
@@ -131,7 +172,7 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
     if (now >= deadline) return WithResult<R>(Result::kTimeout);
     entry_->sleeping.store(1, std::memory_order_relaxed);  // informational (shm-inspect)
     Count(&Counters::waits);
-    FutexWait(&wake.word, seen, std::min(deadline - now, kMaxSleep));
+    FutexWait(&wake.word, seen, std::min(deadline - now, recheck_));
     entry_->sleeping.store(0, std::memory_order_relaxed);
     // Poll before announcing ourselves again: a waker cleared `waiting` when it woke us, and
     // setting it again first would leave it set after we return, costing the peer one futex

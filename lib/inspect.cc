@@ -330,7 +330,9 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
   }
   const ControlBlock& c = control.get();
   s.fill = s.write_position - s.read_position;
-  s.closed = Load(c.closed) != 0;
+  s.closed_by = Load(c.closed);
+  s.closed = s.closed_by != 0;
+  s.finishing = g.kind == Kind::kMpmc && Load(c.finishing) != 0;
   s.close_time_ns = Load(c.close_time_ns);
   s.data_ready_word = Load(c.data_ready.word);
   s.data_ready_waiting = Load(c.data_ready.waiting) != 0;
@@ -369,6 +371,8 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
     if (g.kind == Kind::kMpmc) {
       if (const std::uint64_t t = Load(e.claim_ticket); t != kNoTicket) es.claim_ticket = t;
       if (const std::uint64_t t = Load(e.held_ticket); t != kNoTicket) es.held_ticket = t;
+      es.finished = role == static_cast<std::uint32_t>(Role::kProducer) && Load(e.finished) != 0;
+      if (es.held_ticket && role == static_cast<std::uint32_t>(Role::kConsumer)) ++s.frames_held;
     }
     es.sleeping = Load(e.sleeping) != 0;
     es.counters = values;

@@ -56,6 +56,7 @@ struct EndpointSnapshot {
   std::optional<std::uint64_t> claim_ticket;  // MPMC producer: claimed, not committed
   std::optional<std::uint64_t> held_ticket;   // MPMC consumer: read, not released
   bool sleeping = false;                      // owner sleeps on a futex (informational)
+  bool finished = false;                      // MPMC producer: it called finish()
   CounterValues counters;
 };
 
@@ -86,6 +87,9 @@ struct Snapshot {
   std::uint64_t next_read_seq = 0;
   std::uint64_t fill = 0;  // SPSC: bytes between the cursors; MPMC: slots between the cursors
   bool closed = false;
+  std::uint32_t closed_by = 0;    // ControlBlock::closed: kClosedByClose, kClosedByFinish (or junk)
+  bool finishing = false;         // MPMC: some producer called finish()
+  std::uint32_t frames_held = 0;  // MPMC: consumer entries (live or dead) with a held ticket
   std::uint64_t close_time_ns = 0;
   // Wake words: somebody announced it sleeps there (cleared by the next waker).
   bool data_ready_waiting = false;

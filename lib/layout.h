@@ -63,7 +63,9 @@ inline constexpr std::size_t kLineSize = 128;
 inline constexpr std::size_t kPageSize = 4096;
 
 inline constexpr std::uint64_t kMagic = 0x31474E4952'4D4853ULL;  // "SHMRING1" little-endian
-inline constexpr std::uint32_t kAbiVersion = 1;
+// 2: EndpointEntry::finished, ControlBlock::finishing, and end-of-stream waits for held frames
+// (lib/mpmc.cc) — a version-1 consumer would report kClosed past a frame another consumer holds.
+inline constexpr std::uint32_t kAbiVersion = 2;
 
 enum class InitState : std::uint32_t { kInitializing = 0, kReady = 1 };
 inline constexpr std::uint32_t kKindSpsc = 1;  // == shmring::Kind::kSpsc
@@ -175,8 +177,8 @@ struct ControlBlock {
   WakeWord data_ready;   // consumers sleep here when the ring is empty
   WakeWord space_ready;  // producers sleep here when the ring is full
   // Rarely written state.
-  alignas(kLineSize) AtomicU32 closed;  // 1 once a producer called close() (release store)
-  AtomicU32 reserved_u32;
+  alignas(kLineSize) AtomicU32 closed;  // kClosedBy*: 0 open, 1 close(), 2 every producer finished
+  AtomicU32 finishing;                  // MPMC: 1 once some producer called finish()
   AtomicU64 close_time_ns;
   std::uint8_t state_pad[kLineSize - 16];
   alignas(kLineSize) Counters retired;  // counters of endpoints that are gone (all roles)
@@ -190,9 +192,15 @@ static_assert(offsetof(ControlBlock, next_read_seq) == 1 * kLineSize + 8);
 static_assert(offsetof(ControlBlock, data_ready) == 2 * kLineSize);
 static_assert(offsetof(ControlBlock, space_ready) == 3 * kLineSize);
 static_assert(offsetof(ControlBlock, closed) == 4 * kLineSize);
+static_assert(offsetof(ControlBlock, finishing) == 4 * kLineSize + 4);
 static_assert(offsetof(ControlBlock, retired) == 5 * kLineSize);
 static_assert(offsetof(ControlBlock, retired_consumer) == 5 * kLineSize + sizeof(Counters));
 static_assert(sizeof(ControlBlock) == 6 * kLineSize);
+
+// ControlBlock::closed: who ended the stream (any nonzero value means closed).
+inline constexpr std::uint32_t kOpen = 0;
+inline constexpr std::uint32_t kClosedByClose = 1;   // a producer called close()
+inline constexpr std::uint32_t kClosedByFinish = 2;  // MPMC: every producer finished or died
 
 inline constexpr std::uint64_t kNoTicket = ~std::uint64_t{0};
 
@@ -204,15 +212,17 @@ struct alignas(kLineSize) EndpointEntry {
   AtomicU64 attach_time_ns;  // CLOCK_REALTIME
   AtomicU64 generation;      // bumped at every attach of this entry
   AtomicU64 claim_ticket;    // MPMC producer: ticket claimed but not committed, or kNoTicket
-  AtomicU64 held_ticket;     // MPMC consumer: ticket read but not released, or kNoTicket
+  AtomicU64 held_ticket;     // MPMC consumer: ticket read but not released, or kNoTicket;
+                             // SPSC consumer: sequence number of the last frame it read
   AtomicU32 sleeping;        // 1 while the owner sleeps on a futex (informational)
-  AtomicU32 reserved_u32;
+  AtomicU32 finished;        // MPMC producer: 1 once it called finish() (reset at attach)
   std::uint8_t pad0[64 - 48];
   Counters counters;
 };
 static_assert(std::is_standard_layout_v<EndpointEntry>);
 static_assert(sizeof(EndpointEntry) == kLineSize);
 static_assert(offsetof(EndpointEntry, claim_ticket) == 24);
+static_assert(offsetof(EndpointEntry, finished) == 44);
 static_assert(offsetof(EndpointEntry, counters) == 64);
 
 // SPSC frame header (see the diagram above).

@@ -193,6 +193,9 @@ struct SpscConsumerState {
   bool pinned = false;
   ReleaseMark pin;
   std::uint64_t last_held_end = 0;  // end of the newest held frame
+  // Frames up to this sequence number were read by a consumer that died (the role was taken
+  // over): they come again, flagged as redelivered. kNoTicket: none.
+  std::uint64_t redelivered_through = kNoTicket;
 
   explicit SpscConsumerState(std::unique_ptr<Endpoint> ep)
       : endpoint(std::move(ep)),
@@ -202,6 +205,13 @@ struct SpscConsumerState {
         cached_write_position(read_position),
         next_sequence(ring.control->next_read_seq.load(std::memory_order_relaxed)) {
     PrefaultDataArea(ring.data, ring.capacity, /*for_writing=*/false);
+    // A dead consumer's record of the last frame it read (see TryRead). The role starts at the
+    // published read position, so every frame it read and did not release (or released without
+    // publishing) is read again. Relaxed: the record is ours now (we hold the role's lock).
+    if (endpoint->previous().role == Role::kConsumer) {
+      redelivered_through = endpoint->previous().held_ticket;
+    }
+    endpoint->entry()->held_ticket.store(kNoTicket, std::memory_order_relaxed);
   }
 
   // A consumer that detaches cleanly publishes what it released (deferred releases included).
@@ -260,11 +270,15 @@ struct SpscConsumerState {
         PublishReadPosition();
         continue;
       }
+      // Relaxed: the record a consumer taking the role over after our death reads (it flags the
+      // frames up to this one as redelivered). Our own line; nobody reads it while we live.
+      endpoint->entry()->held_ticket.store(frame.sequence, std::memory_order_relaxed);
       // Return the local, not `held`: reading back the fields just stored would stall on store
       // forwarding (a wide load over narrower stores), which cost more than the rest of the read.
       const Frame out{Result::kOk,
                       std::span<const std::byte>(ring.data + frame.payload_offset, frame.length),
-                      frame.sequence};
+                      frame.sequence,
+                      redelivered_through != kNoTicket && frame.sequence <= redelivered_through};
       held = out;
       held_end = frame.next_position;
       holding = true;
@@ -387,23 +401,14 @@ void SpscConsumer::release_deferred() { state_->Release(/*publish=*/false); }
 ReleaseMark SpscConsumer::release_held() { return state_->ReleaseHeld(); }
 void SpscConsumer::publish_release(ReleaseMark mark) { state_->PublishRelease(mark); }
 
-namespace {
-Received CopyOut(const Frame& f, std::span<std::byte> buffer) {
-  if (!f.ok()) return {f.result, 0, 0};
-  if (f.data.size() > buffer.size()) return {Result::kTooLarge, f.data.size(), f.sequence};
-  if (!f.data.empty()) std::memcpy(buffer.data(), f.data.data(), f.data.size());
-  return {Result::kOk, f.data.size(), f.sequence};
-}
-}  // namespace
-
 Received SpscConsumer::try_receive(std::span<std::byte> buffer) {
-  Received r = CopyOut(state_->TryRead(), buffer);
+  Received r = internal::CopyOut(state_->TryRead(), buffer);
   if (r.ok()) state_->Release();
   return r;
 }
 
 Received SpscConsumer::receive(std::span<std::byte> buffer, absl::Time deadline) {
-  Received r = CopyOut(read(deadline), buffer);
+  Received r = internal::CopyOut(read(deadline), buffer);
   if (r.ok()) state_->Release();
   return r;
 }

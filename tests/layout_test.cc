@@ -77,7 +77,7 @@ TEST_CASE("ValidateHeader accepts a consistent header and rejects each corruptio
   using C = absl::StatusCode;
   CHECK(code_after([](SegmentHeader& h) { h.magic ^= 1; }, g->total_size) ==
         C::kFailedPrecondition);
-  CHECK(code_after([](SegmentHeader& h) { h.abi_version = 2; }, g->total_size) ==
+  CHECK(code_after([](SegmentHeader& h) { h.abi_version = kAbiVersion + 1; }, g->total_size) ==
         C::kFailedPrecondition);
   CHECK(code_after([](SegmentHeader&) {}, g->total_size - 1) == C::kDataLoss);
   CHECK(code_after([](SegmentHeader&) {}, 100) == C::kDataLoss);

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -433,18 +434,133 @@ TEST_CASE("close while a dead consumer holds a frame: the drain delivers it befo
     producer->close();
   }
   // Spin mode and try_read: the idle sweep never runs, the end-of-stream scan must find it.
+  // try_read returns kWouldBlock until the scan (after the stall gate's polls) rescues it.
   auto consumer = MpmcConsumer::Attach(name, Options(WaitMode::kSpin));
   REQUIRE(consumer.ok());
   std::vector<std::uint64_t> got;
+  const absl::Time give_up = absl::Now() + kGenerous;
   for (;;) {
     Frame f = consumer->try_read();
     if (f.result == Result::kClosed) break;
+    if (f.result == Result::kWouldBlock && absl::Now() < give_up) continue;
     REQUIRE(f.ok());
+    CHECK(f.redelivered == (f.sequence == 0));
     got.push_back(f.sequence);
     consumer->release();
   }
   CHECK(got == std::vector<std::uint64_t>{1, 2, 3, 0});
   CHECK(CounterSum(name.str(), &internal::Counters::redelivered) == 1);
+}
+
+// What the consumers of the stranded-frame scenario saw, in one shared, ordered event log.
+struct StrandedLog {
+  std::atomic<std::uint64_t> events;          // the clock: every delivery and end takes a tick
+  std::atomic<std::uint32_t> deliveries[10];  // per sequence number
+  std::atomic<std::uint32_t> redelivered[10];
+  std::atomic<std::uint64_t> delivered_at[10];
+  std::atomic<std::uint32_t> released;      // frames released by the drainers
+  std::atomic<std::uint64_t> closed_at[2];  // when each drainer saw kClosed (0: never)
+};
+
+// Drain reads and releases until kClosed, logging each event.
+int Drain(const std::string& name, StrandedLog* log, int index) {
+  auto c = MpmcConsumer::Attach(name, Options(index == 0 ? WaitMode::kHybrid : WaitMode::kBlock));
+  if (!c.ok()) return 20;
+  for (;;) {
+    Frame f = c->read(absl::Now() + kGenerous);
+    if (f.result == Result::kClosed) {
+      log->closed_at[index].store(log->events.fetch_add(1) + 1);
+      return 0;
+    }
+    if (!f.ok() || f.sequence >= 10) return 21;
+    log->delivered_at[f.sequence].store(log->events.fetch_add(1) + 1);
+    log->deliveries[f.sequence].fetch_add(1);
+    if (f.redelivered) log->redelivered[f.sequence].fetch_add(1);
+    c->release();
+    log->released.fetch_add(1);
+  }
+}
+
+TEST_CASE(
+    "stranded frame: the holder is SIGKILLed after the others drained a closed channel; its "
+    "frame reaches a live consumer once, before anyone sees end-of-stream") {
+  ScopedName name("stranded");
+  REQUIRE(CreateChannel(name, Mpmc(16)).ok());
+  SharedMemory memory(sizeof(StrandedLog));
+  auto* log = new (memory.base) StrandedLog{};
+  auto producer = MpmcProducer::Attach(name);
+  REQUIRE(producer.ok());
+  std::uint64_t v = 0;
+  REQUIRE(producer->try_send(std::as_bytes(std::span(&v, 1))) == Result::kOk);
+  Pipe holding;
+  Child holder([&] { return ReadThenHold(name.str(), 0, &holding); });
+  REQUIRE(holding.Await());  // it holds sequence 0
+  Child r1([&] { return Drain(name.str(), log, 0); });
+  Child r2([&] { return Drain(name.str(), log, 1); });
+  for (v = 1; v < 10; ++v) {
+    REQUIRE(producer->send(std::as_bytes(std::span(&v, 1)), absl::Now() + kGenerous) ==
+            Result::kOk);
+  }
+  producer->close();
+  // Both drainers have released sequences 1..9; they now wait for sequence 0.
+  const absl::Time give_up = absl::Now() + kGenerous;
+  while (log->released.load() < 9 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
+  REQUIRE(log->released.load() == 9);
+  CHECK(log->closed_at[0].load() == 0);
+  CHECK(log->closed_at[1].load() == 0);
+  holder.Kill(SIGKILL);
+  CHECK(holder.Wait() == 128 + SIGKILL);
+  CHECK(r1.Wait() == 0);
+  CHECK(r2.Wait() == 0);
+  for (int seq = 0; seq < 10; ++seq) {
+    CAPTURE(seq);
+    CHECK(log->deliveries[seq].load() == 1);
+    CHECK(log->redelivered[seq].load() == (seq == 0 ? 1u : 0u));
+  }
+  CHECK(log->delivered_at[0].load() < log->closed_at[0].load());
+  CHECK(log->delivered_at[0].load() < log->closed_at[1].load());
+  const ChannelCounters counters = *ReadChannelCounters(name);
+  CHECK(counters.consumers.redelivered == 1);
+  CHECK(counters.consumers.frames == 10);
+}
+
+TEST_CASE(
+    "finish: a producer SIGKILLed without finishing does not hold the stream open; one "
+    "attached after the end gets kClosed") {
+  ScopedName name("finishdead");
+  REQUIRE(CreateChannel(name, Mpmc(16)).ok());
+  auto consumer = MpmcConsumer::Attach(name, Options(WaitMode::kBlock));
+  REQUIRE(consumer.ok());
+  auto finisher = MpmcProducer::Attach(name);
+  REQUIRE(finisher.ok());
+  Pipe sent;
+  Child other([&] {
+    auto p = MpmcProducer::Attach(name.str());
+    if (!p.ok()) return 30;
+    std::uint64_t x = 100;
+    if (p->try_send(std::as_bytes(std::span(&x, 1))) != Result::kOk) return 31;
+    sent.Signal();
+    pause();  // never finishes
+    return 0;
+  });
+  REQUIRE(sent.Await());
+  std::uint64_t x = 1;
+  REQUIRE(finisher->try_send(std::as_bytes(std::span(&x, 1))) == Result::kOk);
+  finisher->finish();
+  CHECK(finisher->try_send(std::as_bytes(std::span(&x, 1))) == Result::kClosed);
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(consumer->read(absl::Now() + kGenerous).ok());
+    consumer->release();
+  }
+  // The other producer is alive and unfinished: the stream is open.
+  CHECK(consumer->try_read().result == Result::kWouldBlock);
+  other.Kill(SIGKILL);
+  CHECK(other.Wait() == 128 + SIGKILL);
+  CHECK(consumer->read(absl::Now() + kGenerous).result == Result::kClosed);
+  auto late = MpmcProducer::Attach(name);
+  REQUIRE(late.ok());
+  CHECK(late->try_send(std::as_bytes(std::span(&x, 1))) == Result::kClosed);
+  CHECK(consumer->try_read().result == Result::kClosed);
 }
 
 TEST_CASE("a consumer killed asleep costs producers at most one wake-up syscall") {

@@ -6,9 +6,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -22,6 +24,7 @@ namespace {
 
 using testing::Child;
 using testing::FillProducerFrame;
+using testing::Pipe;
 using testing::Scaled;
 using testing::ScopedName;
 
@@ -55,6 +58,14 @@ struct Report {
   std::uint64_t torn;
   std::uint64_t bad_result;
 };
+
+ChannelOptions Mpmc(std::uint64_t capacity, std::uint32_t max_frame) {
+  ChannelOptions options;
+  options.kind = Kind::kMpmc;
+  options.capacity = capacity;
+  options.max_frame = max_frame;
+  return options;
+}
 
 EndpointOptions Options(WaitMode mode, std::uint32_t spin = 200) {
   EndpointOptions o;
@@ -277,14 +288,10 @@ TEST_CASE("close: consumers asleep in other processes wake, drain, then all see 
 }
 
 TEST_CASE(
-    "close with a full ring: a frame another live consumer holds does not delay "
-    "end-of-stream, and is still released normally") {
+    "close with a full ring: a frame another live consumer holds delays end-of-stream until "
+    "it is released; the release wakes the consumer waiting for the end") {
   ScopedName name("closefull");
-  ChannelOptions options;
-  options.kind = Kind::kMpmc;
-  options.capacity = 4;
-  options.max_frame = 16;
-  REQUIRE(CreateChannel(name, options).ok());
+  REQUIRE(CreateChannel(name, Mpmc(4, 16)).ok());
   auto producer = MpmcProducer::Attach(name);
   auto holder = MpmcConsumer::Attach(name);
   auto other = MpmcConsumer::Attach(name, Options(WaitMode::kBlock));
@@ -304,10 +311,113 @@ TEST_CASE(
     CHECK(f.sequence == seq);
     other->release();
   }
-  CHECK(other->read(absl::Now() + kGenerous).result == Result::kClosed);
+  // Drained, but sequence 0 is still held (its holder may die and it would come back).
+  CHECK(other->try_read().result == Result::kWouldBlock);
+  CHECK(other->read(absl::Now() + absl::Milliseconds(20)).result == Result::kTimeout);
+  // The release, in another process, wakes `other` asleep in read() (kBlock).
+  Pipe asleep;
+  Child waiter([&] {
+    auto late = MpmcConsumer::Attach(name, Options(WaitMode::kBlock));
+    if (!late.ok()) return 2;
+    asleep.Signal();
+    return late->read(absl::Now() + kGenerous).result == Result::kClosed ? 0 : 3;
+  });
+  REQUIRE(asleep.Await());
   holder->release();
+  CHECK(waiter.Wait() == 0);
+  CHECK(other->read(absl::Now() + kGenerous).result == Result::kClosed);
   CHECK(holder->try_read().result == Result::kClosed);
   CHECK(CounterSum(name.str(), &internal::Counters::redelivered) == 0);
+}
+
+TEST_CASE(
+    "finish: producers in two processes finishing together end the stream once, after every "
+    "frame; close() still ends it for everyone; counters() reports by role") {
+  ScopedName name("finish");
+  REQUIRE(CreateChannel(name, Mpmc(64, 16)).ok());
+  auto consumer = MpmcConsumer::Attach(name, Options(WaitMode::kBlock));
+  REQUIRE(consumer.ok());
+  constexpr int kProducers = 2;
+  constexpr std::uint64_t kEach = 1000;
+  // Every producer attaches before any finishes (MpmcProducer::finish).
+  testing::Pipe attached[kProducers], go;
+  std::vector<std::unique_ptr<Child>> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.push_back(std::make_unique<Child>([&, p] {
+      auto producer = MpmcProducer::Attach(name.str());
+      if (!producer.ok()) return 2;
+      attached[p].Signal();
+      if (!go.Await()) return 3;
+      for (std::uint64_t i = 0; i < kEach; ++i) {
+        const std::uint64_t v = p * kEach + i;
+        if (producer->send(std::as_bytes(std::span(&v, 1)), absl::Now() + kGenerous) !=
+            Result::kOk) {
+          return 4;
+        }
+      }
+      producer->finish();
+      const std::uint64_t v = 0;
+      return producer->try_send(std::as_bytes(std::span(&v, 1))) == Result::kClosed ? 0 : 5;
+    }));
+  }
+  for (auto& a : attached) REQUIRE(a.Await());
+  for (int p = 0; p < kProducers; ++p) REQUIRE(go.Signal());
+  std::vector<int> seen(kProducers * kEach);
+  std::uint64_t frames = 0;
+  for (;;) {
+    const Frame f = consumer->read(absl::Now() + kGenerous);
+    if (f.result == Result::kClosed) break;
+    REQUIRE(f.ok());
+    CHECK_FALSE(f.redelivered);
+    std::uint64_t v;
+    std::memcpy(&v, f.data.data(), sizeof(v));
+    REQUIRE(v < seen.size());
+    ++seen[v];
+    ++frames;
+    consumer->release();
+  }
+  for (auto& p : producers) CHECK(p->Wait() == 0);
+  CHECK(frames == kProducers * kEach);
+  CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+  const ChannelCounters c = consumer->counters();
+  CHECK(c.producers.frames == kProducers * kEach);
+  CHECK(c.consumers.frames == kProducers * kEach);
+  CHECK(c.consumers.redelivered == 0);
+  CHECK(c.producers.abandoned + c.consumers.abandoned == 0);
+  auto read_back = ReadChannelCounters(name);
+  REQUIRE(read_back.ok());
+  CHECK(read_back->consumers.frames == c.consumers.frames);
+  CHECK(ReadChannelCounters("/shmring-test-no-such-channel").status().code() ==
+        absl::StatusCode::kNotFound);
+  // Attached after the end: claims return kClosed.
+  auto late = MpmcProducer::Attach(name);
+  REQUIRE(late.ok());
+  CHECK(late->try_claim(8).result == Result::kClosed);
+}
+
+TEST_CASE("finish: a finished producer does not end the stream while another one is unfinished") {
+  ScopedName name("finishone");
+  REQUIRE(CreateChannel(name, Mpmc(8, 16)).ok());
+  auto consumer = MpmcConsumer::Attach(name);
+  REQUIRE(consumer.ok());
+  auto a = MpmcProducer::Attach(name), b = MpmcProducer::Attach(name);
+  REQUIRE((a.ok() && b.ok()));
+  std::byte payload[8] = {};
+  REQUIRE(a->try_claim(8).ok());
+  a->finish();  // aborts the outstanding claim: a counted gap
+  CHECK(a->try_send(payload) == Result::kClosed);
+  CHECK(consumer->try_read().result == Result::kWouldBlock);
+  CHECK(consumer->read(absl::Now() + absl::Milliseconds(20)).result == Result::kTimeout);
+  REQUIRE(b->try_send(payload) == Result::kOk);
+  const Frame f = consumer->read(absl::Now() + kGenerous);
+  REQUIRE(f.ok());
+  CHECK(f.sequence == 1);
+  consumer->release();
+  {
+    MpmcProducer gone = std::move(*b);  // detached without finishing: it no longer counts
+  }
+  CHECK(consumer->read(absl::Now() + kGenerous).result == Result::kClosed);
+  CHECK(consumer->counters().producers.abandoned == 1);
 }
 
 TEST_CASE("sequence numbers are tickets; abort leaves a counted gap; commit of a shorter frame") {

@@ -164,6 +164,64 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "end-of-stream audit: kClosed is never reported past an unreleased frame; a consumer "
+    "SIGKILLed holding the last frames of a closed stream hands them to the next, flagged") {
+  ScopedName name("closedheld");
+  ChannelOptions options;
+  options.capacity = 4096;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = SpscProducer::Attach(name);
+  REQUIRE(producer.ok());
+  std::byte frame[32];
+  for (std::uint64_t seq = 0; seq < 4; ++seq) {
+    FillSeq(seq, frame);
+    REQUIRE(producer->try_send(frame) == Result::kOk);
+  }
+  producer->close();
+  {
+    // In process: the held last frame is returned again, never kClosed, until released.
+    auto consumer = SpscConsumer::Attach(name);
+    REQUIRE(consumer.ok());
+    for (std::uint64_t seq = 0; seq < 3; ++seq) {
+      REQUIRE(consumer->try_read().ok());
+      consumer->release();
+    }
+    const Frame last = consumer->try_read();
+    REQUIRE(last.ok());
+    CHECK(last.sequence == 3);
+    CHECK_FALSE(last.redelivered);
+    CHECK(consumer->try_read().sequence == 3);
+    CHECK(consumer->read(absl::Now() + kGenerous).sequence == 3);
+    // Detached without releasing: the frame stays (a clean detach is not a death).
+  }
+  // A consumer that reads frame 3 and dies holding it: the next one reads 3 again, flagged as
+  // redelivered, and only then kClosed.
+  Pipe holding;
+  Child first([&] {
+    auto c = SpscConsumer::Attach(name.str());
+    if (!c.ok()) return 2;
+    const Frame f = c->read(absl::Now() + kGenerous);
+    if (!f.ok() || f.sequence != 3 || f.redelivered) return 3;
+    holding.Signal();
+    pause();
+    return 0;
+  });
+  REQUIRE(holding.Await());
+  first.Kill(SIGKILL);
+  CHECK(first.Wait() == 128 + SIGKILL);
+  auto next = SpscConsumer::Attach(name);
+  REQUIRE(next.ok());
+  const Frame again = next->read(absl::Now() + kGenerous);
+  REQUIRE(again.ok());
+  CHECK(again.sequence == 3);
+  CHECK(again.redelivered);
+  CHECK(IntactSeq(3, again.data));
+  CHECK(next->try_read().sequence == 3);  // still held: not kClosed
+  next->release();
+  CHECK(next->try_read().result == Result::kClosed);
+}
+
+TEST_CASE(
     "release_held: a consumer SIGKILLed with held frames leaves them unread; its successor starts "
     "at the first frame after the last published mark (padding, an empty ring and release() "
     "publish nothing past it)") {

@@ -873,6 +873,9 @@ TEST_CASE("tools: inspect --json matches the live SPSC state", "[tools]") {
   INFO(r.out);
   j = ParseJson(r.out);
   CHECK(j["closed"].b);
+  CHECK(j["closed_by"].s == "close");
+  CHECK(!j["finishing"].b);
+  CHECK(j["frames_held"].U() == 0);
   // (Not checked: endpoints_alive. The producer's entry is free again (role none), but its
   // liveness lock lingers while this process keeps the channel mapped through the consumer —
   // reported as a library issue; shm-inspect shows what the kernel says.)

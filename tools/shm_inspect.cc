@@ -269,6 +269,13 @@ std::string SnapshotJson(const Snapshot& s, bool with_frames, const std::optiona
   j.Key("fill_ratio").Double(g.capacity ? static_cast<double>(s.fill) / g.capacity : 0.0);
   j.Key("closed").Bool(s.closed);
   j.Key("close_time_ns").Uint(s.close_time_ns);
+  j.Key("closed_by")
+      .String(s.closed_by == internal::kClosedByClose    ? "close"
+              : s.closed_by == internal::kClosedByFinish ? "finish"
+              : s.closed_by == internal::kOpen           ? "none"
+                                                         : "unknown");
+  j.Key("finishing").Bool(s.finishing);
+  j.Key("frames_held").Uint(s.frames_held);
   j.Key("waiters").Uint(s.waiters);
   j.Key("wake").BeginObject();
   j.Key("data_ready").BeginObject();
@@ -302,6 +309,7 @@ std::string SnapshotJson(const Snapshot& s, bool with_frames, const std::optiona
     } else {
       j.Null();
     }
+    j.Key("finished").Bool(e.finished);
     j.Key("counters");
     CountersJson(j, e.counters);
     j.EndObject();
@@ -416,7 +424,8 @@ class Table {
 };
 
 std::string StateOf(const Snapshot& s) {
-  if (s.closed) return s.fill == 0 ? "closed, drained" : "closed";
+  // Drained: nothing left to dequeue and (MPMC) no frame held, live or dead.
+  if (s.closed) return s.fill == 0 && s.frames_held == 0 ? "closed, drained" : "closed";
   if (s.endpoints_alive == 0 && s.endpoints_dead > 0) return "stale";
   if (s.endpoints_alive == 0) return "idle";
   return "open";

@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace shmring {
@@ -59,6 +60,30 @@ absl::Status CreateChannel(std::string_view name, const ChannelOptions& options)
 // the memory is freed when the last one unmaps. Errors: InvalidArgument, NotFound,
 // PermissionDenied.
 absl::Status RemoveChannel(std::string_view name);
+
+// RoleCounters: statistics of the endpoints of one role, summed over every endpoint that is or
+// was attached (those that detached or died are folded in when their entry is reused).
+struct RoleCounters {
+  std::uint64_t frames = 0;       // committed (producers) / released (consumers)
+  std::uint64_t bytes = 0;        // payload bytes of those frames
+  std::uint64_t wakeups = 0;      // FUTEX_WAKE calls issued
+  std::uint64_t waits = 0;        // futex sleeps (ring empty or full, or end-of-stream pending)
+  std::uint64_t abandoned = 0;    // MPMC: claims skipped as a gap (dead producers, aborts)
+  std::uint64_t takeovers = 0;    // endpoint entries or roles taken over from a dead process
+  std::uint64_t redelivered = 0;  // MPMC: frames handed out again after a consumer died
+};
+// ChannelCounters: a channel's statistics by role. Counters are statistics written with relaxed
+// stores (docs/failure-model.md, "Counters"); sequence numbers are the authority on delivery.
+struct ChannelCounters {
+  RoleCounters producers;
+  RoleCounters consumers;
+};
+
+// ReadChannelCounters maps `name` read-only and sums its counters (also what an endpoint's
+// counters() returns, without the open). Any process with read access may call it; it costs an
+// open, an mmap and a pass over the endpoint table. Errors: as Attach (NotFound,
+// InvalidArgument, PermissionDenied, FailedPrecondition, DataLoss).
+absl::StatusOr<ChannelCounters> ReadChannelCounters(std::string_view name);
 
 // CanonicalName returns `name` with exactly one leading '/' if it is a valid channel name:
 // 1..200 bytes of [A-Za-z0-9._-] after the slash, not "." or "..". Otherwise InvalidArgument.

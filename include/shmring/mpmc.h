@@ -20,8 +20,9 @@
 // Crashes: a producer killed between claim and commit costs its one slot (a counted gap, skipped
 // as soon as its liveness lock is gone; a stopped producer is only slow, never dead). A consumer
 // killed while it holds a frame (read, not released) does not lose it: a live consumer adopts it
-// and it is delivered once more (counted as redelivered) — the only case in which a frame is
-// delivered twice, and then it may arrive after later frames of its producer.
+// and it is delivered once more (Frame::redelivered, counted as redelivered) — the only case in
+// which a frame is delivered twice, and then it may arrive after later frames of its producer.
+// End-of-stream waits for such frames: no consumer sees kClosed while a frame is held.
 #ifndef SHMRING_MPMC_H_
 #define SHMRING_MPMC_H_
 
@@ -33,6 +34,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "shmring/channel.h"
 #include "shmring/result.h"
 
 namespace shmring {
@@ -66,8 +68,22 @@ class MpmcProducer {
   void abort();
   [[nodiscard]] Result try_send(std::span<const std::byte> payload);
   [[nodiscard]] Result send(std::span<const std::byte> payload, absl::Time deadline);
-  // close marks end-of-stream for the whole channel: every consumer drains, then gets kClosed.
+  // close marks end-of-stream for the whole channel at once: every producer's later claims
+  // return kClosed; consumers drain, then get kClosed. For several producers that each end their
+  // part, use finish() instead.
   void close();
+  // finish ends this producer's part of the stream: its later claims return kClosed (an
+  // outstanding claim is aborted). The stream ends (consumers drain, then get kClosed) once every
+  // producer attached to the channel has finished, detached or died — a producer that dies
+  // without finishing does not hold the stream open once another one finished (its liveness lock
+  // is gone; consumers notice within a few ms). Only producers attached at that moment count:
+  // attach every producer before the first one can finish. A producer that attaches after the
+  // stream ended gets kClosed from every claim. Idempotent. Cost: a pass over the endpoint table
+  // (one fcntl per unfinished producer) and a wake-up of sleeping consumers.
+  void finish();
+  // counters returns the channel's statistics (all endpoints, by role): no syscall, a pass over
+  // the endpoint table. See ReadChannelCounters (channel.h).
+  ChannelCounters counters() const;
 
   std::size_t max_frame() const;
   std::string_view name() const;
@@ -88,14 +104,20 @@ class MpmcConsumer {
   // consumer, as after a crash: when producers are stuck behind it, or at end-of-stream.
   ~MpmcConsumer();
 
-  // Same contracts as SpscConsumer. kClosed once the channel is closed and no committed frame
-  // is left for anyone (frames other live consumers hold are theirs and do not delay it).
-  // Sequence numbers a consumer sees increase, except for a redelivered frame (see above).
+  // Same contracts as SpscConsumer. kClosed once the stream ended (close(), or every producer
+  // finished), every committed frame was dequeued, and no frame is held by any consumer: while
+  // another consumer holds one (read, not released), try_read returns kWouldBlock and read waits
+  // (kTimeout at its deadline), because that consumer may still die and its frame then comes to
+  // one of the waiting consumers (Frame::redelivered set) — within a few ms of the death. (A
+  // consumer's own held frame is returned again by read/try_read until it is released.) Sequence
+  // numbers a consumer sees increase, except for a redelivered frame.
   [[nodiscard]] Frame try_read();
   [[nodiscard]] Frame read(absl::Time deadline);
   void release();
   [[nodiscard]] Received try_receive(std::span<std::byte> buffer);
   [[nodiscard]] Received receive(std::span<std::byte> buffer, absl::Time deadline);
+  // counters: as MpmcProducer::counters.
+  ChannelCounters counters() const;
 
   std::size_t max_frame() const;
   std::string_view name() const;

@@ -42,10 +42,14 @@ struct Claim {
 };
 
 // Frame: a committed frame read in place by read()/try_read(). Valid until release().
+// `redelivered` is true when this frame may have been handed out before: a consumer that read it
+// died (or detached) without releasing it. Whatever that consumer did with it may have happened
+// (a worker should make such side effects idempotent, or deduplicate by `sequence`).
 struct Frame {
   Result result = Result::kWouldBlock;
   std::span<const std::byte> data;
   std::uint64_t sequence = 0;
+  bool redelivered = false;
   bool ok() const { return result == Result::kOk; }
 };
 
@@ -54,6 +58,7 @@ struct Received {
   Result result = Result::kWouldBlock;
   std::size_t size = 0;
   std::uint64_t sequence = 0;
+  bool redelivered = false;  // as Frame::redelivered
   bool ok() const { return result == Result::kOk; }
 };
 
@@ -61,14 +66,17 @@ struct Received {
 enum class WaitMode : std::uint8_t {
   kSpin,    // busy-poll until the deadline: lowest latency, burns a core
   kBlock,   // sleep on the futex at once: no CPU while idle, a wake-up costs a syscall
-  kHybrid,  // spin `spin_iterations` polls, then sleep (default)
+  kHybrid,  // spin briefly, then yield the CPU between polls, then sleep (default; see
+            // EndpointOptions::spin_iterations)
 };
 
 // EndpointOptions: how an endpoint attaches and waits.
 struct EndpointOptions {
   WaitMode wait = WaitMode::kHybrid;
-  // Polls before a hybrid wait goes to sleep (each poll is a load and a pause instruction,
-  // a few ns to ~40 ns depending on the CPU).
+  // How long a hybrid wait polls before it sleeps, in polls: the first 256 polls spin (a load
+  // and a pause instruction each, a few ns to ~40 ns depending on the CPU); each later poll
+  // first yields the CPU to other runnable processes (sched_yield) and counts as 32 polls. The
+  // default spins ~10 us, then yields ~600 times (a few hundred us on an idle machine).
   std::uint32_t spin_iterations = 20000;
   // How long Attach waits for a channel that is still being initialised by its creator.
   absl::Duration open_timeout = absl::Seconds(5);

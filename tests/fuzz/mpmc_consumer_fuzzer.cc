@@ -1,12 +1,15 @@
 // libFuzzer target: MPMC producers and consumers facing tickets, slot turns, slot headers and an
 // endpoint table written by a hostile peer.
 //
-// Input: 8 bytes read_position, 8 bytes write_position, 4 bytes of flags (bit 0: closed), then
+// Input: 8 bytes read_position, 8 bytes write_position, 4 bytes of flags (bits 0-1: the closed
+// word, bit 2: some producer called finish(), bit 3: the producer below finishes at the end), then
 // the endpoint table's bytes, then the slot array's bytes (each part zero-filled if the input is
 // short). They are written into a real segment; a freshly attached consumer (which may inherit a
 // "held" ticket from the entry it takes) reads and releases frames, and a freshly attached
-// producer claims and commits, until they get anything but kOk. Neither may touch memory outside
-// the segment (ASan), loop forever, or hand out a span outside the slot it names.
+// producer claims and commits, until they get anything but kOk (the consumer polls on through
+// kWouldBlock a bounded number of times, so the stall gate opens and the recovery paths run).
+// Neither may touch memory outside the segment (ASan), loop forever, or hand out a span outside the
+// slot it names.
 #include <unistd.h>
 
 #include <cstddef>
@@ -15,6 +18,7 @@
 #include <cstring>
 #include <string>
 
+#include "mpmc_internal.h"
 #include "segment.h"
 #include "shmring/channel.h"
 #include "shmring/mpmc.h"
@@ -73,7 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
   ControlBlock* control = seg.control();
   control->read_position.store(read_position);
   control->write_position.store(write_position);
-  control->closed.store(flags & 1);
+  control->closed.store(flags & 3);
+  control->finishing.store((flags >> 2) & 1);
   Take(input, size, seg.endpoint(0), std::size_t{g.max_endpoints} * sizeof(EndpointEntry));
   std::byte* data = seg.data();
   Take(input, size, data, g.data_size);
@@ -84,8 +89,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
     auto consumer = shmring::MpmcConsumer::Attach(Name(), options);
     // Every entry may look taken: then ResourceExhausted is the right answer.
     if (consumer.ok()) {
-      for (int i = 0; i < 64; ++i) {
+      for (int i = 0, idle = 0; i < 64 && idle < static_cast<int>(2 * kStallPolls); ++i) {
         shmring::Frame f = consumer->try_read();
+        if (f.result == shmring::Result::kWouldBlock) {
+          ++idle;
+          --i;
+          continue;
+        }
         if (!f.ok()) break;
         if (f.data.size() > kMaxFrame ||
             !InSlots(f.data.data(), f.data.size(), data, g.data_size)) {
@@ -111,6 +121,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
         std::memset(c.data.data(), 0xA5, c.data.size());
         if (producer->commit() != shmring::Result::kOk) break;
       }
+      if ((flags & 8) != 0) producer->finish();
     }
   }
   return 0;
