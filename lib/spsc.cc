@@ -29,6 +29,9 @@
 // The consumer's release_deferred() is the mirror image: read_position (and next_read_seq) are
 // published by the next [C2] — release(), or a read that finds the ring empty (the producer can
 // only fill room it can see), or the consumer's destructor.
+// release_held() pins the publishable read position at the first held frame: every [C2] above
+// then publishes at most the pin, which only publish_release(mark) moves (a consumer-local
+// decision: the producer and a successor see an ordinary, smaller read_position).
 //
 // The consumer treats every byte it loads from the segment as hostile: positions are bounded
 // against the capacity, frame lengths against max_frame and the published region, and each is
@@ -181,6 +184,10 @@ struct SpscConsumerState {
   bool holding = false;
   Frame held;
   std::uint64_t held_end = 0;
+  // release_held: while `pinned`, [C2] publishes at most `pin`, never read_position.
+  bool pinned = false;
+  ReleaseMark pin;
+  std::uint64_t last_held_end = 0;  // end of the newest held frame
   // Frames up to this sequence number were read by a consumer that died (the role was taken
   // over): they come again, flagged as redelivered. kNoTicket: none.
   std::uint64_t redelivered_through = kNoTicket;
@@ -212,11 +219,13 @@ struct SpscConsumerState {
   }
 
   void PublishReadPosition() {
-    published_read_position = read_position;
+    const ReleaseMark to = pinned ? pin : ReleaseMark{read_position, next_sequence};
+    if (pinned && to.position == published_read_position) return;
+    published_read_position = to.position;
     // Relaxed: ordered before [C2].
-    ring.control->next_read_seq.store(next_sequence, std::memory_order_relaxed);
-    // [C2] release: we are done reading everything before read_position. Pairs with [P2].
-    ring.control->read_position.store(read_position, std::memory_order_release);
+    ring.control->next_read_seq.store(to.next_sequence, std::memory_order_relaxed);
+    // [C2] release: we are done reading everything before to.position. Pairs with [P2].
+    ring.control->read_position.store(to.position, std::memory_order_release);
     endpoint->Notify(ring.control->space_ready, 1);
   }
 
@@ -283,6 +292,28 @@ struct SpscConsumerState {
         read_position - published_read_position >= ring.capacity / kDeferredLimitDivisor) {
       PublishReadPosition();
     }
+  }
+
+  ReleaseMark ReleaseHeld() {
+    if (holding && !pinned) {
+      // Everything released so far (deferred included) stays publishable; this frame is not.
+      pinned = true;
+      pin = {read_position, next_sequence};
+    }
+    Release(/*publish=*/false);
+    last_held_end = read_position;
+    return {read_position, next_sequence};
+  }
+
+  void PublishRelease(ReleaseMark mark) {
+    if (!pinned || mark.position <= pin.position || mark.position > read_position) return;
+    if (mark.position >= last_held_end) {
+      // Nothing is held any more: publish everything read, padding skipped since included.
+      pinned = false;
+    } else {
+      pin = mark;
+    }
+    PublishReadPosition();
   }
 };
 
@@ -368,6 +399,8 @@ Frame SpscConsumer::read(absl::Time deadline) {
 
 void SpscConsumer::release() { state_->Release(); }
 void SpscConsumer::release_deferred() { state_->Release(/*publish=*/false); }
+ReleaseMark SpscConsumer::release_held() { return state_->ReleaseHeld(); }
+void SpscConsumer::publish_release(ReleaseMark mark) { state_->PublishRelease(mark); }
 
 Received SpscConsumer::try_receive(std::span<std::byte> buffer) {
   Received r = internal::CopyOut(state_->TryRead(), buffer);

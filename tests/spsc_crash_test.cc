@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <vector>
 
 #include "segment.h"
 #include "shmring/channel.h"
@@ -218,6 +219,118 @@ TEST_CASE(
   CHECK(next->try_read().sequence == 3);  // still held: not kClosed
   next->release();
   CHECK(next->try_read().result == Result::kClosed);
+}
+
+TEST_CASE(
+    "release_held: a consumer SIGKILLed with held frames leaves them unread; its successor starts "
+    "at the first frame after the last published mark (padding, an empty ring and release() "
+    "publish nothing past it)") {
+  ScopedName name("held");
+  ChannelOptions options;
+  options.capacity = 4096;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = SpscProducer::Attach(name);
+  REQUIRE(producer.ok());
+  constexpr std::size_t kSize = 200;  // 208-byte frames: the ring wraps (padding) at frame 19
+  std::uint64_t sent = 0;
+  auto send_some = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      Claim c = producer->claim(kSize, absl::Now() + kGenerous);
+      REQUIRE(c.ok());
+      FillSeq(sent++, c.data);
+      producer->commit();
+    }
+  };
+  // A first consumer reads 12 frames normally so that the held ones straddle the wrap.
+  {
+    auto c = SpscConsumer::Attach(name);
+    REQUIRE(c.ok());
+    send_some(12);
+    for (int i = 0; i < 12; ++i) {
+      REQUIRE(c->read(absl::Now() + kGenerous).ok());
+      c->release();
+    }
+  }
+  send_some(12);  // frames 12..23; the wrap padding sits between 18 and 19
+  constexpr std::uint64_t kConfirmed = 15;  // frames 12..15 are published as released
+  Pipe ready;
+  Child holder([&] {
+    auto c = SpscConsumer::Attach(name);
+    if (!c.ok()) return 10;
+    ReleaseMark confirmed;
+    for (std::uint64_t seq = 12; seq < 24; ++seq) {
+      Frame f = c->read(absl::Now() + kGenerous);
+      if (!f.ok() || f.sequence != seq || !IntactSeq(seq, f.data)) return 11;
+      const ReleaseMark mark = c->release_held();
+      if (seq == kConfirmed) confirmed = mark;
+    }
+    c->publish_release(confirmed);
+    if (c->try_read().result != Result::kWouldBlock) return 12;  // empty: publishes nothing held
+    if (!ready.Signal()) return 13;
+    pause();
+    return 0;
+  });
+  REQUIRE(ready.Await());
+  holder.Kill(SIGKILL);
+  CHECK(holder.Wait() == 128 + SIGKILL);
+
+  auto successor = SpscConsumer::Attach(name);
+  REQUIRE(successor.ok());
+  CHECK(successor->next_sequence() == kConfirmed + 1);
+  for (std::uint64_t seq = kConfirmed + 1; seq < sent; ++seq) {
+    Frame f = successor->read(absl::Now() + kGenerous);
+    REQUIRE(f.ok());
+    CHECK(f.sequence == seq);
+    CHECK(IntactSeq(seq, f.data));
+    successor->release();
+  }
+}
+
+TEST_CASE(
+    "release_held: a window of held frames slides through many wraps; publishing the "
+    "latest mark frees everything") {
+  ScopedName name("heldwindow");
+  ChannelOptions options;
+  options.capacity = 4096;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = SpscProducer::Attach(name);
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE(producer.ok());
+  REQUIRE(consumer.ok());
+  constexpr std::uint64_t kFrames = 5000;
+  constexpr std::size_t kWindow = 8;
+  std::uint64_t sent = 0;
+  std::uint64_t received = 0;
+  std::vector<ReleaseMark> window;
+  while (received < kFrames) {
+    while (sent < kFrames) {
+      const std::size_t size = 1 + testing::Mix(sent) % 300;
+      Claim c = producer->try_claim(size);
+      if (c.result == Result::kWouldBlock) break;
+      REQUIRE(c.ok());
+      std::memset(c.data.data(), static_cast<int>(sent & 0xff), size);
+      producer->commit();
+      ++sent;
+    }
+    Frame f = consumer->try_read();
+    if (f.result == Result::kWouldBlock) {
+      // The producer is blocked on held room: confirm the oldest half of the window.
+      REQUIRE(!window.empty());
+      consumer->publish_release(window[window.size() / 2]);
+      window.erase(window.begin(), window.begin() + static_cast<long>(window.size() / 2) + 1);
+      continue;
+    }
+    REQUIRE(f.ok());
+    REQUIRE(f.sequence == received);
+    REQUIRE(f.data.size() == 1 + testing::Mix(received) % 300);
+    REQUIRE(static_cast<std::uint8_t>(f.data[0]) == (received & 0xff));
+    window.push_back(consumer->release_held());
+    ++received;
+    if (window.size() == kWindow) {
+      consumer->publish_release(window.back());
+      window.clear();
+    }
+  }
 }
 
 TEST_CASE("a consumer killed asleep costs the producer at most one wake-up syscall") {

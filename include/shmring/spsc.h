@@ -51,6 +51,13 @@ struct SpscProducerState;
 struct SpscConsumerState;
 }  // namespace internal
 
+// ReleaseMark: a point in a consumer's stream up to which its releases may be published (see
+// SpscConsumer::release_held). Opaque: only the consumer that returned it interprets it.
+struct ReleaseMark {
+  std::uint64_t position = 0;       // ring position after the last frame the mark covers
+  std::uint64_t next_sequence = 0;  // sequence number of the first frame it does not cover
+};
+
 // SpscProducer: the writing end of an SPSC channel.
 class SpscProducer {
  public:
@@ -158,6 +165,21 @@ class SpscConsumer {
   // over after a crash starts again at the first frame whose release was not published (those
   // frames are delivered again).
   void release_deferred();
+  // release_held frees the frame for this consumer (the next read returns the next frame) but
+  // keeps it unread for everyone else — the producer cannot reuse its room, and a consumer that
+  // takes over after a crash gets it again — until publish_release() is given the returned mark
+  // or a later one. Nothing publishes past a held frame: not release(), release_deferred()'s
+  // batching, an empty ring, padding or the destructor (they publish up to the last published
+  // mark). This is how a consumer that forwards frames elsewhere keeps a window of them in
+  // flight and frees each only once the far side has acknowledged it (shm-bridge does). Hold
+  // less than the ring: a producer blocks on the room held frames take.
+  // Cost: as release_deferred.
+  [[nodiscard]] ReleaseMark release_held();
+  // publish_release publishes every release up to `mark` (a mark this consumer returned; marks
+  // must be given in the order they were returned, an older one than the last is ignored). When
+  // `mark` is the latest, no frame is held any more and releases publish as usual again.
+  // Cost: one store and one locked instruction (none if nothing new is published).
+  void publish_release(ReleaseMark mark);
 
   // try_receive/receive: read + copy into `buffer` + release. kTooLarge (frame left unread) if
   // the buffer is smaller than the frame; Received::size then says how large it is.
