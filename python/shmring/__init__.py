@@ -54,6 +54,7 @@ from ._shmring import (  # noqa: E402
     SpscConsumer,
     SpscProducer,
     WaitMode,
+    channel_counters,
     create_channel,
     remove_channel,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "SpscConsumer",
     "SpscProducer",
     "WaitMode",
+    "channel_counters",
     "create_channel",
     "remove_channel",
 ]

@@ -697,6 +697,11 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
     p.close();
   }
 
+  void finish() {
+    P& p = Ready();
+    p.finish();
+  }
+
   void detach() {
     if (!claim_.is_none() && !(*claim_ptr_).TryAbort()) {
       RaiseStillExported("claim", (*claim_ptr_).sequence());
@@ -776,11 +781,15 @@ class FrameOwner {
 class PyFrame {
  public:
   PyFrame(FrameOwner* owner, std::span<const std::byte> data, std::uint64_t sequence,
-          std::shared_ptr<void> keepalive)
-      : owner_(owner), lent_(data, false, std::move(keepalive)), sequence_(sequence) {}
+          bool redelivered, std::shared_ptr<void> keepalive)
+      : owner_(owner),
+        lent_(data, false, std::move(keepalive)),
+        sequence_(sequence),
+        redelivered_(redelivered) {}
 
   py::object data() { return lent_.view(); }
   std::uint64_t sequence() const { return sequence_; }
+  bool redelivered() const { return redelivered_; }
   std::size_t size() const { return lent_.size(); }
   bool held() const { return owner_ != nullptr; }
 
@@ -817,6 +826,7 @@ class PyFrame {
   FrameOwner* owner_;
   Lent lent_;
   std::uint64_t sequence_;
+  bool redelivered_;
 };
 
 // Consumer<C>: the reading end of any kind.
@@ -865,7 +875,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
   py::object read(py::handle timeout_arg) {
     const Frame f = Read(ParseTimeout(timeout_arg));
     if (f.result != Result::kOk) RaiseResult(f.result, this->name_, "no frame");
-    auto* frame = new PyFrame(this, f.data, f.sequence, this->KeepAlive());
+    auto* frame = new PyFrame(this, f.data, f.sequence, f.redelivered, this->KeepAlive());
     frame_ = py::cast(frame, py::return_value_policy::take_ownership);
     frame_ptr_ = frame;
     return frame_;
@@ -1164,6 +1174,12 @@ void BindProducer(py::module_& m, const char* name, const char* doc) {
   cls.def("close", &T::close,
           "Mark end-of-stream: consumers drain what was sent, then see the end (recv raises\n"
           "shmring.ChannelClosed, iteration stops). Does not detach.");
+  if constexpr (requires(P & p) { p.finish(); }) {
+    cls.def("finish", &T::finish,
+            "End this producer's part of the stream: the stream ends (consumers drain, then\n"
+            "see the end) once every producer attached to the channel has finished, detached\n"
+            "or died. Attach every producer before the first one can finish. Idempotent.");
+  }
   if constexpr (requires(P & p) { p.next_sequence(); }) {
     cls.def_property_readonly("next_sequence", &T::next_sequence,
                               "The sequence number of the next frame sent.");
@@ -1238,6 +1254,31 @@ void RemoveChannelPy(const std::string& name) {
   if (!status.ok()) RaiseStatus(status);
 }
 
+py::dict RoleCountersDict(const RoleCounters& c) {
+  py::dict d;
+  d["frames"] = c.frames;
+  d["bytes"] = c.bytes;
+  d["wakeups"] = c.wakeups;
+  d["waits"] = c.waits;
+  d["abandoned"] = c.abandoned;
+  d["takeovers"] = c.takeovers;
+  d["redelivered"] = c.redelivered;
+  return d;
+}
+
+py::dict ChannelCountersPy(const std::string& name) {
+  absl::StatusOr<ChannelCounters> counters;
+  {
+    py::gil_scoped_release nogil;  // may wait up to open_timeout for the creator
+    counters = ReadChannelCounters(name);
+  }
+  if (!counters.ok()) RaiseStatus(counters.status());
+  py::dict d;
+  d["producers"] = RoleCountersDict(counters->producers);
+  d["consumers"] = RoleCountersDict(counters->consumers);
+  return d;
+}
+
 }  // namespace
 
 void InitModule(py::module_& m) {
@@ -1276,6 +1317,10 @@ void InitModule(py::module_& m) {
         "Raises ValueError (bad name or geometry), FileExistsError, PermissionError.");
   m.def("_close_inherited_descriptors", &CloseInheritedDescriptors,
         "Internal: run in the child after fork() (shmring/__init__.py registers it).");
+  m.def("channel_counters", &ChannelCountersPy, py::arg("name"),
+        "The channel's statistics by role: {'producers': {...}, 'consumers': {...}}, each with\n"
+        "frames, bytes, wakeups, waits, abandoned, takeovers, redelivered (summed over every\n"
+        "endpoint that is or was attached). Read-only; raises as remove_channel.");
   m.def("remove_channel", &RemoveChannelPy, py::arg("name"),
         "Unlink the channel `name`; attached endpoints keep working until they detach.\n"
         "Raises FileNotFoundError, ValueError (bad name), PermissionError.");
@@ -1328,6 +1373,10 @@ void InitModule(py::module_& m) {
   AddFastMethod(frame, &frame_enter);
   AddFastMethod(frame, &frame_exit);
   frame.def_property_readonly("sequence", &PyFrame::sequence, "The frame's sequence number.")
+      .def_property_readonly("redelivered", &PyFrame::redelivered,
+                             "True if a consumer that died held this frame before (MPMC\n"
+                             "redelivery, or an SPSC consumer role taken over): its side\n"
+                             "effects may have happened once already.")
       .def_property_readonly("held", &PyFrame::held, "True until released.")
       .def("__len__", &PyFrame::size);
 

@@ -1,7 +1,7 @@
 # Type stubs for the compiled part of shmring (re-exported by `import shmring`).
 import enum
 from types import TracebackType
-from typing import Iterator, Optional, Type, TypeVar, Union
+from typing import Dict, Iterator, Optional, Type, TypeVar, Union
 
 from typing_extensions import Buffer as _Buffer  # stubs are not executed; typeshed has it
 
@@ -28,6 +28,10 @@ def create_channel(
     reclaim_stale: bool = False,
 ) -> None:
     """Create the channel `name` exclusively. Raises ValueError, FileExistsError, PermissionError."""
+
+def channel_counters(name: str) -> Dict[str, Dict[str, int]]:
+    """The channel's statistics by role ('producers', 'consumers'): frames, bytes, wakeups,
+    waits, abandoned, takeovers, redelivered. Raises as remove_channel."""
 
 def remove_channel(name: str) -> None:
     """Unlink the channel `name`. Raises FileNotFoundError, ValueError, PermissionError."""
@@ -60,6 +64,8 @@ class Frame(_Scoped):
     def data(self) -> memoryview: ...
     @property
     def sequence(self) -> int: ...
+    @property
+    def redelivered(self) -> bool: ...
     @property
     def held(self) -> bool: ...
     def __len__(self) -> int: ...
@@ -109,6 +115,7 @@ class SpscConsumer(_Consumer):
 
 class MpmcProducer(_Producer):
     def __enter__(self) -> "MpmcProducer": ...
+    def finish(self) -> None: ...
 
 class MpmcConsumer(_Consumer):
     def __enter__(self) -> "MpmcConsumer": ...

@@ -327,6 +327,35 @@ def test_mpmc_endpoints_and_limits(names):
         assert list(b) == []
 
 
+def test_mpmc_producers_finish_together_and_counters(names):
+    """The stream ends once every attached producer finished: the first to finish does not cut
+    the other off; counters are readable by name."""
+    name = names()
+    shmring.create_channel(name, kind="mpmc", capacity=8, max_frame=64)
+    with shmring.MpmcProducer(name) as a, shmring.MpmcProducer(name) as b, \
+            shmring.MpmcConsumer(name) as c:
+        a.send(b"a0")
+        a.finish()
+        a.finish()  # idempotent
+        with pytest.raises(shmring.ChannelClosed):
+            a.send(b"a1")
+        b.send(b"b0")
+        assert c.recv(timeout=5) == b"a0"
+        with c.read(timeout=5) as f:
+            assert bytes(f.data) == b"b0" and not f.redelivered
+        with pytest.raises(TimeoutError):
+            c.recv(timeout=0.05)  # b has not finished: the stream goes on
+        b.send(b"b1")
+        b.finish()
+        assert list(c) == [b"b1"]
+        counters = shmring.channel_counters(name)
+    assert counters["producers"]["frames"] == 3
+    assert counters["consumers"]["frames"] == 3
+    assert counters["consumers"]["redelivered"] == 0
+    with pytest.raises(FileNotFoundError):
+        shmring.channel_counters(names())
+
+
 def test_blocked_recv_lets_other_threads_run(spsc):
     with shmring.SpscProducer(spsc) as p, shmring.SpscConsumer(spsc, wait="block") as c:
         received = []
@@ -390,7 +419,7 @@ def test_stubs_match_the_module():
         return own
 
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    assert functions == {"create_channel", "remove_channel"}
+    assert functions == {"channel_counters", "create_channel", "remove_channel"}
     for name in ["Claim", "Frame", "SpscProducer", "SpscConsumer", "MpmcProducer",
                  "MpmcConsumer", "Kind", "WaitMode"]:
         runtime = getattr(shmring, name)

@@ -165,10 +165,22 @@ def test_mpmc_consumer_sigkill_redelivers_held_frame(name):
             p.send(payload(i))
         _, _, killed_job = kill_holder(lambda w: hold_until_killed(shmring.MpmcConsumer(name), w))
         p.close()
+        got, redelivered = [], []
         with shmring.MpmcConsumer(name) as c:
-            got = sorted(int.from_bytes(m[:HEADER], "little") for m in c)
+            while True:
+                try:
+                    f = c.read(timeout=10)
+                except shmring.ChannelClosed:
+                    break
+                with f:
+                    job = int.from_bytes(f.data[:HEADER], "little")
+                    got.append(job)
+                    if f.redelivered:
+                        redelivered.append(job)
     assert killed_job == 0
-    assert got == list(range(jobs))  # the killed worker's job included, each exactly once
+    assert sorted(got) == list(range(jobs))  # the killed worker's job included, exactly once
+    assert redelivered == [killed_job]  # flagged, so a worker can deduplicate side effects
+    assert shmring.channel_counters(name)["consumers"]["redelivered"] == 1
 
 
 def process_state(pid: int) -> str:
