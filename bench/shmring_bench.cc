@@ -133,8 +133,9 @@ void Usage(FILE* out) {
                "               each direction's ring of shmring-spsc, shmring-mpmc and naive\n"
                "               (both sides of --against): a power of two, 4 KiB .. 1 GiB\n"
                "               (suffixes K, M; default 1 MiB). shmring-mpmc gets as many\n"
-               "               slots (a power of two) as fit in it. The ring must hold the\n"
-               "               message: spsc, size + 16 <= BYTES / 2; mpmc and naive, 2 slots.\n"
+               "               slots (a power of two) as fit in it (without --capacity: at\n"
+               "               least 16). The ring must hold the message: spsc, size + 16\n"
+               "               <= BYTES / 2; mpmc and naive, 2 slots.\n"
                "               Smaller rings keep fewer cache lines in flight: lower latency,\n"
                "               shorter bursts absorbed\n"
                "  --wait       how shmring-* endpoints wait (default hybrid, the library's);\n"
@@ -407,6 +408,12 @@ struct RunSpec {
   std::uint64_t capacity = 0;  // ring transports (TakesCapacity): each ring's bytes; 0: default
 };
 
+// RingBytes: the ring of a run's transport as reported (0: it has none).
+std::uint64_t RingBytes(const RunSpec& s) {
+  if (!TakesCapacity(s.info->name)) return 0;
+  return s.capacity != 0 ? s.capacity : kDefaultRingBytes;
+}
+
 // SpecFor: a run of transport `name`, with `wait` if it offers a choice (else its fixed wait) and
 // `batch` only for shmring-spsc streams (the others publish every message).
 RunSpec SpecFor(std::string_view name, std::size_t size, Wait wait, bool latency,
@@ -422,7 +429,7 @@ RunSpec SpecFor(std::string_view name, std::size_t size, Wait wait, bool latency
                  rate,
                  budget_s,
                  !latency && name == "shmring-spsc" ? batch : 1,
-                 TakesCapacity(name) ? (capacity != 0 ? capacity : kDefaultRingBytes) : 0};
+                 TakesCapacity(name) ? capacity : 0};
 }
 
 struct RunResult {
@@ -803,8 +810,8 @@ void PrintJson(const RunResult& r, std::string_view paired_with = {}) {
     j["msgs_per_s"] = std::llround(r.msgs_per_s);  // whole numbers, as before
     j["bytes_per_s"] = std::llround(r.bytes_per_s);
   }
-  if (r.spec.capacity != 0) {
-    j["capacity"] = r.spec.capacity;  // each direction's ring, bytes
+  if (RingBytes(r.spec) != 0) {
+    j["capacity"] = RingBytes(r.spec);  // each direction's ring, bytes
     if (r.spec.info->name == "shmring-mpmc") j["slots"] = MpmcSlots(r.spec.size, r.spec.capacity);
   }
   if (!paired_with.empty()) j["paired_with"] = std::string(paired_with);
@@ -1263,9 +1270,9 @@ int Main(int argc, char** argv) {
     return 0;
   }
   for (const RunSpec& s : specs) {
-    if (s.capacity == 0) continue;
+    if (RingBytes(s) == 0) continue;
     std::printf("%s: ring of %s each direction", std::string(s.info->name).c_str(),
-                SizeName(s.capacity).c_str());
+                SizeName(RingBytes(s)).c_str());
     if (s.info->name == "shmring-mpmc") {
       std::printf(" (%" PRIu64 " slots)", MpmcSlots(s.size, s.capacity));
     }
