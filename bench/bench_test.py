@@ -4,8 +4,8 @@
   bench/bench_test.py build/bench/shmring-bench
 
 Checks the documented JSON keys, that counts and percentiles are consistent, that paired runs
-(--against) report both transports, that bad arguments exit 2 with one line, and that nothing is
-left in /dev/shm. Exit 0 when every check passes.
+(--against) report both transports, that --capacity is reported where it applies, that bad
+arguments exit 2 with one line, and that nothing is left in /dev/shm. Exit 0 when every check passes.
 """
 import json
 import os
@@ -90,6 +90,29 @@ def main():
     rs = results("throughput", "--transport", "posix-mq", "--size", "64", "--count", "1000",
                  "--against", "posix-mq")
     check(len(rs) == 2 and all(r["count"] == 1000 for r in rs), f"posix-mq self-pair: {rs}")
+    # --capacity: each ring transport reports the ring it was given (mpmc also its slots), both
+    # sides of a pair get it where it applies, and the default is the documented 1 MiB.
+    (r,) = results("latency", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
+                   "--count", "300", "--capacity", "4K")
+    check(r.get("capacity") == 4096, f"--capacity 4K: {r}")
+    (r,) = results("latency", "--transport", "shmring-spsc", "--size", "64", "--count", "300")
+    check(r.get("capacity") == 1 << 20, f"default capacity: {r}")
+    (r,) = results("latency", "--transport", "shmring-mpmc", "--size", "64", "--count", "300",
+                   "--capacity", "16K")
+    # A 64 B frame takes a 128-byte slot (32-byte header, 64-byte alignment): 128 of them.
+    check(r.get("capacity") == 16384 and r.get("slots") == 128, f"mpmc --capacity 16K: {r}")
+    rs = results("throughput", "--transport", "shmring-spsc", "--size", "64", "--count", "20000",
+                 "--capacity", "8K", "--against", "naive")
+    check(len(rs) == 2 and all(r.get("capacity") == 8192 for r in rs), f"paired capacity: {rs}")
+    rs = results("latency", "--transport", "shmring-spsc", "--size", "64", "--count", "300",
+                 "--capacity", "64K", "--against", "floor")
+    check(len(rs) == 2 and rs[0].get("capacity") == 65536 and "capacity" not in rs[1],
+          f"capacity only where it applies: {rs}")
+    (r,) = results("latency", "--transport", "pipe", "--size", "64", "--count", "300")
+    check("capacity" not in r, f"no ring, no capacity: {r}")
+    p = bench("latency", "--transport", "shmring-spsc", "--size", "64", "--count", "300",
+              "--capacity", "4K")
+    check("ring of 4 KiB" in p.stdout and "@4 KiB" in p.stdout, f"human output: {p.stdout}")
     # Bad arguments: exit 2, one line on stderr, nothing on stdout.
     for args in (["latency", "--transport", "floor", "--size", "64", "--against", "nosuch"],
                  ["latency", "--transport", "floor", "--size", "64", "--against", "pipe",
@@ -98,7 +121,22 @@ def main():
                  ["throughput", "--transport", "pipe", "--size", "4"],
                  ["latency", "--transport", "pipe"],
                  ["latency", "--transport", "floor", "--size", "64", "--against", "naive"],
-                 ["--against", "floor"]):
+                 ["--against", "floor"],
+                 # --capacity: not a power of two, out of range, too small for the message (each
+                 # ring transport, and either side of a pair), no ring, the full comparison.
+                 ["latency", "--transport", "shmring-spsc", "--size", "64", "--capacity", "5000"],
+                 ["latency", "--transport", "shmring-spsc", "--size", "64", "--capacity", "2K"],
+                 ["latency", "--transport", "shmring-spsc", "--size", "64", "--capacity", "2048M"],
+                 ["latency", "--transport", "shmring-spsc", "--size", "64", "--capacity", "x"],
+                 ["latency", "--transport", "shmring-spsc", "--size", "4K", "--capacity", "4K"],
+                 ["latency", "--transport", "shmring-mpmc", "--size", "4K", "--capacity", "8K"],
+                 ["throughput", "--transport", "naive", "--size", "4K", "--capacity", "4K"],
+                 ["throughput", "--transport", "pipe", "--size", "4K", "--capacity", "4K",
+                  "--against", "shmring-spsc"],
+                 ["latency", "--transport", "pipe", "--size", "64", "--capacity", "4K"],
+                 ["throughput", "--transport", "shmring-mpmc", "--size", "64", "--capacity", "64K",
+                  "--producers", "2", "--consumers", "2"],
+                 ["--capacity", "4K"]):
         p = bench(*args, expect=2)
         check(p.stdout == "" and len(p.stderr.strip().splitlines()) == 1,
               f"{args}: error output {p.stderr!r}")

@@ -8,8 +8,8 @@ repetitions damps what is left.
 
   bench/goals.py build/bench/shmring-bench [--reps 7] [--bench OTHER-shmring-bench ...]
 
-With several binaries (e.g. one built from the commit before a change; it must know --against,
-which shmring-bench has had since December 2026), each gets its own rows, run interleaved rep by
+With several binaries (e.g. one built from the commit before a change; it must know --against
+and --capacity, which shmring-bench has had since December 2026), each gets its own rows, run interleaved rep by
 rep.
 """
 import argparse
@@ -18,11 +18,18 @@ import statistics
 import subprocess
 
 # (command args, against, [(result field, label, goal), ...])
+# Spin latency is judged at two ring capacities (shmring-bench --capacity, each direction's ring):
+# 4 KiB, a ring sized for latency (the honest comparison with the single-slot floor), and the
+# 1 MiB default; the limits are issue 12's. The rest at the default (1 MiB).
+SPIN_64 = ["latency", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
+           "--count", "20000"]
 GOALS = [
-    (["latency", "--transport", "shmring-spsc", "--wait", "spin", "--size", "64",
-      "--count", "20000"], "floor",
-     [("p50_ns", "spin 64 B p50 / floor", "<= 1.15"),
-      ("p999_ns", "spin 64 B p99.9 / floor", "<= 2")]),
+    (SPIN_64 + ["--capacity", "4K"], "floor",
+     [("p50_ns", "spin 64 B p50 / floor @4K", "<= 1.10"),
+      ("p999_ns", "spin 64 B p99.9 / floor @4K", "<= 2")]),
+    (SPIN_64 + ["--capacity", "1M"], "floor",
+     [("p50_ns", "spin 64 B p50 / floor @1M", "<= 1.25"),
+      ("p999_ns", "spin 64 B p99.9 / floor @1M", "<= 2")]),
     (["latency", "--transport", "shmring-spsc", "--wait", "block", "--size", "64",
       "--count", "10000"], "eventfd",
      [("p50_ns", "block 64 B p50 / eventfd", "<= 1.05")]),
@@ -63,7 +70,7 @@ def main():
     for (label, goal, n), values in ratios.items():
         runs = " ".join(f"{v:.2f}" for v in values)
         which = f" [{binaries[n]}]" if len(binaries) > 1 else ""
-        print(f"{label:28s} goal {goal:8s} median {statistics.median(values):5.2f}x"
+        print(f"{label:32s} goal {goal:8s} median {statistics.median(values):5.2f}x"
               f"   runs {runs}{which}")
 
 

@@ -3,9 +3,11 @@
 // naive: the textbook spin ring that publishes every frame with its own store).
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <optional>
+#include <string>
 
 #include "shmring/shmring.h"
 #include "transport.h"
@@ -14,9 +16,18 @@ namespace shmring::bench {
 namespace {
 
 constexpr std::size_t kLine = 128;  // one writer per 128-byte pair of lines (adjacent prefetch)
-constexpr std::uint64_t kRingBytes = std::uint64_t{1} << 20;  // every ring gets 1 MiB of data
-
 std::size_t RoundUp(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
+
+// SlotsIn: the largest power of two n with n * stride <= bytes (0 if not even one fits).
+std::uint64_t SlotsIn(std::uint64_t bytes, std::uint64_t stride) {
+  if (stride > bytes) return 0;
+  std::uint64_t slots = 1;
+  while (slots * 2 * stride <= bytes) slots *= 2;
+  return slots;
+}
+
+// The naive ring's slot: the message rounded up to 16 bytes.
+std::uint64_t NaiveStride(std::size_t size) { return RoundUp(size, 16); }
 
 inline void Relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -133,10 +144,9 @@ class Naive final : public SharedPair {
  public:
   absl::Status Setup(const Config& config) override {
     config_ = config;
-    stride_ = RoundUp(config.size, 16);
-    slots_ = 1;
-    while (slots_ * 2 * stride_ <= kRingBytes) slots_ *= 2;
-    if (slots_ < 2) slots_ = 2;
+    stride_ = NaiveStride(config.size);
+    slots_ = SlotsIn(config.capacity != 0 ? config.capacity : kDefaultRingBytes, stride_);
+    if (slots_ < 2) slots_ = 2;  // the default ring and a message too large for it
     return Map(2 * kLine + slots_ * stride_);
   }
   absl::Status Attach(Side side) override {
@@ -198,13 +208,11 @@ class ShmringPair final : public Transport {
     ChannelOptions options;
     options.kind = kKind;
     if (kKind == Kind::kSpsc) {
-      options.capacity = kRingBytes;
+      options.capacity = config.capacity != 0 ? config.capacity : kDefaultRingBytes;
     } else {
-      // Roughly the same bytes as the SPSC ring, at least 16 slots.
+      // The same bytes as the SPSC ring, in whole slots.
       options.max_frame = static_cast<std::uint32_t>(config.size);
-      std::uint64_t slots = 16;
-      while (slots * 2 * RoundUp(config.size + 32, 64) <= kRingBytes) slots *= 2;
-      options.capacity = slots;
+      options.capacity = MpmcSlots(config.size, config.capacity);
       options.max_endpoints = 4;
     }
     for (int d = 0; d < 2; ++d) {
@@ -309,6 +317,36 @@ std::unique_ptr<Transport> MakeShmringSpsc() {
 }
 std::unique_ptr<Transport> MakeShmringMpmc() {
   return std::make_unique<ShmringPair<MpmcProducer, MpmcConsumer, Kind::kMpmc>>();
+}
+
+bool TakesCapacity(std::string_view name) {
+  return name == "shmring-spsc" || name == "shmring-mpmc" || name == "naive";
+}
+
+std::uint64_t MpmcSlots(std::size_t size, std::uint64_t capacity) {
+  const std::uint64_t slots =
+      SlotsIn(capacity != 0 ? capacity : kDefaultRingBytes,
+              MpmcSlotBytes(static_cast<std::uint32_t>(std::min<std::size_t>(size, UINT32_MAX))));
+  return capacity != 0 ? slots : std::max<std::uint64_t>(slots, 16);
+}
+
+absl::Status CheckCapacity(std::string_view name, std::size_t size, std::uint64_t capacity) {
+  const std::string what = std::string(name) + " ring of " + std::to_string(capacity) + " bytes";
+  if (name == "shmring-spsc" && size + 16 > capacity / 2) {
+    return absl::InvalidArgumentError(what + " holds messages of at most " +
+                                      std::to_string(capacity / 2 - 16) + " bytes");
+  }
+  if (name == "shmring-mpmc" && MpmcSlots(size, capacity) < 2) {
+    return absl::InvalidArgumentError(what + " holds fewer than 2 slots of " +
+                                      std::to_string(MpmcSlotBytes(static_cast<std::uint32_t>(
+                                          std::min<std::size_t>(size, UINT32_MAX)))) +
+                                      " bytes");
+  }
+  if (name == "naive" && SlotsIn(capacity, NaiveStride(size)) < 2) {
+    return absl::InvalidArgumentError(what + " holds fewer than 2 slots of " +
+                                      std::to_string(NaiveStride(size)) + " bytes");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace shmring::bench

@@ -49,7 +49,25 @@ struct Config {
   // others, flush before waiting for anything) and the receiver publishes its releases every
   // `batch` frames (release_deferred). 1: commit() and release() publish every frame.
   std::size_t batch = 1;
+  // Ring transports (TakesCapacity): the bytes of each direction's ring, a power of two
+  // (--capacity). 0: kDefaultRingBytes, with the fallbacks the bench always had (shmring-mpmc at
+  // least 16 slots, naive at least 2).
+  std::uint64_t capacity = 0;
 };
+
+// kDefaultRingBytes: each direction's ring of a ring transport when --capacity is not given.
+inline constexpr std::uint64_t kDefaultRingBytes = std::uint64_t{1} << 20;
+
+// TakesCapacity: whether transport `name` has a ring whose size --capacity sets (shmring-spsc,
+// shmring-mpmc, naive).
+bool TakesCapacity(std::string_view name);
+// CheckCapacity: OK if a ring of transport `name` of `capacity` bytes (a power of two) holds
+// messages of `size` bytes: shmring-spsc, a frame of size + 16 bytes fits twice (the library's
+// rule); shmring-mpmc and naive, at least two slots. Otherwise InvalidArgument saying what fits.
+absl::Status CheckCapacity(std::string_view name, std::size_t size, std::uint64_t capacity);
+// MpmcSlots: the slots of a shmring-mpmc ring of `capacity` bytes (0: the default) for messages
+// of `size` bytes — the largest power of two whose slots fit in it.
+std::uint64_t MpmcSlots(std::size_t size, std::uint64_t capacity);
 
 class Transport {
  public:
