@@ -371,7 +371,7 @@ Frame MpmcConsumerState::TryRead() {
       return Hold(read, f, /*redelivered=*/false);
     }
     Unannounce();
-    std::optional<Frame> out;
+    Step out = Step::Retry();
     if (turn == read) {
       // Nothing committed at `read`: the ring is empty, or its producer is slow, stopped or dead.
       // Telling these apart needs write_position, a line every claim writes; recovery loads it
@@ -397,7 +397,7 @@ Frame MpmcConsumerState::TryRead() {
     } else {
       out = WhenPreviousLap(read, turn);
     }
-    if (out.has_value()) return *out;
+    if (!out.retry) return out.frame;
   }
   Unannounce();
   return {Result::kWouldBlock, false, {}, 0};

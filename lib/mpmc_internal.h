@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <optional>
 
 #include "endpoint.h"
 #include "shmring/mpmc.h"
@@ -176,18 +175,32 @@ struct MpmcConsumerState {
   }
 
   // ---- recovery (lib/mpmc_recovery.cc) ----
-  // Each returns the frame or result try_read should return, or nullopt: state changed, retry.
+  // Step: what a recovery function tells TryRead — return `frame`, or (retry) the state changed:
+  // read the head again. A plain struct, not std::optional<Frame>: GCC 12's UBSan reported
+  // loads of an uninitialised `engaged` flag through the optional's trivial copy (chaos_test,
+  // segment_test under ASan+UBSan).
+  struct Step {
+    bool retry = false;
+    Frame frame;
+    Step(const Frame& f) : frame(f) {}  // NOLINT: implicit, so `return frame;` reads naturally
+    static Step Retry() {
+      Step s(Frame{});
+      s.retry = true;
+      return s;
+    }
+  };
+  // Each returns the frame or result try_read should return, or Step::Retry().
   // WhenUncommitted: the slot at `read` holds turn == read (nothing committed there).
-  std::optional<Frame> WhenUncommitted(std::uint64_t read, bool closed, bool due);
+  Step WhenUncommitted(std::uint64_t read, bool closed, bool due);
   // WhenPreviousLap: the slot at `read` still holds ticket read - capacity.
-  std::optional<Frame> WhenPreviousLap(std::uint64_t read, std::uint64_t turn);
+  Step WhenPreviousLap(std::uint64_t read, std::uint64_t turn);
   // WhenDrained: every ticket below `read` was dequeued and no claim is outstanding.
   // `stall`: the state the head slot was in (for RecheckSoon).
-  std::optional<Frame> WhenDrained(std::uint64_t read, bool closed, bool due, Stall stall);
+  Step WhenDrained(std::uint64_t read, bool closed, bool due, Stall stall);
   // EndOfStream: closed ([E1]) and drained ([E2]) at `read`: kClosed once no frame is held by
   // anyone; a held frame of a dead consumer is rescued first; a live holder's frame means
   // kWouldBlock.
-  std::optional<Frame> EndOfStream(std::uint64_t read, bool due);
+  Step EndOfStream(std::uint64_t read, bool due);
   // AbandonIfOwnerDead skips ticket t (claimed, not committed) if no live endpoint claims it.
   // True if the slot changed state (abandoned now, or committed meanwhile): retry the read.
   bool AbandonIfOwnerDead(std::uint64_t t);

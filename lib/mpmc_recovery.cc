@@ -19,7 +19,8 @@ constexpr Frame Corrupted() { return {Result::kCorrupted, false, {}, 0}; }
 
 }  // namespace
 
-std::optional<Frame> MpmcConsumerState::WhenUncommitted(std::uint64_t read, bool closed, bool due) {
+MpmcConsumerState::Step MpmcConsumerState::WhenUncommitted(std::uint64_t read, bool closed,
+                                                           bool due) {
   // [X1] acquire: pairs with [P3] (a release sequence): the claimer's [P2] is visible.
   // [E2] seq_cst, after [E1] (the caller's load of `closed`).
   const std::uint64_t write = ring.control->write_position.load(std::memory_order_seq_cst);
@@ -27,24 +28,24 @@ std::optional<Frame> MpmcConsumerState::WhenUncommitted(std::uint64_t read, bool
     // `read` may be stale: since we loaded it, ticket `read` may have been committed, consumed
     // and released, and producers may have claimed a lap further. Only an unchanged
     // read_position makes this impossible state a corruption.
-    if (ring.control->read_position.load(std::memory_order_acquire) != read) return std::nullopt;
+    if (ring.control->read_position.load(std::memory_order_acquire) != read) return Step::Retry();
     return Corrupted();
   }
   if (write == read) return WhenDrained(read, closed, due, Stall::kUncommitted);
   // Ticket `read` is claimed, not committed: its producer is slow, stopped, or dead. Only its
   // death (noticed by polling) or its commit (which wakes us) ends this wait.
   RecheckSoon(StallKey(read, Stall::kUncommitted));
-  if (due && AbandonIfOwnerDead(read)) return std::nullopt;
+  if (due && AbandonIfOwnerDead(read)) return Step::Retry();
   return Nothing();
 }
 
-std::optional<Frame> MpmcConsumerState::WhenPreviousLap(std::uint64_t read, std::uint64_t turn) {
+MpmcConsumerState::Step MpmcConsumerState::WhenPreviousLap(std::uint64_t read, std::uint64_t turn) {
   // The slot still holds ticket read - capacity: read but not released (or an abandoned claim
   // being skipped). If producers are stuck behind it, it may be a dead consumer's.
   const std::uint64_t base = turn & ~kTurnAbandoned;
   if (read < ring.capacity || base != read - ring.capacity + 1) {
     // Not a state a current `read` can see (a stale one can): retry later.
-    if (ring.control->read_position.load(std::memory_order_acquire) != read) return std::nullopt;
+    if (ring.control->read_position.load(std::memory_order_acquire) != read) return Step::Retry();
     return Nothing();
   }
   // [E1] seq_cst, then [E2] seq_cst: as in TryRead and WhenUncommitted.
@@ -61,14 +62,14 @@ std::optional<Frame> MpmcConsumerState::WhenPreviousLap(std::uint64_t read, std:
     if (r == Result::kOk) return held;
     if (r == Result::kCorrupted) return Corrupted();
     if (!TakeableTurn(ring.slot(orphan)->turn.load(std::memory_order_acquire), orphan)) {
-      return std::nullopt;  // released meanwhile (by its holder or by us): retry
+      return Step::Retry();  // released meanwhile (by its holder or by us): retry
     }
   }
   return WhenDrained(read, closed, due, Stall::kPreviousLap);
 }
 
-std::optional<Frame> MpmcConsumerState::WhenDrained(std::uint64_t read, bool closed, bool due,
-                                                    Stall stall) {
+MpmcConsumerState::Step MpmcConsumerState::WhenDrained(std::uint64_t read, bool closed, bool due,
+                                                       Stall stall) {
   if (closed) return EndOfStream(read, due);
   // Acquire: pairs with [F2].
   if (ring.control->finishing.load(std::memory_order_acquire) != 0) {
@@ -77,7 +78,7 @@ std::optional<Frame> MpmcConsumerState::WhenDrained(std::uint64_t read, bool clo
     RecheckSoon(StallKey(read, stall));
     if (due && ProducersDone(ring, self_index)) {
       PublishClose(*ring.control, kClosedByFinish);
-      return std::nullopt;  // retry: the end is now visible at [E1]
+      return Step::Retry();  // retry: the end is now visible at [E1]
     }
   }
   if (!due) return Nothing();
@@ -90,7 +91,7 @@ std::optional<Frame> MpmcConsumerState::WhenDrained(std::uint64_t read, bool clo
   return Nothing();
 }
 
-std::optional<Frame> MpmcConsumerState::EndOfStream(std::uint64_t read, bool due) {
+MpmcConsumerState::Step MpmcConsumerState::EndOfStream(std::uint64_t read, bool due) {
   // Closed ([E1]) and drained ([E2]): read_position cannot pass write_position, so it is `read`
   // now. kClosed only once every ticket of the last lap is released: a frame still held may
   // come back (its holder may die), and then it must reach a live consumer first.
