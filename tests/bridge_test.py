@@ -22,6 +22,7 @@ import pika
 import pytest
 
 import rabbit_node
+import reaper
 from rabbit_node import RabbitNode, free_port
 
 SHM_BRIDGE = os.environ["SHM_BRIDGE"]
@@ -37,27 +38,41 @@ def scaled(n):
     return max(2000, int(n * SCALE))
 
 
+# Every channel and process a test creates is removed/killed when the test ends, however it
+# ends: by the fixture, atexit, the signal hooks, or (SIGKILL) tests/reaper.py.
 _names = []
-_children = []  # every process a test starts: killed when the test ends, however it ends
+_children = []
 
 
 def spawn(argv, **kwargs):
     proc = subprocess.Popen(argv, **kwargs)
     _children.append(proc)
+    reaper.watch("pid", proc.pid)
     return proc
 
 
 def kill_children():
     while _children:
         proc = _children.pop()
+        reaper.forget("pid", proc.pid)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
 
 def remove_channels():
-    while _names:
-        subprocess.run([PEER, "remove", _names.pop()], stderr=subprocess.DEVNULL)
+    while _names:  # unlink, as shm_unlink does: quick enough for a signal handler
+        name = _names.pop()
+        reaper.undo("shm", name)
+        reaper.forget("shm", name)
+
+
+def finish(proc, what, timeout=GENEROUS):
+    """proc's exit code, once it exited; a clear failure if it does not within `timeout`."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what} (pid {proc.pid}) still runs after {timeout} s")
 
 
 atexit.register(remove_channels)
@@ -67,8 +82,9 @@ rabbit_node.on_signal_hooks += [kill_children, remove_channels]
 
 def channel(tag, kind="spsc", capacity=1 << 20, max_frame=0):
     name = f"/shmring-test-{os.getpid()}-{tag}-{len(_names)}"
-    subprocess.run([PEER, "create", name, kind, str(capacity), str(max_frame)], check=True)
     _names.append(name)
+    reaper.watch("shm", name)
+    subprocess.run([PEER, "create", name, kind, str(capacity), str(max_frame)], check=True)
     return name
 
 
@@ -112,7 +128,9 @@ class Bridge:
         deadline = time.monotonic() + GENEROUS
         while self.stats()["frames"] < at_least:
             assert self.proc.poll() is None, f"{what} exited early: {self.errors()}"
-            assert time.monotonic() < deadline, f"{what}: no progress: {self.stats()}"
+            assert time.monotonic() < deadline, (
+                f"{what}: expected at least {at_least} frames within {GENEROUS} s, saw "
+                f"{self.stats()}")
             time.sleep(0.05)
 
     def errors(self):
@@ -134,7 +152,11 @@ class Bridge:
         return self.wait()
 
     def wait(self, timeout=GENEROUS):
-        rc = self.proc.wait(timeout=timeout)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{' '.join(self.args[:3])} still runs after {timeout} s: "
+                        f"{self.stats()} {self.errors()}")
         self.err.close()
         return rc
 
@@ -145,13 +167,28 @@ def start_in(tmp_path, node, queue, chan, *extra, exchange=None):
         args += ["--exchange", exchange]
     b = Bridge(tmp_path, *args, *extra)
     # The queue and its binding must exist before `out` publishes (unroutable messages are
-    # dropped by the broker): wait for the consumer to be registered.
-    deadline = time.monotonic() + GENEROUS
-    while queue not in node.ctl("list_queues", "name", "consumers", "--quiet"):
-        assert b.proc.poll() is None, b.errors()
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    # kept and published again a second later): wait for the consumer to be registered.
+    wait_for_consumer(node, queue, b)
     return b
+
+
+def wait_for_consumer(node, queue, bridge):
+    conn, ch = pika_channel(node)
+    try:
+        deadline = time.monotonic() + GENEROUS
+        while True:
+            try:
+                if ch.queue_declare(queue, passive=True).method.consumer_count > 0:
+                    return
+            except pika.exceptions.ChannelClosedByBroker:  # 404: not declared yet
+                ch = conn.channel()
+            assert bridge.proc.poll() is None, f"in exited before consuming: {bridge.errors()}"
+            assert time.monotonic() < deadline, (
+                f"queue {queue!r} has no consumer {GENEROUS} s after `in` started: "
+                f"{bridge.errors()}")
+            time.sleep(0.05)
+    finally:
+        conn.close()
 
 
 def start_out(tmp_path, node, chan, exchange, *extra):
@@ -170,7 +207,10 @@ def verify(chan, count, max_len, *extra):
 
 
 def verdict(proc):
-    out, _ = proc.communicate(timeout=GENEROUS + 60)
+    try:
+        out, _ = proc.communicate(timeout=GENEROUS + 60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"bridge_peer verify still runs {GENEROUS + 60} s after its own timeout")
     return json.loads(out)
 
 
@@ -187,7 +227,7 @@ def test_end_to_end_random_lengths_byte_exact_in_order(node, tmp_path):
     check = verify(b, n, 1024)
     prod = produce(a, 0, n, 1024, "--close")
     result = verdict(check)
-    assert prod.wait(timeout=GENEROUS) == 0
+    assert finish(prod, "bridge_peer produce") == 0
     assert result["missing"] == 0 and result["corrupt"] == 0, result
     assert result["duplicates"] == 0 and result["out_of_order"] == 0, result
     assert bout.wait() == 0, bout.errors()  # end-of-stream: out drains its confirms and exits
@@ -195,26 +235,52 @@ def test_end_to_end_random_lengths_byte_exact_in_order(node, tmp_path):
     assert bout.stats()["frames"] == n
 
 
+# The SIGKILL tests: the stream is cut in six chunks; each run of the killed bridge gets a chunk
+# of its own, produced (paced, to last about CHUNK_SECONDS) only after that run started, and is
+# killed once it handled half a chunk. So the kill point is always reached (a run can never wait
+# for frames an earlier run already took), and frames are still flowing when it is.
+KILLS = 5
+CHUNK_SECONDS = 2.0
+KILL_MAX_LEN = 512
+
+
+def kill_mid_stream(chan, n, bridge, restart, what):
+    """Streams frames 0..n-1 into `chan` in KILLS + 1 chunks; SIGKILLs `bridge` mid-chunk KILLS
+    times, each time replacing it with restart(). Returns the last run and the last producer."""
+    size = n // (KILLS + 1)
+    prod = None
+    for kill in range(KILLS + 1):
+        first, last = kill * size, kill == KILLS
+        # One producer at a time: the next chunk starts when the last one is in the ring (the
+        # bridge's new run drains it, or out does).
+        assert prod is None or finish(prod, "bridge_peer produce") == 0
+        count = n - first if last else size
+        prod = produce(chan, first, count, KILL_MAX_LEN, "--rate", str(count / CHUNK_SECONDS),
+                       *(["--close"] if last else []))
+        if last:
+            return bridge, prod
+        bridge.wait_frames(size // 2, f"{what} run {kill} (chunk of {size} frames from {first})")
+        bridge.kill()
+        bridge = restart()
+
+
 def test_out_sigkilled_five_times_loses_nothing(node, tmp_path):
     a, b = channel("kout-a"), channel("kout-b")
     n, window = scaled(60000), 64
     # --keep-duplicates: B sees every resent frame, so the test sees which ones were resent.
     bin_ = start_in(tmp_path, node, "kout-q", b, "--keep-duplicates", exchange="kout-x")
-    check = verify(b, n, 512)
-    prod = produce(a, 0, n, 512, "--close")
-    for kill in range(5):
-        bout = start_out(tmp_path, node, a, "kout-x", "--window", str(window))
-        # Mid-stream: each run confirms a twelfth of the stream before it is killed.
-        bout.wait_frames(n // 12 + 100 * kill, f"out before kill {kill}")
-        bout.kill()
-    bout = start_out(tmp_path, node, a, "kout-x", "--window", str(window))
+    check = verify(b, n, KILL_MAX_LEN)
+
+    def start():
+        return start_out(tmp_path, node, a, "kout-x", "--window", str(window))
+    bout, prod = kill_mid_stream(a, n, start(), start, "out")
     result = verdict(check)
     assert bout.wait() == 0, bout.errors()
-    assert prod.wait(timeout=60) == 0
+    assert finish(prod, "bridge_peer produce") == 0
     assert result["missing"] == 0 and result["corrupt"] == 0, result
     # Resent frames are only those unconfirmed at a kill: at most a window per kill, never
     # further behind the newest frame than a window, and new frames stay in order.
-    assert result["duplicates"] <= 5 * window, result
+    assert result["duplicates"] <= KILLS * window, result
     assert result["max_dup_distance"] < window, result
     assert result["out_of_order"] == 0, result
     assert bin_.terminate() == 0
@@ -225,19 +291,15 @@ def test_in_sigkilled_five_times_loses_nothing(node, tmp_path):
     n, prefetch = scaled(60000), 64
     bin_ = start_in(tmp_path, node, "kin-q", b, "--prefetch", str(prefetch), exchange="kin-x")
     bout = start_out(tmp_path, node, a, "kin-x")
-    check = verify(b, n, 512)
-    prod = produce(a, 0, n, 512, "--close")
-    for kill in range(5):
-        bin_.wait_frames(n // 12 + 100 * kill, f"in before kill {kill}")
-        bin_.kill()
-        bin_ = Bridge(tmp_path, "in", "kin-q", b, "--amqp", node.url, "--prefetch",
-                      str(prefetch))
+    check = verify(b, n, KILL_MAX_LEN)
+    bin_, prod = kill_mid_stream(a, n, bin_, lambda: Bridge(
+        tmp_path, "in", "kin-q", b, "--amqp", node.url, "--prefetch", str(prefetch)), "in")
     result = verdict(check)
-    assert prod.wait(timeout=60) == 0
+    assert finish(prod, "bridge_peer produce") == 0
     assert result["missing"] == 0 and result["corrupt"] == 0, result
     # The broker's redeliveries (delivered, committed, not yet acked at the kill) are the only
     # duplicates: at most prefetch per kill, and in order otherwise.
-    assert result["duplicates"] <= 5 * prefetch, result
+    assert result["duplicates"] <= KILLS * prefetch, result
     assert result["max_dup_distance"] < prefetch, result
     assert result["out_of_order"] == 0, result
     assert bout.wait() == 0, bout.errors()
@@ -252,12 +314,12 @@ def test_broker_restart_mid_stream(node, tmp_path):
     check = verify(b, n, 512)
     # The first half before the restart, the second after it: both bridges must reconnect.
     half = n // 2
-    assert produce(a, 0, half, 512).wait(timeout=GENEROUS) == 0
+    assert finish(produce(a, 0, half, 512), "bridge_peer produce") == 0
     bin_.wait_frames(n // 4, "in before the broker restart")
     node.restart()
     prod = produce(a, half, n - half, 512, "--close")
     result = verdict(check)
-    assert prod.wait(timeout=60) == 0
+    assert finish(prod, "bridge_peer produce") == 0
     # Durable queue + persistent messages: nothing lost; what was republished or redelivered
     # around the restart is dropped by in's duplicate rule, so B is exact.
     assert result["missing"] == 0 and result["corrupt"] == 0, result
@@ -361,7 +423,7 @@ def test_mpmc_channels_both_ways(node, tmp_path):
     check = verify(b, n, 1000)
     prod = produce(a, 0, n, 1000, "--close")
     result = verdict(check)
-    assert prod.wait(timeout=60) == 0
+    assert finish(prod, "bridge_peer produce") == 0
     assert result["missing"] == 0 and result["corrupt"] == 0, result
     assert result["duplicates"] == 0 and result["out_of_order"] == 0, result
     assert bout.wait() == 0, bout.errors()
@@ -466,7 +528,7 @@ def test_unroutable_messages_are_kept_until_a_queue_is_bound(node, tmp_path):
     bin_ = start_in(tmp_path, node, "unr-q", b, exchange="unr-x")
     result = verdict(check)
     assert result["missing"] == 0 and result["duplicates"] == 0 and result["corrupt"] == 0, result
-    assert prod.wait(timeout=60) == 0
+    assert finish(prod, "bridge_peer produce") == 0
     assert bout.wait() == 0, bout.errors()
     assert bin_.terminate() == 0
 
