@@ -41,6 +41,8 @@ namespace {
 
 using absl::StatusCode;
 using testing::Child;
+using testing::Eventually;
+using testing::Pipe;
 using testing::Scale;
 using testing::ScopedName;
 
@@ -75,13 +77,13 @@ Flags* MapFlags() {
 }
 
 void AwaitAttached(const Flags* flags, std::uint32_t count) {
-  const absl::Time give_up = absl::Now() + kWatchdog;
-  while (flags->attached.load() < count && absl::Now() < give_up) usleep(1000);
+  REQUIRE(Eventually([&] { return flags->attached.load() >= count; }, kWatchdog));
   REQUIRE(flags->attached.load() == count);
 }
 
-void AwaitGo(const Flags* flags) {
-  while (flags->go.load() == 0) usleep(500);
+// AwaitGo: in a child, false if the parent never said go (it then failed; the child exits).
+bool AwaitGo(const Flags* flags) {
+  return Eventually([&] { return flags->go.load() != 0; }, kWatchdog);
 }
 
 // HostileWriter maps the object read-write, as any process of the same user could, and until
@@ -262,7 +264,7 @@ TEST_CASE("SPSC: a hostile writer rewrites cursors, frames and the endpoint tabl
     if (!p.ok()) return Violation(10, "attach producer");
     DataArea area(n);
     flags->attached.fetch_add(1);
-    AwaitGo(flags);
+    if (!AwaitGo(flags)) return Violation(12, "no go from the parent");
     return ProducerLoop(*p, area, flags, absl::Now() + phase);
   });
   Child consumer([&] {
@@ -270,7 +272,7 @@ TEST_CASE("SPSC: a hostile writer rewrites cursors, frames and the endpoint tabl
     if (!c.ok()) return Violation(11, "attach consumer");
     DataArea area(n);
     flags->attached.fetch_add(1);
-    AwaitGo(flags);
+    if (!AwaitGo(flags)) return Violation(12, "no go from the parent");
     return ConsumerLoop(*c, area, flags, absl::Now() + phase);
   });
   AwaitAttached(flags, 2);
@@ -307,7 +309,7 @@ TEST_CASE("MPMC: a hostile writer rewrites tickets, slot turns and headers under
     if (!p.ok()) return Violation(10, "attach producer");
     DataArea area(n);
     flags->attached.fetch_add(1);
-    AwaitGo(flags);
+    if (!AwaitGo(flags)) return Violation(12, "no go from the parent");
     return ProducerLoop(*p, area, flags, absl::Now() + phase);
   };
   auto consumer_body = [&] {
@@ -315,7 +317,7 @@ TEST_CASE("MPMC: a hostile writer rewrites tickets, slot turns and headers under
     if (!c.ok()) return Violation(11, "attach consumer");
     DataArea area(n);
     flags->attached.fetch_add(1);
-    AwaitGo(flags);
+    if (!AwaitGo(flags)) return Violation(12, "no go from the parent");
     return ConsumerLoop(*c, area, flags, absl::Now() + phase);
   };
   Child p0(producer_body), p1(producer_body), c0(consumer_body), c1(consumer_body);
@@ -422,9 +424,7 @@ std::string Tool(const char* name) {
 // RunTool runs `path args...` with its output discarded. Returns its exit code, 128 + signal,
 // or -1 if it ran past `timeout` (it is then killed).
 int RunTool(const std::string& path, std::vector<std::string> args, absl::Duration timeout) {
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
+  Child tool([&] {
     const int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) {
       dup2(devnull, STDOUT_FILENO);
@@ -434,21 +434,9 @@ int RunTool(const std::string& path, std::vector<std::string> args, absl::Durati
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     execv(path.c_str(), argv.data());
-    _exit(127);
-  }
-  const absl::Time deadline = absl::Now() + timeout;
-  for (;;) {
-    int status = 0;
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (r < 0) return -2;
-    if (absl::Now() >= deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-      return -1;
-    }
-    usleep(1000);
-  }
+    return 127;
+  });
+  return tool.Wait(timeout);
 }
 
 // InspectUntil runs every shm-inspect view of `name` in a loop until `end` (and at least 8
@@ -525,13 +513,11 @@ TEST_CASE("a segment removed while mapped: endpoints keep working; the name is a
   REQUIRE(CreateChannel(name, {}).ok());
   auto producer = SpscProducer::Attach(name);
   REQUIRE(producer.ok());
-  int attached[2];
-  REQUIRE(pipe(attached) == 0);
+  Pipe attached;
   Child consumer([&] {
     auto c = SpscConsumer::Attach(name);
     if (!c.ok()) return 10;
-    char x = 1;
-    if (write(attached[1], &x, 1) != 1) return 13;
+    if (!attached.Signal()) return 13;
     for (std::uint64_t i = 0;; ++i) {
       Frame f = c->read(absl::Now() + kWatchdog);
       if (f.result == Result::kClosed) return i == 100 ? 0 : 11;
@@ -539,10 +525,7 @@ TEST_CASE("a segment removed while mapped: endpoints keep working; the name is a
       c->release();
     }
   });
-  char x = 0;
-  REQUIRE(read(attached[0], &x, 1) == 1);
-  close(attached[0]);
-  close(attached[1]);
+  REQUIRE(attached.Await());
   const std::byte payload[8] = {};
   for (int i = 0; i < 50; ++i)
     REQUIRE(producer->send(payload, absl::Now() + kWatchdog) == Result::kOk);
@@ -565,22 +548,17 @@ TEST_CASE("a segment shrunk while mapped: endpoints get SIGBUS, openers get Data
   ChannelOptions options;
   options.capacity = 1 << 16;
   REQUIRE(CreateChannel(name, options).ok());
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
+  Pipe ready;
   Child consumer([&] {
     // The default action (sanitizers install their own reporting handler).
     signal(SIGBUS, SIG_DFL);
     auto c = SpscConsumer::Attach(name);
     if (!c.ok()) return 10;
-    char x = 1;
-    if (write(ready[1], &x, 1) != 1) return 11;
+    if (!ready.Signal()) return 11;
     // Reads until the pages under the ring vanish.
     for (;;) (void)c->read(absl::Now() + absl::Milliseconds(10));
   });
-  char x = 0;
-  REQUIRE(read(ready[0], &x, 1) == 1);
-  close(ready[0]);
-  close(ready[1]);
+  REQUIRE(ready.Await());
   {
     const int fd = shm_open(name.c_str(), O_RDWR, 0);
     REQUIRE(fd >= 0);

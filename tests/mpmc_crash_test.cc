@@ -30,9 +30,12 @@ namespace {
 
 using testing::Child;
 using testing::CounterSum;
+using testing::Eventually;
 using testing::FillProducerFrame;
 using testing::Pipe;
 using testing::ScopedName;
+using testing::SomebodySleepsOn;
+using testing::WakeWord;
 
 int g_iterations = 20;
 
@@ -438,11 +441,15 @@ TEST_CASE("close while a dead consumer holds a frame: the drain delivers it befo
   auto consumer = MpmcConsumer::Attach(name, Options(WaitMode::kSpin));
   REQUIRE(consumer.ok());
   std::vector<std::uint64_t> got;
-  const absl::Time give_up = absl::Now() + kGenerous;
   for (;;) {
-    Frame f = consumer->try_read();
+    Frame f;
+    REQUIRE(Eventually(
+        [&] {
+          f = consumer->try_read();
+          return f.result != Result::kWouldBlock;
+        },
+        kGenerous));
     if (f.result == Result::kClosed) break;
-    if (f.result == Result::kWouldBlock && absl::Now() < give_up) continue;
     REQUIRE(f.ok());
     CHECK(f.redelivered == (f.sequence == 0));
     got.push_back(f.sequence);
@@ -503,8 +510,7 @@ TEST_CASE(
   }
   producer->close();
   // Both drainers have released sequences 1..9; they now wait for sequence 0.
-  const absl::Time give_up = absl::Now() + kGenerous;
-  while (log->released.load() < 9 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
+  REQUIRE(Eventually([&] { return log->released.load() >= 9; }, kGenerous));
   REQUIRE(log->released.load() == 9);
   CHECK(log->closed_at[0].load() == 0);
   CHECK(log->closed_at[1].load() == 0);
@@ -576,14 +582,10 @@ TEST_CASE("a consumer killed asleep costs producers at most one wake-up syscall"
     return 0;
   });
   REQUIRE(attached.Await());
-  {
-    auto seg = Inspect(name.str());
-    const absl::Time give_up = absl::Now() + kGenerous;
-    while (seg->control()->data_ready.waiting.load() == 0 && absl::Now() < give_up) {
-      absl::SleepFor(absl::Milliseconds(1));
-    }
-    REQUIRE(seg->control()->data_ready.waiting.load() == 1);
-  }
+  // Wait until it sleeps (it announced itself in the wake word), then kill it.
+  REQUIRE(
+      Eventually([&] { return SomebodySleepsOn(name.str(), WakeWord::kDataReady); }, kGenerous));
+  REQUIRE(Inspect(name.str())->control()->data_ready.waiting.load() == 1);
   sleeper.Kill(SIGKILL);
   sleeper.Wait();
   auto producer = MpmcProducer::Attach(name);

@@ -28,6 +28,7 @@ namespace {
 
 using absl::StatusCode;
 using testing::Child;
+using testing::Pipe;
 using testing::Scale;
 using testing::ScopedName;
 
@@ -83,65 +84,48 @@ TEST_CASE("restart service", "[.restart-service]") {
   producer->close();
 }
 
-// Service: a running service process, started with fork + exec.
+// StatusPipe: the pipe a service reports its ServiceStatus on. Not a testing::Pipe: the write
+// end's descriptor number crosses exec (SHMRING_RESTART_FD), and the message is a struct.
+struct StatusPipe {
+  int fds[2];
+  StatusPipe() { REQUIRE(pipe(fds) == 0); }
+  ~StatusPipe() {
+    close(fds[0]);
+    if (fds[1] >= 0) close(fds[1]);
+  }
+};
+
+// Service: a running service process, a testing::Child that execs this binary.
 class Service {
  public:
-  Service(const std::string& name, std::uint64_t frames) {
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    std::fflush(nullptr);
-    pid_ = fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      close(fds[0]);
-      setenv("SHMRING_RESTART_NAME", name.c_str(), 1);
-      setenv("SHMRING_RESTART_FRAMES", absl::StrCat(frames).c_str(), 1);
-      setenv("SHMRING_RESTART_FD", absl::StrCat(fds[1]).c_str(), 1);
-      const int devnull = open("/dev/null", O_WRONLY);
-      if (devnull >= 0) dup2(devnull, STDOUT_FILENO);  // Catch2's summary line
-      execl("/proc/self/exe", "restart_test", "restart service", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(fds[1]);
-    status_fd_ = fds[0];
-  }
-  ~Service() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    close(status_fd_);
+  Service(const std::string& name, std::uint64_t frames)
+      : process_([&] {
+          close(status_.fds[0]);
+          setenv("SHMRING_RESTART_NAME", name.c_str(), 1);
+          setenv("SHMRING_RESTART_FRAMES", absl::StrCat(frames).c_str(), 1);
+          setenv("SHMRING_RESTART_FD", absl::StrCat(status_.fds[1]).c_str(), 1);
+          const int devnull = open("/dev/null", O_WRONLY);
+          if (devnull >= 0) dup2(devnull, STDOUT_FILENO);  // Catch2's summary line
+          execl("/proc/self/exe", "restart_test", "restart service", static_cast<char*>(nullptr));
+          return 127;
+        }) {
+    // Only the service writes: its death is then the end of the pipe for Status().
+    close(status_.fds[1]);
+    status_.fds[1] = -1;
   }
   // Status: blocks until the service reported, or returns how == 0 if it died first.
   ServiceStatus Status() {
     ServiceStatus s;
-    if (read(status_fd_, &s, sizeof(s)) != static_cast<ssize_t>(sizeof(s))) s.how = 0;
+    if (read(status_.fds[0], &s, sizeof(s)) != static_cast<ssize_t>(sizeof(s))) s.how = 0;
     return s;
   }
-  void Kill() { kill(pid_, SIGKILL); }
+  void Kill() { process_.Kill(SIGKILL); }
   // Wait: the exit code, 128 + signal, or -1 after the deadline (then it is killed).
-  int Wait(absl::Duration timeout = kGenerous) {
-    const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      int status = 0;
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      if (absl::Now() >= deadline) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, nullptr, 0);
-        pid_ = -1;
-        return -1;
-      }
-      absl::SleepFor(absl::Milliseconds(1));
-    }
-  }
+  int Wait(absl::Duration timeout = kGenerous) { return process_.Wait(timeout); }
 
  private:
-  pid_t pid_ = -1;
-  int status_fd_ = -1;
+  StatusPipe status_;  // before process_: the child inherits it
+  Child process_;      // SIGKILLed and reaped on destruction if not waited for
 };
 
 TEST_CASE("a service killed at a random moment reclaims its segment when restarted") {
@@ -198,10 +182,7 @@ TEST_CASE("a restarted service never reclaims a segment with a live endpoint") {
   auto first = std::make_unique<Service>(name.str(), 0);
   const ServiceStatus s1 = first->Status();
   REQUIRE(s1.how == 'C');
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
-  int more[2];
-  REQUIRE(pipe(more) == 0);
+  Pipe ready, more;
   Child consumer([&] {
     auto c = SpscConsumer::Attach(name);
     if (!c.ok()) return 10;
@@ -217,15 +198,13 @@ TEST_CASE("a restarted service never reclaims a segment with a live endpoint") {
       return true;
     };
     if (!read_some(kFirst)) return 11;
-    char x = 1;
-    if (write(ready[1], &x, 1) != 1) return 12;
-    if (read(more[0], &x, 1) != 1) return 13;
+    if (!ready.Signal()) return 12;
+    if (!more.Await()) return 13;
     // The restarted service continued the same stream: no reset, nothing lost or repeated.
     if (!read_some(kFirst)) return 14;
     return 0;
   });
-  char x = 0;
-  REQUIRE(read(ready[0], &x, 1) == 1);
+  REQUIRE(ready.Await());
   first->Kill();
   CHECK(first->Wait() == 128 + SIGKILL);
   first.reset();
@@ -235,7 +214,7 @@ TEST_CASE("a restarted service never reclaims a segment with a live endpoint") {
   const ServiceStatus s2 = second.Status();
   CHECK(s2.how == 'A');
   CHECK(s2.first_sequence >= kFirst);
-  REQUIRE(write(more[1], &x, 1) == 1);
+  REQUIRE(more.Signal());
   CHECK(consumer.Wait() == 0);
   second.Kill();
   CHECK(second.Wait() == 128 + SIGKILL);
@@ -246,7 +225,6 @@ TEST_CASE("a restarted service never reclaims a segment with a live endpoint") {
   CHECK(s3.how == 'C');
   CHECK(s3.first_sequence == 0);
   CHECK(third.Wait() == 0);
-  for (int fd : {ready[0], ready[1], more[0], more[1]}) close(fd);
 }
 
 }  // namespace

@@ -16,10 +16,13 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::Eventually;
 using testing::FillSeq;
 using testing::IntactSeq;
 using testing::Pipe;
 using testing::ScopedName;
+using testing::SomebodySleepsOn;
+using testing::WakeWord;
 
 constexpr absl::Duration kGenerous = absl::Seconds(60);
 
@@ -347,17 +350,8 @@ TEST_CASE("a consumer killed asleep costs the producer at most one wake-up sysca
   });
   REQUIRE(attached.Await());
   // Wait until it sleeps (it announced itself in the wake word), then kill it.
-  {
-    internal::OpenOptions o;
-    o.access = internal::Access::kReadOnly;
-    auto seg = internal::Segment::Open(name, o);
-    REQUIRE(seg.ok());
-    const absl::Time give_up = absl::Now() + kGenerous;
-    while ((*seg)->control()->data_ready.waiting.load() == 0 && absl::Now() < give_up) {
-      absl::SleepFor(absl::Milliseconds(1));
-    }
-    REQUIRE((*seg)->control()->data_ready.waiting.load() == 1);
-  }
+  REQUIRE(
+      Eventually([&] { return SomebodySleepsOn(name.str(), WakeWord::kDataReady); }, kGenerous));
   sleeper.Kill(SIGKILL);
   sleeper.Wait();
   auto producer = SpscProducer::Attach(name);
