@@ -207,6 +207,110 @@ int BadArgument(const std::string& message) {
   return 2;
 }
 
+// ---- one option's value ----
+// Each takes the value of its option into *o; returns the usage error ("" if the value is good).
+
+std::string TakeTransport(const std::string& v, Options* o) {
+  o->transport = v;
+  return "";
+}
+std::string TakeAgainst(const std::string& v, Options* o) {
+  o->against = v;
+  return "";
+}
+std::string TakePlot(const std::string& v, Options* o) {
+  o->plot = v;
+  return "";
+}
+
+std::string TakeSize(const std::string& v, Options* o) {
+  if (!ParseSize(v, &o->size) || o->size < 8 || o->size > (std::size_t{64} << 20)) {
+    return "bad --size '" + v + "' (8 bytes .. 64 MiB)";
+  }
+  o->size_given = true;
+  return "";
+}
+
+std::string TakeCapacity(const std::string& v, Options* o) {
+  if (!ParseSize(v, &o->capacity) || o->capacity < 4096 || o->capacity > (std::uint64_t{1} << 30) ||
+      (o->capacity & (o->capacity - 1)) != 0) {
+    return "bad --capacity '" + v + "' (a power of two, 4 KiB .. 1 GiB)";
+  }
+  return "";
+}
+
+// TakeCounter: --count (at least 1) or --warmup (0 allowed: the default).
+std::string TakeCounter(const std::string& v, const char* name, std::uint64_t min,
+                        std::uint64_t* out) {
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || n < min) return std::string("bad --") + name + " '" + v + "'";
+  *out = n;
+  return "";
+}
+std::string TakeCount(const std::string& v, Options* o) {
+  return TakeCounter(v, "count", 1, &o->count);
+}
+std::string TakeWarmup(const std::string& v, Options* o) {
+  return TakeCounter(v, "warmup", 0, &o->warmup);
+}
+
+std::string TakeWait(const std::string& v, Options* o) {
+  if (!ParseWait(v, &o->wait)) return "bad --wait '" + v + "' (spin, block or hybrid)";
+  o->wait_given = true;
+  return "";
+}
+
+std::string TakeRate(const std::string& v, Options* o) {
+  o->rate = std::strtod(v.c_str(), nullptr);
+  return o->rate > 0 && o->rate <= 1e8 ? "" : "bad --rate '" + v + "' (Hz, > 0)";
+}
+
+std::string TakeCpus(const std::string& v, Options* o) {
+  if (std::sscanf(v.c_str(), "%d,%d", &o->cpu_a, &o->cpu_b) != 2 || o->cpu_a < 0 || o->cpu_b < 0) {
+    return "bad --cpus '" + v + "' (A,B)";
+  }
+  return "";
+}
+
+std::string TakeBatch(const std::string& v, Options* o) {
+  o->batch = std::max<std::size_t>(1, std::strtoull(v.c_str(), nullptr, 10));
+  return "";
+}
+
+// TakeProcesses: --producers / --consumers, 1..32.
+std::string TakeProcesses(const std::string& v, const char* name, int* out) {
+  const int n = std::atoi(v.c_str());
+  if (n < 1 || n > 32) return std::string("bad --") + name + " '" + v + "' (1..32)";
+  *out = n;
+  return "";
+}
+std::string TakeProducers(const std::string& v, Options* o) {
+  return TakeProcesses(v, "producers", &o->producers);
+}
+std::string TakeConsumers(const std::string& v, Options* o) {
+  return TakeProcesses(v, "consumers", &o->consumers);
+}
+
+std::string TakeTimeout(const std::string& v, Options* o) {
+  o->timeout_s = std::atoi(v.c_str());
+  if (o->timeout_s <= 0) o->timeout_s = 60;
+  return "";
+}
+
+// kValueOptions: the options that take a value, in the order their values are checked.
+struct ValueOption {
+  const char* name;
+  std::string (*take)(const std::string& value, Options* o);
+};
+constexpr ValueOption kValueOptions[] = {
+    {"transport", TakeTransport}, {"against", TakeAgainst},   {"plot", TakePlot},
+    {"size", TakeSize},           {"capacity", TakeCapacity}, {"count", TakeCount},
+    {"warmup", TakeWarmup},       {"wait", TakeWait},         {"rate", TakeRate},
+    {"cpus", TakeCpus},           {"batch", TakeBatch},       {"producers", TakeProducers},
+    {"consumers", TakeConsumers}, {"timeout", TakeTimeout},
+};
+
 // ParseOptions parses the command line with CLI11 and checks each option's value. Returns 0, -1
 // after --help, or 2 (a usage error, reported in one line).
 int ParseOptions(int argc, char** argv, Options* o) {
@@ -215,15 +319,13 @@ int ParseOptions(int argc, char** argv, Options* o) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   bool help = false;
   std::vector<std::string> mode;
-  std::map<std::string, std::string> v;
-  std::map<std::string, CLI::Option*> given;
+  std::string values[std::size(kValueOptions)];
+  CLI::Option* given[std::size(kValueOptions)];
   app.add_flag("-h,--help", help);
   app.add_flag("--json", o->json);
   app.add_option("MODE", mode);
-  for (const char* name :
-       {"transport", "against", "size", "count", "warmup", "wait", "rate", "cpus", "plot", "batch",
-        "producers", "consumers", "timeout", "capacity"}) {
-    given[name] = app.add_option(std::string("--") + name, v[name]);
+  for (std::size_t i = 0; i < std::size(kValueOptions); ++i) {
+    given[i] = app.add_option(std::string("--") + kValueOptions[i].name, values[i]);
   }
   try {
     app.parse(argc, argv);
@@ -239,159 +341,122 @@ int ParseOptions(int argc, char** argv, Options* o) {
   if (!o->mode.empty() && o->mode != "latency" && o->mode != "throughput") {
     return BadArgument("unknown command '" + o->mode + "'");
   }
-  const auto has = [&](const char* name) { return given[name]->count() > 0; };
-  if (has("transport")) o->transport = v["transport"];
-  if (has("against")) o->against = v["against"];
-  if (has("plot")) o->plot = v["plot"];
-  if (has("size")) {
-    if (!ParseSize(v["size"], &o->size) || o->size < 8 || o->size > (std::size_t{64} << 20)) {
-      return BadArgument("bad --size '" + v["size"] + "' (8 bytes .. 64 MiB)");
-    }
-    o->size_given = true;
-  }
-  if (has("capacity")) {
-    if (!ParseSize(v["capacity"], &o->capacity) || o->capacity < 4096 ||
-        o->capacity > (std::uint64_t{1} << 30) || (o->capacity & (o->capacity - 1)) != 0) {
-      return BadArgument("bad --capacity '" + v["capacity"] + "' (a power of two, 4 KiB .. 1 GiB)");
+  for (std::size_t i = 0; i < std::size(kValueOptions); ++i) {
+    if (given[i]->count() == 0) continue;
+    if (const std::string bad = kValueOptions[i].take(values[i], o); !bad.empty()) {
+      return BadArgument(bad);
     }
   }
-  for (const char* name : {"count", "warmup"}) {
-    if (!has(name)) continue;
-    char* end = nullptr;
-    const unsigned long long n = std::strtoull(v[name].c_str(), &end, 10);
-    if (v[name].empty() || *end != '\0' || (std::string_view(name) == "count" && n == 0)) {
-      return BadArgument(std::string("bad --") + name + " '" + v[name] + "'");
+  return 0;
+}
+
+// ---- rules between options ----
+// Each rule returns the message of a usage error (exit 2), or "" when the options satisfy it.
+// CheckCombination applies them in order; the first broken one is reported.
+
+std::string NotForFullComparison(const Options& o) {
+  if (!o.mode.empty()) return "";
+  if (!o.against.empty()) return "--against applies to latency and throughput runs";
+  if (o.capacity != 0) {
+    return "--capacity applies to latency and throughput runs (the full comparison measures 4 KiB "
+           "and the default 1 MiB)";
+  }
+  return "";
+}
+
+// A mode needs a transport that offers it (and --against one that offers it too).
+std::string TransportOffersMode(const Options& o) {
+  if (FindTransport(o.transport) == nullptr) {
+    std::string message = (o.transport.empty() ? o.mode : std::string("unknown transport; it")) +
+                          " needs --transport (one of:";
+    for (const TransportInfo& t : Transports()) message += " " + std::string(t.name);
+    return message + ")";
+  }
+  for (const std::string& name : {o.transport, o.against}) {
+    const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
+    if (t != nullptr && !Offers(*t, o.mode)) {
+      return "transport " + name + " does not offer " + o.mode;
     }
-    (std::string_view(name) == "count" ? o->count : o->warmup) = n;
   }
-  if (has("wait")) {
-    if (!ParseWait(v["wait"], &o->wait)) {
-      return BadArgument("bad --wait '" + v["wait"] + "' (spin, block or hybrid)");
+  return "";
+}
+
+std::string SizeGiven(const Options& o) {
+  return o.size_given ? "" : o.mode + " needs --size BYTES";
+}
+
+bool ManyProcesses(const Options& o) { return o.producers != 0 || o.consumers != 0; }
+
+std::string ManyProcessesApply(const Options& o) {
+  if (ManyProcesses(o) && (o.mode != "throughput" || o.transport != "shmring-mpmc")) {
+    return "--producers/--consumers apply to throughput of shmring-mpmc";
+  }
+  return "";
+}
+
+std::string AgainstApplies(const Options& o) {
+  if (o.against.empty()) return "";
+  if (FindTransport(o.against) == nullptr) return "unknown --against transport '" + o.against + "'";
+  if (o.rate > 0 || ManyProcesses(o)) {
+    return "--against does not combine with --rate or --producers/--consumers";
+  }
+  return "";
+}
+
+std::string CapacityApplies(const Options& o) {
+  if (o.capacity == 0) return "";
+  if (!TakesCapacity(o.transport) && !TakesCapacity(o.against)) {
+    return "--capacity applies to shmring-spsc, shmring-mpmc and naive";
+  }
+  if (ManyProcesses(o)) return "--capacity does not combine with --producers/--consumers";
+  for (const std::string& name : {o.transport, o.against}) {
+    if (const absl::Status s = CheckCapacity(name, o.size, o.capacity); !s.ok()) {
+      return "--capacity too small for --size " + std::to_string(o.size) + ": " +
+             std::string(s.message());
     }
-    o->wait_given = true;
   }
-  if (has("rate")) {
-    o->rate = std::strtod(v["rate"].c_str(), nullptr);
-    if (!(o->rate > 0 && o->rate <= 1e8))
-      return BadArgument("bad --rate '" + v["rate"] + "' (Hz, > 0)");
+  return "";
+}
+
+std::string RateApplies(const Options& o) {
+  return o.rate > 0 && o.mode != "latency" ? "--rate applies to latency only" : "";
+}
+
+using Rule = std::string (*)(const Options&);
+// The rules of a latency or throughput run, in the order they are checked.
+constexpr Rule kModeRules[] = {TransportOffersMode, SizeGiven,       ManyProcessesApply,
+                               AgainstApplies,      CapacityApplies, RateApplies};
+
+// NoteFixedWaits: a --wait that a transport cannot honour is a note on stderr, not an error.
+void NoteFixedWaits(const Options& o) {
+  for (const std::string& name : {o.transport, o.against}) {
+    const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
+    if (t != nullptr && o.wait_given && !t->has_wait_choice && o.wait != t->fixed_wait) {
+      std::fprintf(stderr, "shmring-bench: note: %s always waits by %s; --wait ignored for it\n",
+                   name.c_str(), std::string(WaitName(t->fixed_wait)).c_str());
+    }
   }
-  if (has("cpus") && (std::sscanf(v["cpus"].c_str(), "%d,%d", &o->cpu_a, &o->cpu_b) != 2 ||
-                      o->cpu_a < 0 || o->cpu_b < 0)) {
-    return BadArgument("bad --cpus '" + v["cpus"] + "' (A,B)");
+}
+
+// CheckCombination checks what the options mean together (the rules above): 0, or 2 after
+// reporting the first broken rule in one line.
+int CheckCombination(const Options& o) {
+  std::string broken = NotForFullComparison(o);
+  for (std::size_t i = 0; broken.empty() && !o.mode.empty() && i < std::size(kModeRules); ++i) {
+    broken = kModeRules[i](o);
   }
-  if (has("batch")) {
-    o->batch = static_cast<std::size_t>(std::strtoull(v["batch"].c_str(), nullptr, 10));
-    if (o->batch == 0) o->batch = 1;
+  if (!broken.empty()) {
+    std::fprintf(stderr, "shmring-bench: %s\n", broken.c_str());
+    return 2;
   }
-  for (const char* name : {"producers", "consumers"}) {
-    if (!has(name)) continue;
-    const int n = std::atoi(v[name].c_str());
-    if (n < 1 || n > 32)
-      return BadArgument(std::string("bad --") + name + " '" + v[name] + "' (1..32)");
-    (std::string_view(name) == "producers" ? o->producers : o->consumers) = n;
-  }
-  if (has("timeout")) {
-    o->timeout_s = std::atoi(v["timeout"].c_str());
-    if (o->timeout_s <= 0) o->timeout_s = 60;
-  }
+  if (!o.mode.empty()) NoteFixedWaits(o);
   return 0;
 }
 
 // ParseArgs: ParseOptions, then the rules between options (CheckCombination).
-int CheckCombination(Options* o);
 int ParseArgs(int argc, char** argv, Options* o) {
   if (const int rc = ParseOptions(argc, argv, o); rc != 0) return rc;
-  return CheckCombination(o);
-}
-
-// CheckCombination checks what the options mean together: a mode needs a transport that offers
-// it and a size; --against, --rate and --producers/--consumers only where they apply.
-int CheckCombination(Options* o) {
-  if (o->mode.empty() && !o->against.empty()) {
-    std::fprintf(stderr, "shmring-bench: --against applies to latency and throughput runs\n");
-    return 2;
-  }
-  if (o->mode.empty() && o->capacity != 0) {
-    std::fprintf(stderr,
-                 "shmring-bench: --capacity applies to latency and throughput runs (the full "
-                 "comparison measures 4 KiB and the default 1 MiB)\n");
-    return 2;
-  }
-  if (!o->mode.empty()) {
-    const TransportInfo* info = FindTransport(o->transport);
-    if (info == nullptr) {
-      std::fprintf(stderr, "shmring-bench: %s needs --transport (one of:",
-                   o->transport.empty() ? o->mode.c_str() : "unknown transport; it");
-      for (const TransportInfo& t : Transports()) {
-        std::fprintf(stderr, " %s", std::string(t.name).c_str());
-      }
-      std::fprintf(stderr, ")\n");
-      return 2;
-    }
-    for (const std::string& name : {o->transport, o->against}) {
-      const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
-      if (t != nullptr && !Offers(*t, o->mode)) {
-        std::fprintf(stderr, "shmring-bench: transport %s does not offer %s\n", name.c_str(),
-                     o->mode.c_str());
-        return 2;
-      }
-    }
-    if (!o->size_given) {
-      std::fprintf(stderr, "shmring-bench: %s needs --size BYTES\n", o->mode.c_str());
-      return 2;
-    }
-    if ((o->producers != 0 || o->consumers != 0) &&
-        (o->mode != "throughput" || o->transport != "shmring-mpmc")) {
-      std::fprintf(stderr,
-                   "shmring-bench: --producers/--consumers apply to throughput of shmring-mpmc\n");
-      return 2;
-    }
-    if (!o->against.empty()) {
-      const TransportInfo* other = FindTransport(o->against);
-      if (other == nullptr) {
-        std::fprintf(stderr, "shmring-bench: unknown --against transport '%s'\n",
-                     o->against.c_str());
-        return 2;
-      }
-      if (o->rate > 0 || o->producers != 0 || o->consumers != 0) {
-        std::fprintf(stderr,
-                     "shmring-bench: --against does not combine with --rate or "
-                     "--producers/--consumers\n");
-        return 2;
-      }
-    }
-    if (o->capacity != 0) {
-      if (!TakesCapacity(o->transport) && !TakesCapacity(o->against)) {
-        std::fprintf(stderr,
-                     "shmring-bench: --capacity applies to shmring-spsc, shmring-mpmc and naive\n");
-        return 2;
-      }
-      if (o->producers != 0 || o->consumers != 0) {
-        std::fprintf(stderr,
-                     "shmring-bench: --capacity does not combine with --producers/--consumers\n");
-        return 2;
-      }
-      for (const std::string& name : {o->transport, o->against}) {
-        if (const absl::Status s = CheckCapacity(name, o->size, o->capacity); !s.ok()) {
-          std::fprintf(stderr, "shmring-bench: --capacity too small for --size %zu: %s\n", o->size,
-                       std::string(s.message()).c_str());
-          return 2;
-        }
-      }
-    }
-    if (o->rate > 0 && o->mode != "latency") {
-      std::fprintf(stderr, "shmring-bench: --rate applies to latency only\n");
-      return 2;
-    }
-    for (const std::string& name : {o->transport, o->against}) {
-      const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
-      if (t != nullptr && o->wait_given && !t->has_wait_choice && o->wait != t->fixed_wait) {
-        std::fprintf(stderr, "shmring-bench: note: %s always waits by %s; --wait ignored for it\n",
-                     name.c_str(), std::string(WaitName(t->fixed_wait)).c_str());
-      }
-    }
-  }
-  return 0;
+  return CheckCombination(*o);
 }
 
 // ---- one run ----
@@ -557,11 +622,9 @@ void SetPercentiles(std::vector<std::int64_t>& rtt, RunResult* result) {
   result->mean = sum / static_cast<double>(rtt.size()) / 2;
 }
 
-// Run measures one transport (specs.size() == 1), or two side by side (--against): the same
-// processes alternate between them in blocks. All specs share the mode, size, count, warm-up and
-// budget. Returns one result per spec.
 // Measurement: the parent's side of one run (A), shared by the two measuring algorithms.
 struct Measurement {
+  const std::vector<RunSpec>& specs;
   const RunSpec& spec;  // the first transport's spec; all have the same size, count and warm-up
   std::vector<Transport*>& ts;
   std::vector<RunResult>& results;
@@ -684,6 +747,96 @@ std::size_t MeasureThroughput(Measurement& m) {
   return stop_on;
 }
 
+// RunTransports: the transports of one run, set up by the parent before fork().
+struct RunTransports {
+  std::vector<std::unique_ptr<Transport>> owned;
+  std::vector<Transport*> ts;
+  // Cleanup removes every named object the transports created (the parent, after side B).
+  void Cleanup() {
+    for (auto& t : owned) t->Cleanup();
+  }
+};
+
+// Named: a paired run's errors name the transport.
+std::string Named(const std::vector<RunSpec>& specs, std::size_t k, const absl::Status& s) {
+  const std::string message(s.message());
+  return specs.size() == 1 ? message : std::string(specs[k].info->name) + ": " + message;
+}
+
+// SetupTransports: one transport per spec, set up (the status's message is Named).
+absl::Status SetupTransports(const std::vector<RunSpec>& specs, int timeout_s, RunTransports& rt) {
+  for (const RunSpec& s : specs) {
+    rt.owned.push_back(MakeTransport(s.info->name));
+    rt.ts.push_back(rt.owned.back().get());
+    Config config;
+    config.size = s.size;
+    config.wait = s.wait;
+    config.stream = !s.latency;
+    config.deadline = absl::Now() + absl::Seconds(timeout_s);
+    config.batch = s.batch;
+    config.capacity = s.capacity;
+    if (absl::Status st = rt.ts.back()->Setup(config); !st.ok()) {
+      return absl::Status(st.code(), Named(specs, rt.ts.size() - 1, st));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// SideB: the fork()ed child: pinned to cpu_b, attached to every transport, echoing (latency) or
+// sinking (throughput) until the stop message. Exits with EchoLoop's / SinkLoop's code.
+[[noreturn]] void SideB(const std::vector<RunSpec>& specs, const std::vector<Transport*>& ts,
+                        int cpu_b, std::uint64_t block) {
+  const RunSpec& spec = specs.front();
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != g_parent_pid) _exit(1);
+  if (!PinTo(cpu_b)) _exit(2);
+  for (std::size_t k = 0; k < ts.size(); ++k) {
+    if (absl::Status s = ts[k]->Attach(Side::kB); !s.ok()) {
+      std::fprintf(stderr, "shmring-bench: %s: %s\n", std::string(specs[k].info->name).c_str(),
+                   std::string(s.message()).c_str());
+      _exit(3);
+    }
+  }
+  _exit(spec.latency ? EchoLoop(ts, spec.size, spec.warmup, block) : SinkLoop(ts, spec.size));
+}
+
+// SideA: the parent's part after fork(): attach, measure, send the stop message on the
+// transport whose turn is next (a stream also waits for its acknowledgement). m.ok and m.error
+// say how it went.
+void SideA(Measurement& m) {
+  for (std::size_t k = 0; k < m.n && m.ok; ++k) {
+    if (absl::Status s = m.ts[k]->Attach(Side::kA); !s.ok()) {
+      m.ok = false;
+      m.error = Named(m.specs, k, s);
+    }
+  }
+  std::size_t stop_index = 0;
+  if (m.ok) stop_index = m.spec.latency ? MeasureLatency(m) : MeasureThroughput(m);
+  Transport* stop_on = m.ts[stop_index];
+  Stamp(m.message.data(), kStop);
+  if (m.ok && !stop_on->Send(m.message.data())) m.ok = false;
+  if (m.ok && !m.spec.latency && !stop_on->Receive(m.reply.data())) m.ok = false;
+}
+
+// ReapSideB waits for side B (killing it first when side A failed); returns why it failed, or
+// "" if it exited 0.
+std::string ReapSideB(pid_t pid, bool ok) {
+  if (!ok) kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  alarm(0);
+  g_child = 0;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return "";
+  return WIFEXITED(status)
+             ? "receiving process failed (exit " + std::to_string(WEXITSTATUS(status)) +
+                   "; 11 = a message lost or out of sequence)"
+             : "receiving process killed by signal " + std::to_string(WTERMSIG(status));
+}
+
+// Run measures one transport (specs.size() == 1), or two side by side (--against): the same
+// processes alternate between them in blocks. All specs share the mode, size, count, warm-up and
+// budget. Returns one result per spec.
 std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int timeout_s) {
   const RunSpec& spec = specs.front();
   const std::size_t n = specs.size();
@@ -697,30 +850,10 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
     }
     return results;
   };
-  std::vector<std::unique_ptr<Transport>> owned;
-  std::vector<Transport*> ts;
-  const auto cleanup = [&] {
-    for (auto& t : owned) t->Cleanup();
-  };
-  // A paired run's errors name the transport.
-  const auto named = [&](std::size_t k, const absl::Status& s) {
-    const std::string message(s.message());
-    return n == 1 ? message : std::string(specs[k].info->name) + ": " + message;
-  };
-  for (const RunSpec& s : specs) {
-    owned.push_back(MakeTransport(s.info->name));
-    ts.push_back(owned.back().get());
-    Config config;
-    config.size = s.size;
-    config.wait = s.wait;
-    config.stream = !s.latency;
-    config.deadline = absl::Now() + absl::Seconds(timeout_s);
-    config.batch = s.batch;
-    config.capacity = s.capacity;
-    if (absl::Status st = ts.back()->Setup(config); !st.ok()) {
-      cleanup();
-      return fail(named(ts.size() - 1, st), st.code());
-    }
+  RunTransports rt;
+  if (absl::Status st = SetupTransports(specs, timeout_s, rt); !st.ok()) {
+    rt.Cleanup();
+    return fail(std::string(st.message()), st.code());
   }
   const std::uint64_t block =
       spec.latency ? LatencyBlock(spec.count, n) : StreamBlock(spec.size, spec.count, n);
@@ -728,63 +861,38 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
   std::fflush(stderr);
   const pid_t pid = fork();
   if (pid < 0) {
-    cleanup();
+    rt.Cleanup();
     return fail(std::string("fork: ") + std::strerror(errno));
   }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != g_parent_pid) _exit(1);
-    if (!PinTo(cpu_b)) _exit(2);
-    for (std::size_t k = 0; k < n; ++k) {
-      if (absl::Status s = ts[k]->Attach(Side::kB); !s.ok()) {
-        std::fprintf(stderr, "shmring-bench: %s: %s\n", std::string(specs[k].info->name).c_str(),
-                     std::string(s.message()).c_str());
-        _exit(3);
-      }
-    }
-    _exit(spec.latency ? EchoLoop(ts, spec.size, spec.warmup, block) : SinkLoop(ts, spec.size));
-  }
+  if (pid == 0) SideB(specs, rt.ts, cpu_b, block);
   g_child = pid;
   alarm(static_cast<unsigned>(timeout_s + 10));
 
   std::vector<std::byte> message(spec.size), reply(spec.size);
   for (std::size_t i = 0; i < spec.size; ++i) message[i] = static_cast<std::byte>(i * 7 + 1);
-  Measurement m{spec,     ts, results, message, reply,
-                block,    n,  true,    {},      std::vector<std::uint64_t>(n, 0),
+  Measurement m{specs,
+                spec,
+                rt.ts,
+                results,
+                message,
+                reply,
+                block,
+                n,
+                true,
+                {},
+                std::vector<std::uint64_t>(n, 0),
                 INT64_MAX};
-  for (std::size_t k = 0; k < n && m.ok; ++k) {
-    if (absl::Status s = ts[k]->Attach(Side::kA); !s.ok()) {
-      m.ok = false;
-      m.error = named(k, s);
-    }
-  }
-  std::size_t stop_index = 0;
-  if (m.ok) stop_index = spec.latency ? MeasureLatency(m) : MeasureThroughput(m);
-  Transport* stop_on = ts[stop_index];
-  bool ok = m.ok;
-  std::string error = m.error;
-  const std::vector<std::uint64_t>& measured = m.measured;
-  Stamp(message.data(), kStop);
-  if (ok && !stop_on->Send(message.data())) ok = false;
-  if (ok && !spec.latency && !stop_on->Receive(reply.data())) ok = false;
-  if (!ok) kill(pid, SIGKILL);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  alarm(0);
-  g_child = 0;
-  cleanup();
-  if (ok && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-    ok = false;
-    error = WIFEXITED(status)
-                ? "receiving process failed (exit " + std::to_string(WEXITSTATUS(status)) +
-                      "; 11 = a message lost or out of sequence)"
-                : "receiving process killed by signal " + std::to_string(WTERMSIG(status));
+  SideA(m);
+  const std::string reaped = ReapSideB(pid, m.ok);
+  rt.Cleanup();
+  if (m.ok && !reaped.empty()) {
+    m.ok = false;
+    m.error = reaped;
   }
   for (std::size_t k = 0; k < n; ++k) {
-    results[k].ok = ok;
-    results[k].spec.count = measured[k];
-    if (!ok) results[k].error = error.empty() ? "failed" : error;
+    results[k].ok = m.ok;
+    results[k].spec.count = m.measured[k];
+    if (!m.ok) results[k].error = m.error.empty() ? "failed" : m.error;
   }
   return results;
 }
@@ -879,6 +987,18 @@ void PrintThroughputRow(const RunResult& r, const RunResult* naive) {
   std::printf("%-24s %7s %8" PRIu64 " %14.0f %12.1f %9s\n", Label(r.spec).c_str(),
               SizeName(r.spec.size).c_str(), r.spec.count, r.msgs_per_s,
               r.bytes_per_s / (1024.0 * 1024.0), vs);
+}
+
+// PrintPairRatio: the ratio line of a paired run (--against), text only.
+void PrintPairRatio(const RunResult& a, const RunResult& b) {
+  if (a.spec.latency) {
+    std::printf("%s / %s: p50 %.2fx, p99 %.2fx, p99.9 %.2fx (measured side by side)\n",
+                Label(a.spec).c_str(), Label(b.spec).c_str(), a.p50 / b.p50, a.p99 / b.p99,
+                a.p999 / b.p999);
+  } else {
+    std::printf("%s / %s: %.2fx messages/s (measured side by side)\n", Label(a.spec).c_str(),
+                Label(b.spec).c_str(), a.msgs_per_s / b.msgs_per_s);
+  }
 }
 
 // ---- shmring-mpmc with several producer and consumer processes ----
@@ -1003,8 +1123,11 @@ std::uint64_t DefaultWarmup(bool latency, std::uint64_t count) {
                  : std::min<std::uint64_t>(5000, std::max<std::uint64_t>(100, count / 20));
 }
 
-// The full comparison.
-int RunAll(const Options& o) {
+// ---- the full comparison ----
+
+// FullSpecs: the runs of the full comparison's table, in table order: for each mode and size the
+// floor (latency) or naive (throughput), shmring spinning and blocking, then the kernel transports.
+std::vector<RunSpec> FullSpecs(const Options& o) {
   std::vector<RunSpec> specs;
   const auto add = [&](std::string_view name, Wait wait, bool latency, std::size_t size,
                        std::size_t batch = 1, std::uint64_t capacity = 0) {
@@ -1034,86 +1157,101 @@ int RunAll(const Options& o) {
       for (std::string_view k : kernel) add(k, Wait::kBlock, latency, size);
     }
   }
-  const std::int64_t started = NowNs();
-  if (!o.json) {
-    std::printf("shmring-bench: %zu runs, processes pinned to CPUs %d and %d\n\n", specs.size(),
-                o.cpu_a, o.cpu_b);
-  } else {
-    std::fprintf(stderr, "shmring-bench: processes pinned to CPUs %d and %d\n", o.cpu_a, o.cpu_b);
+  return specs;
+}
+
+// PrintTableRow prints one result of the table (text), with the section's header before its
+// first row; --json prints the result's object (or its error on stderr).
+void PrintTableRow(const Options& o, const std::vector<RunResult>& results, bool* header_latency,
+                   bool* header_throughput) {
+  const RunResult& r = results.back();
+  const RunSpec& spec = r.spec;
+  if (o.json) {
+    if (r.ok) {
+      PrintJson(r);
+    } else {
+      std::fprintf(stderr, "shmring-bench: %s %s: %s\n", Label(spec).c_str(),
+                   SizeName(spec.size).c_str(), r.error.c_str());
+    }
+    return;
   }
+  if (spec.latency && !*header_latency) {
+    std::printf(
+        "One-way latency, ns (RTT/2 of ping-pong; n = round trips measured after a "
+        "warm-up, at most %" PRIu64 " or %.1f s per run)\n",
+        spec.count, spec.budget_s);
+    PrintLatencyHeader();
+    *header_latency = true;
+  }
+  if (!spec.latency && !*header_throughput) {
+    std::printf(
+        "\nThroughput (one-way stream, every sequence number checked; n = messages "
+        "timed, at most 64 MiB, 400k or %.1f s per run)\n",
+        spec.budget_s);
+    PrintThroughputHeader();
+    *header_throughput = true;
+  }
+  if (spec.latency) {
+    PrintLatencyRow(r, Find(results, "floor", spec.size, true, Wait::kSpin),
+                    Find(results, "eventfd", spec.size, true, Wait::kBlock));
+  } else {
+    PrintThroughputRow(r, Find(results, "naive", spec.size, false, Wait::kSpin));
+  }
+  std::fflush(stdout);
+}
+
+// RunTable runs the table's specs one after the other, printing each row as it comes.
+std::vector<RunResult> RunTable(const Options& o, const std::vector<RunSpec>& specs) {
   std::vector<RunResult> results;
   results.reserve(specs.size());
   bool header_latency = false, header_throughput = false;
   for (const RunSpec& spec : specs) {
     results.push_back(Run({spec}, o.cpu_b, o.timeout_s).front());
-    const RunResult& r = results.back();
-    if (o.json) {
-      if (r.ok) {
-        PrintJson(r);
-      } else {
-        std::fprintf(stderr, "shmring-bench: %s %s: %s\n", Label(spec).c_str(),
-                     SizeName(spec.size).c_str(), r.error.c_str());
-      }
-      continue;
-    }
-    if (spec.latency && !header_latency) {
-      std::printf(
-          "One-way latency, ns (RTT/2 of ping-pong; n = round trips measured after a "
-          "warm-up, at most %" PRIu64 " or %.1f s per run)\n",
-          spec.count, spec.budget_s);
-      PrintLatencyHeader();
-      header_latency = true;
-    }
-    if (!spec.latency && !header_throughput) {
-      std::printf(
-          "\nThroughput (one-way stream, every sequence number checked; n = messages "
-          "timed, at most 64 MiB, 400k or %.1f s per run)\n",
-          spec.budget_s);
-      PrintThroughputHeader();
-      header_throughput = true;
-    }
-    if (spec.latency) {
-      PrintLatencyRow(r, Find(results, "floor", spec.size, true, Wait::kSpin),
-                      Find(results, "eventfd", spec.size, true, Wait::kBlock));
-    } else {
-      PrintThroughputRow(r, Find(results, "naive", spec.size, false, Wait::kSpin));
-    }
-    std::fflush(stdout);
+    PrintTableRow(o, results, &header_latency, &header_throughput);
   }
-  // MPMC with several processes per side: the master-and-workers shape (not pinned).
-  bool fan_failed = false;
+  return results;
+}
+
+// RunFans: MPMC with several processes per side, the master-and-workers shape (not pinned).
+// Returns false if one failed.
+bool RunFans(const Options& o) {
+  bool ok = true;
   for (const auto& [producers, consumers] : {std::pair{2, 2}, std::pair{4, 4}}) {
     const FanSpec f =
         MakeFan(o, 64, producers, consumers, o.count != 0 ? o.count : 500000, Wait::kHybrid);
     const FanResult r = RunFan(f);
-    fan_failed = fan_failed || !r.ok;
+    ok = ok && r.ok;
     if (o.json && !r.ok) {
       std::fprintf(stderr, "shmring-bench: %s 64 B: %s\n", FanLabel(f).c_str(), r.error.c_str());
     } else {
       PrintFan(f, r, o.json);
     }
   }
-  // The goals of issue 5. Each ratio comes from a paired run (as --against does): the same two
-  // processes alternate between the two transports in blocks, so both sides see the same machine;
-  // the table's rows, run one after the other, can straddle a change of speed of a shared VM.
-  // Each goal is judged at a stated ring capacity: spin latency at a ring sized for latency
-  // (4 KiB, the honest comparison with the single-slot floor) and at the 1 MiB default, with the
-  // limits of issue 12; the rest at the default.
-  struct Goal {
-    std::string what;
-    std::string_view a, b;
-    Wait wait;
-    std::size_t size;
-    bool latency;
-    std::size_t batch;
-    double RunResult::*field;
-    double limit;
-    bool at_most;
-    std::uint64_t capacity;
-  };
+  return ok;
+}
+
+// Goal: a ratio of two transports' results (a / b) measured as a paired run, judged against a
+// limit at a stated ring capacity.
+struct Goal {
+  std::string what;
+  std::string_view a, b;
+  Wait wait;
+  std::size_t size;
+  bool latency;
+  std::size_t batch;
+  double RunResult::*field;
+  double limit;
+  bool at_most;
+  std::uint64_t capacity;
+};
+
+// FullGoals: the goals of issue 5. Each is judged at a stated ring capacity: spin latency at a
+// ring sized for latency (4 KiB, the honest comparison with the single-slot floor) and at the
+// 1 MiB default, with the limits of issue 12; the rest at the default.
+std::vector<Goal> FullGoals(const Options& o) {
   const std::string batch = " b" + std::to_string(o.batch);
   constexpr std::uint64_t kSmall = kLatencyRingBytes, kDefault = kDefaultRingBytes;
-  const Goal goals[] = {
+  return {
       {"spin 64 B p50 / floor p50", "shmring-spsc", "floor", Wait::kSpin, 64, true, 1,
        &RunResult::p50, 1.10, true, kSmall},
       {"spin 64 B p99.9 / floor p99.9", "shmring-spsc", "floor", Wait::kSpin, 64, true, 1,
@@ -1132,13 +1270,19 @@ int RunAll(const Options& o) {
       {"stream 64 B b1 / naive", "shmring-spsc", "naive", Wait::kSpin, 64, false, 1,
        &RunResult::msgs_per_s, 2.0, false, kDefault},
   };
-  FILE* out = o.json ? stderr : stdout;
+}
+
+// RunGoals measures and prints the goals. Each ratio comes from a paired run (as --against
+// does): the same two processes alternate between the two transports in blocks, so both sides
+// see the same machine; the table's rows, run one after the other, can straddle a change of speed
+// of a shared VM. Returns false if a paired run failed.
+bool RunGoals(const Options& o, FILE* out) {
   std::fprintf(out,
                "\nGoals (shmring-spsc; each pair measured side by side, alternating; ring: each "
                "direction's capacity, the same for naive):\n");
   std::vector<RunResult> pair;  // the last paired run; p50 and p99.9 share one
-  bool goal_failed = false;
-  for (const Goal& g : goals) {
+  bool ok = true;
+  for (const Goal& g : FullGoals(o)) {
     const bool reuse = !pair.empty() && pair[0].spec.latency == g.latency &&
                        pair[0].spec.size == g.size && pair[0].spec.wait == g.wait &&
                        pair[0].spec.batch == g.batch && pair[0].spec.capacity == g.capacity &&
@@ -1156,7 +1300,7 @@ int RunAll(const Options& o) {
     }
     const std::string what = g.what + ", ring " + SizeName(g.capacity);
     if (!pair[0].ok) {
-      goal_failed = true;
+      ok = false;
       std::fprintf(out, "  %-44s   n/a: %s\n", what.c_str(), pair[0].error.c_str());
       continue;
     }
@@ -1165,31 +1309,51 @@ int RunAll(const Options& o) {
     std::fprintf(out, "  %-44s %6.2fx  (goal %s %.2fx)  %s\n", what.c_str(), value,
                  g.at_most ? "<=" : ">=", g.limit, met ? "met" : "NOT met");
   }
-  if (!o.plot.empty()) {
-    char resolved[4096];
-    const bool plotted = Plot(results, o.plot, o.cpu_a, o.cpu_b);
-    const char* shown = realpath(o.plot.c_str(), resolved) != nullptr ? resolved : o.plot.c_str();
-    if (plotted) {
-      std::fprintf(out, "\nplot: %s\n", shown);
-    } else {
-      std::fprintf(out,
-                   "\nplot: not written (is gnuplot installed? apt-get install gnuplot-nox)\n");
-    }
+  return ok;
+}
+
+// ReportPlot writes the latency plot (--plot) and says where, or why not.
+void ReportPlot(const Options& o, const std::vector<RunResult>& results, FILE* out) {
+  if (o.plot.empty()) return;
+  char resolved[4096];
+  const bool plotted = Plot(results, o.plot, o.cpu_a, o.cpu_b);
+  const char* shown = realpath(o.plot.c_str(), resolved) != nullptr ? resolved : o.plot.c_str();
+  if (plotted) {
+    std::fprintf(out, "\nplot: %s\n", shown);
+  } else {
+    std::fprintf(out, "\nplot: not written (is gnuplot installed? apt-get install gnuplot-nox)\n");
   }
+}
+
+// RunAll: the full comparison (no command). Exit 1 if a run failed, other than a transport this
+// machine cannot run (kUnavailable).
+int RunAll(const Options& o) {
+  const std::vector<RunSpec> specs = FullSpecs(o);
+  const std::int64_t started = NowNs();
+  if (!o.json) {
+    std::printf("shmring-bench: %zu runs, processes pinned to CPUs %d and %d\n\n", specs.size(),
+                o.cpu_a, o.cpu_b);
+  } else {
+    std::fprintf(stderr, "shmring-bench: processes pinned to CPUs %d and %d\n", o.cpu_a, o.cpu_b);
+  }
+  const std::vector<RunResult> results = RunTable(o, specs);
+  const bool fans_ok = RunFans(o);
+  FILE* out = o.json ? stderr : stdout;
+  const bool goals_ok = RunGoals(o, out);
+  ReportPlot(o, results, out);
   std::fprintf(out, "total time: %.1f s\n", static_cast<double>(NowNs() - started) / 1e9);
-  if (fan_failed || goal_failed) return 1;
+  if (!fans_ok || !goals_ok) return 1;
   for (const RunResult& r : results) {
     if (!r.ok && r.code != absl::StatusCode::kUnavailable) return 1;
   }
   return 0;
 }
 
-int Main(int argc, char** argv) {
-  Options o;
-  if (const int rc = ParseArgs(argc, argv, &o); rc != 0) return rc < 0 ? 0 : rc;
-  g_parent_pid = getpid();
-  InstallSignalHandlers();
+// ---- the command ----
 
+// ChooseCpus: --cpus, or the first two CPUs this process may use; pins side A. Returns 0 or the
+// exit code (2) after a message.
+int ChooseCpus(Options& o) {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
   sched_getaffinity(0, sizeof(allowed), &allowed);
@@ -1197,16 +1361,10 @@ int Main(int argc, char** argv) {
     if (CPU_ISSET(c, &allowed)) o.allowed_cpus.push_back(c);
   }
   if (o.cpu_a < 0) {
-    for (int c = 0; c < CPU_SETSIZE; ++c) {
-      if (!CPU_ISSET(c, &allowed)) continue;
-      if (o.cpu_a < 0) {
-        o.cpu_a = c;
-      } else {
-        o.cpu_b = c;
-        break;
-      }
-    }
-    if (o.cpu_b < 0) {
+    o.cpu_a = o.allowed_cpus.front();
+    if (o.allowed_cpus.size() > 1) {
+      o.cpu_b = o.allowed_cpus[1];
+    } else {
       o.cpu_b = o.cpu_a;
       std::fprintf(stderr, "shmring-bench: warning: only CPU %d allowed; both processes share it\n",
                    o.cpu_a);
@@ -1223,52 +1381,34 @@ int Main(int argc, char** argv) {
                  std::strerror(errno));
     return 2;
   }
-  if (o.mode.empty()) return RunAll(o);
-  if (o.producers != 0 || o.consumers != 0) {
-    const FanSpec f =
-        MakeFan(o, o.size, std::max(o.producers, 1), std::max(o.consumers, 1), o.count, o.wait);
-    const FanResult r = RunFan(f);
-    if (!r.ok) {
-      std::fprintf(stderr, "shmring-bench: throughput %s %s: %s\n", FanLabel(f).c_str(),
-                   SizeName(f.size).c_str(), r.error.c_str());
-      return 1;
-    }
-    if (!o.json) {
-      std::printf("%d producer and %d consumer processes (not pinned, CPUs allowed: %zu); %" PRIu64
-                  " frames, each checked: exactly once, in order per producer\n",
-                  f.producers, f.consumers, o.allowed_cpus.size(), r.frames);
-      PrintThroughputHeader();
-    }
-    PrintFan(f, r, o.json);
-    return 0;
-  }
+  return 0;
+}
 
-  const bool latency = o.mode == "latency";
-  const std::uint64_t count = o.count != 0 ? o.count : DefaultCount(latency, o.size, false);
-  const std::uint64_t warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, count);
-  std::vector<RunSpec> specs;
-  for (const std::string& name : {o.transport, o.against}) {
-    if (!name.empty()) {
-      specs.push_back(
-          SpecFor(name, o.size, o.wait, latency, count, warmup, o.rate, 0, o.batch, o.capacity));
-    }
-  }
-  const std::vector<RunResult> results = Run(specs, o.cpu_b, o.timeout_s);
-  const RunSpec& spec = specs.front();
-  if (!results.front().ok) {
-    std::string what = Label(spec);
-    if (specs.size() > 1) what += " against " + Label(specs.back());
-    std::fprintf(stderr, "shmring-bench: %s %s %s: %s\n", o.mode.c_str(), what.c_str(),
-                 SizeName(spec.size).c_str(), results.front().error.c_str());
+// RunManyProcesses: throughput --transport shmring-mpmc --producers P --consumers C.
+int RunManyProcesses(const Options& o) {
+  const FanSpec f =
+      MakeFan(o, o.size, std::max(o.producers, 1), std::max(o.consumers, 1), o.count, o.wait);
+  const FanResult r = RunFan(f);
+  if (!r.ok) {
+    std::fprintf(stderr, "shmring-bench: throughput %s %s: %s\n", FanLabel(f).c_str(),
+                 SizeName(f.size).c_str(), r.error.c_str());
     return 1;
   }
-  const bool paired = results.size() > 1;
-  if (o.json) {
-    for (std::size_t k = 0; k < results.size(); ++k) {
-      PrintJson(results[k], paired ? results[1 - k].spec.info->name : std::string_view());
-    }
-    return 0;
+  if (!o.json) {
+    std::printf("%d producer and %d consumer processes (not pinned, CPUs allowed: %zu); %" PRIu64
+                " frames, each checked: exactly once, in order per producer\n",
+                f.producers, f.consumers, o.allowed_cpus.size(), r.frames);
+    PrintThroughputHeader();
   }
+  PrintFan(f, r, o.json);
+  return 0;
+}
+
+// PrintRunText: the text report of a latency or throughput run (one transport, or a pair).
+void PrintRunText(const Options& o, const std::vector<RunSpec>& specs,
+                  const std::vector<RunResult>& results) {
+  const RunSpec& spec = specs.front();
+  const bool paired = results.size() > 1;
   for (const RunSpec& s : specs) {
     if (RingBytes(s) == 0) continue;
     std::printf("%s: ring of %s each direction", std::string(s.info->name).c_str(),
@@ -1278,7 +1418,7 @@ int Main(int argc, char** argv) {
     }
     std::printf("\n");
   }
-  if (latency) {
+  if (spec.latency) {
     std::printf(
         "CPUs %d,%d; %" PRIu64 " round trips after %" PRIu64 " warm-up%s%s\n", o.cpu_a, o.cpu_b,
         spec.count, spec.warmup,
@@ -1301,19 +1441,49 @@ int Main(int argc, char** argv) {
     PrintThroughputHeader();
     for (const RunResult& r : results) PrintThroughputRow(r, nullptr);
   }
-  if (paired) {
-    const RunResult& a = results[0];
-    const RunResult& b = results[1];
-    if (latency) {
-      std::printf("%s / %s: p50 %.2fx, p99 %.2fx, p99.9 %.2fx (measured side by side)\n",
-                  Label(a.spec).c_str(), Label(b.spec).c_str(), a.p50 / b.p50, a.p99 / b.p99,
-                  a.p999 / b.p999);
-    } else {
-      std::printf("%s / %s: %.2fx messages/s (measured side by side)\n", Label(a.spec).c_str(),
-                  Label(b.spec).c_str(), a.msgs_per_s / b.msgs_per_s);
+  if (paired) PrintPairRatio(results[0], results[1]);
+}
+
+// RunMode: a latency or throughput run of --transport (and --against side by side).
+int RunMode(const Options& o) {
+  const bool latency = o.mode == "latency";
+  const std::uint64_t count = o.count != 0 ? o.count : DefaultCount(latency, o.size, false);
+  const std::uint64_t warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, count);
+  std::vector<RunSpec> specs;
+  for (const std::string& name : {o.transport, o.against}) {
+    if (!name.empty()) {
+      specs.push_back(
+          SpecFor(name, o.size, o.wait, latency, count, warmup, o.rate, 0, o.batch, o.capacity));
     }
   }
+  const std::vector<RunResult> results = Run(specs, o.cpu_b, o.timeout_s);
+  if (!results.front().ok) {
+    std::string what = Label(specs.front());
+    if (specs.size() > 1) what += " against " + Label(specs.back());
+    std::fprintf(stderr, "shmring-bench: %s %s %s: %s\n", o.mode.c_str(), what.c_str(),
+                 SizeName(specs.front().size).c_str(), results.front().error.c_str());
+    return 1;
+  }
+  if (o.json) {
+    const bool paired = results.size() > 1;
+    for (std::size_t k = 0; k < results.size(); ++k) {
+      PrintJson(results[k], paired ? results[1 - k].spec.info->name : std::string_view());
+    }
+    return 0;
+  }
+  PrintRunText(o, specs, results);
   return 0;
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  if (const int rc = ParseArgs(argc, argv, &o); rc != 0) return rc < 0 ? 0 : rc;
+  g_parent_pid = getpid();
+  InstallSignalHandlers();
+  if (const int rc = ChooseCpus(o); rc != 0) return rc;
+  if (o.mode.empty()) return RunAll(o);
+  if (ManyProcesses(o)) return RunManyProcesses(o);
+  return RunMode(o);
 }
 
 }  // namespace

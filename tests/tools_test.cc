@@ -41,6 +41,8 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::Eventually;  // waits (generously) until a condition holds
+using testing::Pipe;
 using testing::ScopedName;
 
 // ---- running the tools ----
@@ -138,23 +140,16 @@ class Process {
   pid_t pid() const { return pid_; }
   // Wait returns the exit code, 128+signal, or -1 if still running at the deadline (then killed).
   int Wait(absl::Duration timeout = absl::Seconds(120)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      int status = 0;
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        if (WIFEXITED(status)) return WEXITSTATUS(status);
-        return 128 + WTERMSIG(status);
-      }
-      if (absl::Now() >= deadline) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, nullptr, 0);
-        pid_ = -1;
-        return -1;
-      }
-      absl::SleepFor(absl::Milliseconds(2));
+    int status = 0;
+    const bool reaped =
+        Eventually([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+    if (!reaped) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
     }
+    pid_ = -1;
+    if (!reaped) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   void Kill() {
     kill(pid_, SIGKILL);
@@ -376,8 +371,6 @@ std::vector<std::string> Lines(const std::string& text) {
   if (!out.empty() && out.back().empty()) out.pop_back();
   return out;
 }
-
-using testing::Eventually;  // waits (generously) until a condition holds
 
 // ---- tests ----
 
@@ -715,27 +708,23 @@ TEST_CASE("tools: gc removes a stale segment next to a live one", "[tools]") {
   // stale: producers that were SIGKILLed while attached.
   for (const ScopedName* n : {&stale, &stale_mpmc}) {
     const bool mpmc = n == &stale_mpmc;
-    int ready[2];
-    REQUIRE(pipe(ready) == 0);
+    // The child signals after its attempt either way; a failed attach shows in its exit code.
+    Pipe ready;
     Child child([&] {
-      close(ready[0]);
       if (mpmc) {
         auto p = MpmcProducer::Attach(n->str());
+        ready.Signal();
         if (!p.ok()) return 1;
-        (void)!write(ready[1], "x", 1);
         pause();
       } else {
         auto p = SpscProducer::Attach(n->str());
+        ready.Signal();
         if (!p.ok()) return 1;
-        (void)!write(ready[1], "x", 1);
         pause();
       }
       return 0;
     });
-    close(ready[1]);
-    char c;
-    REQUIRE(read(ready[0], &c, 1) == 1);
-    close(ready[0]);
+    REQUIRE(ready.Await());
     child.Kill(SIGKILL);
     CHECK(child.Wait() == 128 + SIGKILL);
   }
@@ -895,20 +884,15 @@ TEST_CASE("tools: inspect --json matches the live MPMC state; dead endpoints", "
   const Frame held = consumer->try_read();  // read, not released
   REQUIRE(held.ok());
   // A producer in another process, killed while attached.
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
+  Pipe ready;
   Child child([&] {
-    close(ready[0]);
     auto p = MpmcProducer::Attach(name.str());
+    ready.Signal();  // either way: a failed attach shows in the exit code below
     if (!p.ok()) return 1;
-    (void)!write(ready[1], "x", 1);
     pause();
     return 0;
   });
-  close(ready[1]);
-  char c;
-  REQUIRE(read(ready[0], &c, 1) == 1);
-  close(ready[0]);
+  REQUIRE(ready.Await());
   const pid_t dead_pid = child.pid();
   child.Kill(SIGKILL);
   REQUIRE(child.Wait() == 128 + SIGKILL);
@@ -982,6 +966,37 @@ TEST_CASE("tools: inspect --json matches the live MPMC state; dead endpoints", "
   CHECK(saw_claim);
   producer->abort();
   consumer->release();
+}
+
+TEST_CASE("tools: the text report says how the stream ended", "[tools]") {
+  ScopedName name("close-text");
+  REQUIRE(Cat({"create", name.str(), "--kind", "mpmc", "--slots", "8", "--max-frame", "64"}).code ==
+          0);
+  auto first = MpmcProducer::Attach(name.str());
+  auto second = MpmcProducer::Attach(name.str());
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  Ran r = Inspect({name.str()});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("  closed ") == std::string::npos);  // open: no closed line
+  first->finish();
+  r = Inspect({name.str()});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("closed    not yet: finishing") != std::string::npos);
+  CHECK(r.out.find("finished") != std::string::npos);  // the endpoint row of `first`
+  CHECK(ParseJson(Inspect({name.str(), "--json"}).out)["finishing"].b);
+  second->finish();
+  r = Inspect({name.str()});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("by finish (every producer finished or died)") != std::string::npos);
+  CHECK(ParseJson(Inspect({name.str(), "--json"}).out)["closed_by"].s == "finish");
+
+  ScopedName spsc("close-text-spsc");
+  REQUIRE(Cat({"create", spsc.str(), "--capacity", "4K"}).code == 0);
+  REQUIRE(Cat({"close", spsc.str()}).code == 0);
+  r = Inspect({spsc.str()});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find(" by close()") != std::string::npos);
 }
 
 TEST_CASE("tools: inspect --watch refreshes with rates", "[tools]") {
@@ -1159,20 +1174,16 @@ TEST_CASE("tools: a FIFO under the name, and a segment still initialising", "[to
   std::string header(sizeof(internal::SegmentHeader), '\0');
   std::memcpy(header.data(), &internal::kMagic, sizeof(internal::kMagic));
   MakeRawObject(init.str(), header);
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
+  Pipe ready;
   Child creator([&] {
-    close(ready[0]);
     const int fd = shm_open(init.c_str(), O_RDWR, 0);
-    if (fd < 0 || !internal::TryLockByte(fd, internal::kInitLockOffset)) return 1;
-    (void)!write(ready[1], "x", 1);
+    const bool locked = fd >= 0 && internal::TryLockByte(fd, internal::kInitLockOffset);
+    ready.Signal();  // either way: the checks below fail if it did not lock
+    if (!locked) return 1;
     pause();
     return 0;
   });
-  close(ready[1]);
-  char c;
-  REQUIRE(read(ready[0], &c, 1) == 1);
-  close(ready[0]);
+  REQUIRE(ready.Await());
   r = Inspect({init.str()});
   CHECK(r.code == 2);
   CHECK(OneLine(r.err));

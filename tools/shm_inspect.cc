@@ -193,6 +193,20 @@ Json RatesJson(const Rates& r) {
   return j;
 }
 
+// ClosedByName: ControlBlock::closed as the JSON's `closed_by` (docs/tools.md).
+const char* ClosedByName(std::uint32_t closed_by) {
+  switch (closed_by) {
+    case internal::kOpen:
+      return "none";
+    case internal::kClosedByClose:
+      return "close";
+    case internal::kClosedByFinish:
+      return "finish";
+    default:
+      return "unknown";
+  }
+}
+
 std::string SnapshotJson(const Snapshot& s, bool with_frames, const std::optional<Rates>& rates) {
   const internal::Geometry& g = s.geometry;
   const bool spsc = g.kind == Kind::kSpsc;
@@ -219,10 +233,7 @@ std::string SnapshotJson(const Snapshot& s, bool with_frames, const std::optiona
   j["fill_ratio"] = g.capacity ? static_cast<double>(s.fill) / g.capacity : 0.0;
   j["closed"] = s.closed;
   j["close_time_ns"] = s.close_time_ns;
-  j["closed_by"] = s.closed_by == internal::kClosedByClose    ? "close"
-                   : s.closed_by == internal::kClosedByFinish ? "finish"
-                   : s.closed_by == internal::kOpen           ? "none"
-                                                              : "unknown";
+  j["closed_by"] = ClosedByName(s.closed_by);
   j["finishing"] = s.finishing;
   j["frames_held"] = s.frames_held;
   j["waiters"] = s.waiters;
@@ -342,6 +353,7 @@ std::string EndpointsTable(const Snapshot& s) {
       std::string ticket = "-";
       if (e.claim_ticket) ticket = absl::StrCat("claim ", *e.claim_ticket);
       if (e.held_ticket) ticket = absl::StrCat("held ", *e.held_ticket);
+      if (e.finished) ticket = ticket == "-" ? "finished" : absl::StrCat(ticket, ", finished");
       t.Add({absl::StrCat(e.index), internal::RoleName(e.role), absl::StrCat(e.pid),
              e.alive ? "alive" : "DEAD", absl::StrCat(e.generation), e.sleeping ? "yes" : "-",
              absl::StrCat(e.counters.frames), absl::StrCat(e.counters.bytes),
@@ -373,6 +385,23 @@ std::string FramesTable(const Snapshot& s) {
   return out;
 }
 
+// CloseLine: how the stream ended (closed_by, when) or is ending (MPMC finishing); "" while
+// open.
+std::string CloseLine(const Snapshot& s) {
+  if (s.closed) {
+    const std::string how = s.closed_by == internal::kClosedByClose ? "by close()"
+                            : s.closed_by == internal::kClosedByFinish
+                                ? "by finish (every producer finished or died)"
+                                : absl::StrCat("by an unknown value ", s.closed_by);
+    return absl::StrCat("  closed    at ", WallTime(s.close_time_ns), " ", how, "\n");
+  }
+  if (s.finishing) {
+    return "  closed    not yet: finishing (a producer called finish(); the stream ends when the "
+           "others have finished or died)\n";
+  }
+  return "";
+}
+
 std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rates>& rates) {
   const internal::Geometry& g = s.geometry;
   const bool spsc = g.kind == Kind::kSpsc;
@@ -401,7 +430,7 @@ std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rate
                   " (word ", s.data_ready_word, ")  space_ready ",
                   s.space_ready_waiting ? "WAITING" : "-", " (word ", s.space_ready_word,
                   ")  sleepers ", s.waiters, "\n");
-  if (s.closed) absl::StrAppend(&out, "  closed    at ", WallTime(s.close_time_ns), "\n");
+  absl::StrAppend(&out, CloseLine(s));
   absl::StrAppend(&out, "  frames    produced ", s.frames_produced, " (", s.bytes_produced,
                   " B)  consumed ", s.frames_consumed, " (", s.bytes_consumed, " B)\n");
   absl::StrAppend(&out, "  counters  ", CountersLine(s.counters), "\n");
