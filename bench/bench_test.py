@@ -51,7 +51,8 @@ def check_throughput(r, transport, count, size):
           f"rates of {r}")
 
 
-FANOUTS = ["shmring-spsc-fanout", "shmring-broadcast"]
+# shmring-broadcast joins once the library's broadcast data path is merged.
+FANOUTS = ["shmring-spsc-fanout"]
 
 
 def check_fanout(r, transport, subscribers, count, size):

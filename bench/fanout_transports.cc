@@ -1,8 +1,13 @@
 // fanout_transports.cc — fan-out transports: one publisher (side A), Config::subscribers
 // subscriber processes (side B, one per subscriber), every subscriber receives every message.
 //
+//   shmring-broadcast     one broadcast channel (lossless: the block policy, never evicting, so a
+//                         slow subscriber costs time, never frames); every subscriber its cursor
 //   shmring-spsc-fanout   what users build today: one SPSC channel per subscriber; the publisher
 //                         writes each frame into every one of them
+//
+// Start: each subscriber says hello on its reply channel once it attached, and the publisher's
+// Attach waits for every hello, so no frame is published before every subscriber can see it.
 //
 // The replies (latency echoes, stream acknowledgements) travel back on one shmring SPSC channel
 // per subscriber, the same for every fan-out transport, so two fan-out transports differ only in
@@ -13,11 +18,15 @@
 #include <string>
 #include <vector>
 
+#include "shmring/broadcast.h"
 #include "shmring/shmring.h"
 #include "transport.h"
 
 namespace shmring::bench {
 namespace {
+
+// kHello: the sequence number of a subscriber's first reply, sent once it attached.
+constexpr std::uint64_t kHello = ~std::uint64_t{2};
 
 std::uint64_t SequenceIn(const std::byte* message) {
   std::uint64_t sequence;
@@ -50,7 +59,12 @@ class Fanout : public Transport {
     }
     // Only a streaming publisher batches its publication.
     batch_ = config_.stream ? config_.batch : 1;
-    return AttachPublisher();
+    if (absl::Status s = AttachPublisher(); !s.ok()) return s;
+    std::vector<std::byte> hello(config_.size);
+    if (!ReceiveEach(kHello, hello.data(), nullptr)) {
+      return absl::DeadlineExceededError("not every subscriber attached");
+    }
+    return absl::OkStatus();
   }
 
   absl::Status AttachSubscriber(int subscriber) override {
@@ -59,7 +73,13 @@ class Fanout : public Transport {
     if (!producer.ok()) return producer.status();
     reply_.emplace(std::move(*producer));
     release_batch_ = config_.stream ? config_.batch : 1;
-    return AttachDownstream(subscriber);
+    if (absl::Status s = AttachDownstream(subscriber); !s.ok()) return s;
+    std::vector<std::byte> hello(config_.size);
+    std::memcpy(hello.data(), &kHello, sizeof(kHello));
+    if (reply_->send(hello, config_.deadline) != Result::kOk) {
+      return absl::UnavailableError("cannot say hello to the publisher");
+    }
+    return absl::OkStatus();
   }
 
   // Side A publishes to every subscriber; a subscriber replies on its own channel.
@@ -237,8 +257,75 @@ class SpscFanout final : public Fanout {
   std::optional<SpscConsumer> consumer_;
 };
 
+// ---- shmring-broadcast ----
+class BroadcastFanout final : public Fanout {
+ public:
+  ~BroadcastFanout() override { Cleanup(); }
+
+ protected:
+  absl::Status SetupDownstream() override {
+    ChannelOptions options;
+    options.kind = Kind::kBroadcast;
+    options.capacity = config_.capacity != 0 ? config_.capacity : kDefaultRingBytes;
+    options.max_endpoints = static_cast<std::uint32_t>(config_.subscribers);
+    options.overflow = OverflowPolicy::kBlock;
+    // Lossless: a subscriber the scheduler starved is waited for, never evicted (the run's
+    // deadline still bounds everything).
+    options.evict_after = absl::InfiniteDuration();
+    name_ = UniqueName("bcast");
+    if (absl::Status s = CreateChannel(name_, options); !s.ok()) return s;
+    RegisterName(name_, NameKind::kShm);
+    return absl::OkStatus();
+  }
+  absl::Status AttachPublisher() override {
+    auto publisher = BroadcastPublisher::Attach(name_, Endpoint());
+    if (!publisher.ok()) return publisher.status();
+    publisher_.emplace(std::move(*publisher));
+    return absl::OkStatus();
+  }
+  absl::Status AttachDownstream(int) override {
+    // Oldest: nothing is published before every subscriber said hello, so this is frame 0.
+    auto subscriber = BroadcastSubscriber::Attach(name_, StartAt::kOldest, Endpoint());
+    if (!subscriber.ok()) return subscriber.status();
+    subscriber_.emplace(std::move(*subscriber));
+    return absl::OkStatus();
+  }
+  bool Publish(const std::byte* message, bool publish) override {
+    const Claim c = publisher_->claim(config_.size, config_.deadline);
+    if (!c.ok()) return false;
+    std::memcpy(c.data.data(), message, config_.size);
+    if (publish) return publisher_->commit() == Result::kOk;
+    publisher_->commit_deferred();
+    return true;
+  }
+  void Flush() override { publisher_->flush(); }
+  // Read in place, copy, then release: kOk proves the copy intact (a lossless channel that never
+  // evicts always gives kOk). Each release is published at once (no deferred release).
+  bool ReceiveDownstream(std::byte* message, bool) override {
+    const Frame f = subscriber_->read(config_.deadline);
+    if (!f.ok() || f.data.size() != config_.size) return false;
+    std::memcpy(message, f.data.data(), config_.size);
+    return subscriber_->release() == Result::kOk;
+  }
+  void CleanupDownstream() override {
+    publisher_.reset();
+    subscriber_.reset();
+    if (!name_.empty()) {
+      (void)RemoveChannel(name_);
+      UnregisterName(name_);
+      name_.clear();
+    }
+  }
+
+ private:
+  std::string name_;
+  std::optional<BroadcastPublisher> publisher_;
+  std::optional<BroadcastSubscriber> subscriber_;
+};
+
 }  // namespace
 
 std::unique_ptr<Transport> MakeShmringSpscFanout() { return std::make_unique<SpscFanout>(); }
+std::unique_ptr<Transport> MakeShmringBroadcast() { return std::make_unique<BroadcastFanout>(); }
 
 }  // namespace shmring::bench

@@ -558,21 +558,24 @@ RunSpec SpecFor(std::string_view name, std::size_t size, Wait wait, bool latency
                  info->fanout ? std::max(subscribers, 1) : 1};
 }
 
-struct RunResult {
+// LatencyStats: one-way latency percentiles, ns.
+struct LatencyStats {
+  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+};
+
+// RunResult: the outcome of one run; the latency fields (LatencyStats) of a latency run.
+struct RunResult : LatencyStats {
   RunSpec spec;
   bool ok = false;
   std::string error;
   // Why it failed: kUnavailable means the transport cannot run on this machine (e.g. a POSIX mq
   // message size above the system's limit) — reported, but it does not fail the comparison.
   absl::StatusCode code = absl::StatusCode::kOk;
-  // Latency, one-way ns.
-  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
   // Throughput. Fan-out: per subscriber, the slowest subscriber's rate.
   double msgs_per_s = 0, bytes_per_s = 0;
   // Fan-out transports only: each subscriber's results; latency also the slowest subscriber of
   // each round trip, throughput the sum of every subscriber's rate.
-  struct Subscriber {
-    double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+  struct Subscriber : LatencyStats {
     double msgs_per_s = 0;
   };
   std::vector<Subscriber> subscribers;
@@ -676,14 +679,14 @@ void WaitUntil(std::int64_t when_ns) {
 }
 
 // Percentiles: one-way latencies (RTT/2) of round-trip times `rtt` (sorted in place; not empty).
-RunResult::Subscriber Percentiles(std::vector<std::int64_t>& rtt) {
+LatencyStats Percentiles(std::vector<std::int64_t>& rtt) {
   std::sort(rtt.begin(), rtt.end());
   const auto pct = [&](double q) {
     std::size_t rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtt.size())));
     if (rank == 0) rank = 1;
     return static_cast<double>(rtt[std::min(rank, rtt.size()) - 1]) / 2;
   };
-  RunResult::Subscriber p;
+  LatencyStats p;
   p.p50 = pct(0.50);
   p.p90 = pct(0.90);
   p.p99 = pct(0.99);
@@ -696,13 +699,7 @@ RunResult::Subscriber Percentiles(std::vector<std::int64_t>& rtt) {
 }
 
 void SetPercentiles(std::vector<std::int64_t>& rtt, RunResult* result) {
-  const RunResult::Subscriber p = Percentiles(rtt);
-  result->p50 = p.p50;
-  result->p90 = p.p90;
-  result->p99 = p.p99;
-  result->p999 = p.p999;
-  result->max = p.max;
-  result->mean = p.mean;
+  static_cast<LatencyStats&>(*result) = Percentiles(rtt);
 }
 
 // Measurement: the parent's side of one run (A), shared by the two measuring algorithms.
@@ -767,9 +764,10 @@ void LatencyResults(Measurement& m, std::vector<std::vector<std::vector<std::int
         slowest[i] = std::max(slowest[i], samples[i]);
     }
     SetPercentiles(pooled, &m.results[k]);
-    m.results[k].slowest = Percentiles(slowest);
+    static_cast<LatencyStats&>(m.results[k].slowest) = Percentiles(slowest);
     for (std::vector<std::int64_t>& samples : rtt[k]) {
-      m.results[k].subscribers.push_back(Percentiles(samples));
+      m.results[k].subscribers.emplace_back();
+      static_cast<LatencyStats&>(m.results[k].subscribers.back()) = Percentiles(samples);
     }
   }
 }
@@ -838,7 +836,7 @@ void ThroughputResults(Measurement& m, const std::vector<std::vector<std::int64_
       const double rate = static_cast<double>(m.measured[k]) / seconds;
       r.msgs_per_s = s == 0 ? rate : std::min(r.msgs_per_s, rate);
       r.total_msgs_per_s += rate;
-      if (m.specs[k].info->fanout) r.subscribers.push_back({.msgs_per_s = rate});
+      if (m.specs[k].info->fanout) r.subscribers.emplace_back().msgs_per_s = rate;
     }
     r.bytes_per_s = r.msgs_per_s * static_cast<double>(m.spec.size);
   }
@@ -1080,7 +1078,7 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, const Options& o) 
 // ---- output ----
 
 // LatencyJson: one-way percentiles, ns to 0.1 ns (what the printf JSON wrote).
-nlohmann::ordered_json LatencyJson(const RunResult::Subscriber& p) {
+nlohmann::ordered_json LatencyJson(const LatencyStats& p) {
   const auto tenth = [](double v) { return std::round(v * 10) / 10; };
   return {{"p50_ns", tenth(p.p50)},   {"p90_ns", tenth(p.p90)}, {"p99_ns", tenth(p.p99)},
           {"p999_ns", tenth(p.p999)}, {"max_ns", tenth(p.max)}, {"mean_ns", tenth(p.mean)}};

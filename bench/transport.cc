@@ -23,6 +23,7 @@ std::unique_ptr<Transport> MakePosixMq();
 std::unique_ptr<Transport> MakeTcp();
 std::unique_ptr<Transport> MakeBoostMq();
 std::unique_ptr<Transport> MakeShmringSpscFanout();
+std::unique_ptr<Transport> MakeShmringBroadcast();
 
 shmring::WaitMode ToWaitMode(Wait wait) {
   switch (wait) {
@@ -68,6 +69,9 @@ const std::vector<TransportInfo>& Transports() {
       {"posix-mq", true, true, false, Wait::kBlock, "POSIX message queue, one per direction"},
       {"tcp", true, true, false, Wait::kBlock, "TCP over 127.0.0.1, TCP_NODELAY"},
       {"boost-mq", true, true, false, Wait::kBlock, "boost::interprocess::message_queue"},
+      {"shmring-broadcast", true, true, true, Wait::kSpin,
+       "shmring broadcast channel: one publisher, every subscriber reads every frame",
+       /*fanout=*/true},
       {"shmring-spsc-fanout", true, true, true, Wait::kSpin,
        "one SPSC channel per subscriber, the publisher writes each frame into all",
        /*fanout=*/true},
@@ -94,6 +98,7 @@ std::unique_ptr<Transport> MakeTransport(std::string_view name) {
   if (name == "tcp") return MakeTcp();
   if (name == "boost-mq") return MakeBoostMq();
   if (name == "shmring-spsc-fanout") return MakeShmringSpscFanout();
+  if (name == "shmring-broadcast") return MakeShmringBroadcast();
   return nullptr;
 }
 

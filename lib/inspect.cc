@@ -43,10 +43,47 @@ CounterValues& CounterValues::operator+=(const CounterValues& o) {
   abandoned += o.abandoned;
   takeovers += o.takeovers;
   redelivered += o.redelivered;
+  missed += o.missed;
+  lapped += o.lapped;
+  evicted += o.evicted;
   return *this;
 }
 
-const char* KindName(Kind kind) { return kind == Kind::kMpmc ? "mpmc" : "spsc"; }
+Snapshot::Lag Snapshot::LagOf(const EndpointSnapshot& e) const {
+  Lag lag;
+  if (e.cursor_seq && *e.cursor_seq < next_write_seq) lag.frames = next_write_seq - *e.cursor_seq;
+  if (e.cursor_position && *e.cursor_position < write_position) {
+    lag.bytes = write_position - *e.cursor_position;
+  }
+  return lag;
+}
+
+bool Snapshot::Behind(const EndpointSnapshot& e) const {
+  return e.cursor_position && *e.cursor_position < read_position;
+}
+
+const char* KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kSpsc:
+      return "spsc";
+    case Kind::kMpmc:
+      return "mpmc";
+    case Kind::kBroadcast:
+      return "broadcast";
+  }
+  return "?";
+}
+
+const char* OverflowName(std::uint32_t overflow) {
+  switch (overflow) {
+    case kOverflowBlock:
+      return "block";
+    case kOverflowOverwrite:
+      return "overwrite";
+    default:
+      return "unknown";
+  }
+}
 
 const char* FrameStateName(FrameSnapshot::State state) {
   switch (state) {
@@ -83,6 +120,9 @@ CounterValues ToValues(const Counters& c) {
   v.abandoned = Load(c.abandoned);
   v.takeovers = Load(c.takeovers);
   v.redelivered = Load(c.redelivered);
+  v.missed = Load(c.missed);
+  v.lapped = Load(c.lapped);
+  v.evicted = Load(c.evicted);
   return v;
 }
 
@@ -249,7 +289,21 @@ void MpmcSequences(const ControlBlock&, std::uint64_t, Snapshot& s) {
   s.next_write_seq = s.write_position;
 }
 
+// Broadcast: the oldest frame held stands for the read cursor (both only grow, and it is on the
+// producer line, copied before the producer line's re-read: oldest <= write).
+void BroadcastSequences(const ControlBlock& c, std::uint64_t producer_word, Snapshot& s) {
+  s.read_position = Load(c.oldest_position);
+  s.next_read_seq = Load(c.oldest_seq);
+  s.next_write_seq = producer_word;
+}
+
 void NoEndpointFields(const EndpointEntry&, EndpointSnapshot&, Snapshot&) {}
+
+void BroadcastEndpointFields(const EndpointEntry& e, EndpointSnapshot& es, Snapshot&) {
+  if (es.role != static_cast<std::uint32_t>(Role::kConsumer)) return;
+  es.cursor_position = Load(e.cursor_position);
+  es.cursor_seq = Load(e.cursor_seq);
+}
 
 void MpmcEndpointFields(const EndpointEntry& e, EndpointSnapshot& es, Snapshot& s) {
   if (const std::uint64_t t = Load(e.claim_ticket); t != kNoTicket) es.claim_ticket = t;
@@ -258,11 +312,11 @@ void MpmcEndpointFields(const EndpointEntry& e, EndpointSnapshot& es, Snapshot& 
   if (es.held_ticket && es.role == static_cast<std::uint32_t>(Role::kConsumer)) ++s.frames_held;
 }
 
-void MpmcFinishing(const ControlBlock& c, Snapshot& s) { s.finishing = Load(c.finishing) != 0; }
-
 constexpr KindDecoder kKindDecoders[] = {
     {Kind::kSpsc, SpscSequences, NoEndpointFields, DecodeSpscFrames},
     {Kind::kMpmc, MpmcSequences, MpmcEndpointFields, DecodeMpmcFrames},
+    // The frames still held, from the oldest (a subscriber's unread ones are a suffix of them).
+    {Kind::kBroadcast, BroadcastSequences, BroadcastEndpointFields, DecodeSpscFrames},
 };
 
 const KindDecoder* DecoderFor(Kind kind) {
@@ -361,7 +415,14 @@ void TakeControl(const Geometry& g, const ControlBlock& c, Snapshot& s) {
   s.fill = s.write_position - s.read_position;
   s.closed_by = Load(c.closed);
   s.closed = s.closed_by != 0;
-  if (g.kind == Kind::kMpmc) MpmcFinishing(c, s);
+  s.finishing = g.kind == Kind::kMpmc && Load(c.finishing) != 0;
+  if (g.kind == Kind::kBroadcast) {
+    s.overflow = g.overflow;
+    s.evict_after_ns = g.evict_after_ns;
+    if (const std::uint32_t waits = Load(c.publisher_waits_for); waits != 0) {
+      s.publisher_waits_for = waits - 1;
+    }
+  }
   s.close_time_ns = Load(c.close_time_ns);
   s.data_ready_word = Load(c.data_ready.word);
   s.data_ready_waiting = Load(c.data_ready.waiting) != 0;
