@@ -1307,8 +1307,9 @@ TEST_CASE("tools: the decoder survives every prefix and random corruption of an 
 std::size_t LiveSubscribers(const std::string& name) {
   const Ran r = Inspect({name, "--json"});
   if (r.code != 0) return 0;
+  const Json j = ParseJson(r.out);  // kept: the loop below refers into it
   std::size_t n = 0;
-  for (const Json& s : ParseJson(r.out)["subscribers"].array) n += s["alive"].b ? 1 : 0;
+  for (const Json& s : j["subscribers"].array) n += s["alive"].b ? 1 : 0;
   return n;
 }
 
@@ -1491,6 +1492,7 @@ TEST_CASE("tools: inspect shows the broadcast publisher and every subscriber",
     return 0;
   });
   REQUIRE(attached.Await());
+  const pid_t dead_pid = child.pid();
   child.Kill(SIGKILL);
   REQUIRE(child.Wait() == 128 + SIGKILL);
 
@@ -1509,7 +1511,7 @@ TEST_CASE("tools: inspect shows the broadcast publisher and every subscriber",
   for (const Json& s : j["subscribers"].array) {
     if (!s["alive"].b) {
       ++dead;
-      CHECK(s["pid"].U() == static_cast<std::uint64_t>(child.pid()));
+      CHECK(s["pid"].U() == static_cast<std::uint64_t>(dead_pid));
       continue;
     }
     by_lag[s["lag_frames"].U()] = &s;
