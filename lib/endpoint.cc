@@ -165,6 +165,9 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
     e->claim_ticket.store(kNoTicket, std::memory_order_relaxed);
     e->held_ticket.store(kNoTicket, std::memory_order_relaxed);
   }
+  // Broadcast: no cursor until the subscriber places one (the publisher's scan ignores positions
+  // beyond its own). Relaxed: published by the release store of `role`.
+  e->cursor_position.store(kNoTicket, std::memory_order_relaxed);
   // Release: publishes pid/attach time with the role (pairs with acquire loads in readers).
   e->role.store(static_cast<std::uint32_t>(role), std::memory_order_release);
   return endpoint;

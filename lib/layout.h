@@ -30,9 +30,11 @@
 //   The publisher writes bytes below oldest_position + capacity only, and moves oldest_position
 //   forward (frame by frame) *before* it overwrites them (the tail intent). A subscriber whose
 //   cursor fell below oldest_position was lapped (overwrite) or evicted (block).
-//   ControlBlock producer line: write_position, next_write_seq, oldest_position, oldest_seq.
-//   ControlBlock state line:    publisher_waits_for (1 + the entry the blocked publisher sleeps
-//   on). EndpointEntry (subscriber): cursor_position, cursor_seq (offset 48, its own line).
+//   ControlBlock producer line: write_position, next_write_seq, oldest_position, oldest_seq,
+//                               published_seq.
+//   ControlBlock state line:    publisher_waits_for (the entry a blocked publisher sleeps on),
+//                               subscriber_epoch (bumped when a subscriber places its cursor).
+//   EndpointEntry (subscriber): cursor_position, cursor_seq (offset 48, its own line).
 //   SegmentHeader: overflow (OverflowPolicy), evict_after_ns.
 //
 // MPMC slot (fixed stride, header.slot_stride bytes):
@@ -202,7 +204,11 @@ struct ControlBlock {
   // before overwriting anything below it + capacity (lib/broadcast.cc, [B3]).
   AtomicU64 oldest_position;
   AtomicU64 oldest_seq;  // broadcast: sequence number of that frame (informational)
-  std::uint8_t producer_pad[kLineSize - 32];
+  // Broadcast: next_write_seq again, stored after write_position, so a joining subscriber can take
+  // a consistent (position, sequence) pair: it loads this, write_position, next_write_seq, and
+  // accepts when the two sequence numbers agree.
+  AtomicU64 published_seq;
+  std::uint8_t producer_pad[kLineSize - 40];
   // Consumer line (SPSC: written by the consumer only; MPMC: the dequeue ticket).
   alignas(kLineSize) AtomicU64 read_position;  // SPSC: byte position; MPMC: next ticket
   AtomicU64 next_read_seq;                     // SPSC: sequence number of the next unread frame
@@ -213,10 +219,15 @@ struct ControlBlock {
   alignas(kLineSize) AtomicU32 closed;  // kClosedBy*: 0 open, 1 close(), 2 every producer finished
   AtomicU32 finishing;                  // MPMC: 1 once some producer called finish()
   AtomicU64 close_time_ns;
-  // Broadcast, block: 1 + the index of the subscriber entry a blocked publisher sleeps on (only
+  // Broadcast, block: the index (>= 1) of the subscriber entry a blocked publisher sleeps on (only
   // that subscriber's release wakes it), 0 when the publisher does not sleep.
   AtomicU32 publisher_waits_for;
-  std::uint8_t state_pad[kLineSize - 20];
+  std::uint32_t state_reserved;
+  // Broadcast: bumped (seq_cst) by a subscriber each time it places its cursor anew (attach, or
+  // after a lap), after storing it; the publisher rescans when it changed ([B4]/[S5] in
+  // lib/broadcast.cc), so a cursor placed during a scan is never passed unseen.
+  AtomicU64 subscriber_epoch;
+  std::uint8_t state_pad[kLineSize - 32];
   alignas(kLineSize) Counters retired;  // counters of endpoints that are gone (all roles)
   Counters retired_consumer;            // the consumers' share of `retired` (already in it)
 };
@@ -231,7 +242,9 @@ static_assert(offsetof(ControlBlock, closed) == 4 * kLineSize);
 static_assert(offsetof(ControlBlock, finishing) == 4 * kLineSize + 4);
 static_assert(offsetof(ControlBlock, oldest_position) == 16);
 static_assert(offsetof(ControlBlock, oldest_seq) == 24);
+static_assert(offsetof(ControlBlock, published_seq) == 32);
 static_assert(offsetof(ControlBlock, publisher_waits_for) == 4 * kLineSize + 16);
+static_assert(offsetof(ControlBlock, subscriber_epoch) == 4 * kLineSize + 24);
 static_assert(offsetof(ControlBlock, retired) == 5 * kLineSize);
 static_assert(offsetof(ControlBlock, retired_consumer) == 6 * kLineSize);
 static_assert(sizeof(ControlBlock) == 7 * kLineSize);
