@@ -51,8 +51,7 @@ def check_throughput(r, transport, count, size):
           f"rates of {r}")
 
 
-# shmring-broadcast joins once the library's broadcast data path is merged.
-FANOUTS = ["shmring-spsc-fanout"]
+FANOUTS = ["shmring-spsc-fanout", "shmring-broadcast"]
 
 
 def check_fanout(r, transport, subscribers, count, size):

@@ -419,8 +419,9 @@ void TakeControl(const Geometry& g, const ControlBlock& c, Snapshot& s) {
   if (g.kind == Kind::kBroadcast) {
     s.overflow = g.overflow;
     s.evict_after_ns = g.evict_after_ns;
+    // The subscriber entry (>= 1) a blocked publisher sleeps on; 0: it does not sleep.
     if (const std::uint32_t waits = Load(c.publisher_waits_for); waits != 0) {
-      s.publisher_waits_for = waits - 1;
+      s.publisher_waits_for = waits;
     }
   }
   s.close_time_ns = Load(c.close_time_ns);

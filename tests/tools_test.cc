@@ -1251,7 +1251,7 @@ TEST_CASE("tools: inspect never writes, and survives an object shrunk while read
 }
 
 TEST_CASE("tools: the decoder survives every prefix and random corruption of an image", "[tools]") {
-  for (const char* kind : {"spsc", "mpmc"}) {  // broadcast: once its data path is merged
+  for (const char* kind : {"spsc", "mpmc", "broadcast"}) {
     SECTION(kind) {
       ScopedName name("decode");
       REQUIRE(Cat({"create", name.str(), "--kind", kind, "--capacity", "8K", "--max-frame", "200"})
@@ -1388,8 +1388,7 @@ TEST_CASE("tools: broadcast create options and usage errors", "[tools]") {
   CHECK(OneLine(r.err));
 }
 
-TEST_CASE("tools: broadcast send reaches every recv process, byte-exact",
-          "[tools][.broadcast-data-path]") {
+TEST_CASE("tools: broadcast send reaches every recv process, byte-exact", "[tools]") {
   ScopedName name("bcast-fan");
   REQUIRE(Cat({"create", name.str(), "--kind", "broadcast", "--capacity", "8K"}).code == 0);
   std::vector<std::unique_ptr<Process>> receivers;
@@ -1417,8 +1416,7 @@ TEST_CASE("tools: broadcast send reaches every recv process, byte-exact",
   CheckGappedStream(late.out, static_cast<std::uint64_t>(kTotal) - tail.size(), kTotal);
 }
 
-TEST_CASE("tools: broadcast overwrite: a stopped recv reports exactly what it missed",
-          "[tools][.broadcast-data-path]") {
+TEST_CASE("tools: broadcast overwrite: a stopped recv reports exactly what it missed", "[tools]") {
   ScopedName name("bcast-lap");
   REQUIRE(Cat({"create", name.str(), "--kind", "broadcast", "--overflow", "overwrite", "--capacity",
                "4K"})
@@ -1440,8 +1438,7 @@ TEST_CASE("tools: broadcast overwrite: a stopped recv reports exactly what it mi
   CheckGappedStream(slow.out(), missed, kTotal);
 }
 
-TEST_CASE("tools: broadcast block: a stopped recv is evicted, the others miss nothing",
-          "[tools][.broadcast-data-path]") {
+TEST_CASE("tools: broadcast block: a stopped recv is evicted, the others miss nothing", "[tools]") {
   ScopedName name("bcast-evict");
   REQUIRE(
       Cat({"create", name.str(), "--kind", "broadcast", "--capacity", "4K", "--evict-after", "0.2"})
@@ -1465,8 +1462,7 @@ TEST_CASE("tools: broadcast block: a stopped recv is evicted, the others miss no
   CheckGappedStream(stopped.out(), MissedIn(stopped.err()), kTotal);
 }
 
-TEST_CASE("tools: inspect shows the broadcast publisher and every subscriber",
-          "[tools][.broadcast-data-path]") {
+TEST_CASE("tools: inspect shows the broadcast publisher and every subscriber", "[tools]") {
   ScopedName name("bcast-inspect");
   REQUIRE(Cat({"create", name.str(), "--kind", "broadcast", "--capacity", "8K"}).code == 0);
   auto publisher = BroadcastPublisher::Attach(name.str());
@@ -1551,8 +1547,7 @@ TEST_CASE("tools: inspect shows the broadcast publisher and every subscriber",
   CHECK(listed);
 }
 
-TEST_CASE("tools: gc removes a broadcast segment whose endpoints all died",
-          "[tools][.broadcast-data-path]") {
+TEST_CASE("tools: gc removes a broadcast segment whose endpoints all died", "[tools]") {
   ScopedName stale("bcast-gc-stale");
   ScopedName live("bcast-gc-live");
   for (const ScopedName* n : {&stale, &live}) {
