@@ -301,7 +301,8 @@ BroadcastSubscriberState::BroadcastSubscriberState(std::unique_ptr<Endpoint> ep,
     // subscriber then starts at the oldest frame still held, as asked).
     // Acquire: orders the frame-header reads after it (they are validated by [S3] anyway).
     cursor = ring.control->oldest_position.load(std::memory_order_acquire);
-    expected = 0;
+    // A hint for next_sequence() until then. Relaxed: informational.
+    expected = ring.control->oldest_seq.load(std::memory_order_relaxed);
     cached_write = cursor;
     Reposition();
     return;
