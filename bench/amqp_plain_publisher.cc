@@ -35,6 +35,59 @@ void Check(amqp_rpc_reply_t r, const char* what) {
   if (r.reply_type != AMQP_RESPONSE_NORMAL) Die(what);
 }
 
+// Publish sends message `seq` with the headers shm-bridge sends.
+void Publish(amqp_connection_state_t conn, const std::string& exchange, std::vector<char>& body,
+             std::uint64_t seq, bool persistent) {
+  static char host_name[] = "bench-host";
+  static char channel_name[] = "/bench";
+  amqp_table_entry_t entries[4];
+  entries[0].key = amqp_cstring_bytes("x-shmring-host");
+  entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[0].value.value.bytes = amqp_cstring_bytes(host_name);
+  entries[1].key = amqp_cstring_bytes("x-shmring-channel");
+  entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[1].value.value.bytes = amqp_cstring_bytes(channel_name);
+  entries[2].key = amqp_cstring_bytes("x-shmring-seq");
+  entries[2].value.kind = AMQP_FIELD_KIND_I64;
+  entries[2].value.value.i64 = static_cast<std::int64_t>(seq);
+  entries[3].key = amqp_cstring_bytes("x-shmring-kind");
+  entries[3].value.kind = AMQP_FIELD_KIND_UTF8;
+  entries[3].value.value.bytes = amqp_cstring_bytes("spsc");
+  amqp_basic_properties_t props;
+  std::memset(&props, 0, sizeof(props));
+  props._flags =
+      AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+  props.content_type = amqp_cstring_bytes("application/octet-stream");
+  props.delivery_mode = persistent ? 2 : 1;
+  props.headers.num_entries = 4;
+  props.headers.entries = entries;
+  amqp_bytes_t b{body.size(), body.data()};
+  if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange.c_str()), amqp_empty_bytes, 1, 0,
+                         &props, b) != AMQP_STATUS_OK) {
+    Die("publish");
+  }
+}
+
+// AwaitConfirm reads one frame and advances `confirmed` by a broker ack (a nack or a close is
+// fatal; other frames are ignored).
+void AwaitConfirm(amqp_connection_state_t conn, std::uint64_t* confirmed) {
+  amqp_frame_t frame;
+  if (amqp_simple_wait_frame(conn, &frame) != AMQP_STATUS_OK) Die("wait");
+  if (frame.frame_type != AMQP_FRAME_METHOD) return;
+  if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+    const auto* a = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+    // Tags are 1-based; with `multiple` everything up to the tag is confirmed.
+    if (a->multiple) {
+      *confirmed = a->delivery_tag;
+    } else if (a->delivery_tag == *confirmed + 1) {
+      *confirmed = a->delivery_tag;
+    }
+  } else if (frame.payload.method.id != AMQP_BASIC_RETURN_METHOD) {
+    Die("unexpected method (nack or close)");
+  }
+  amqp_maybe_release_buffers(conn);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -58,54 +111,12 @@ int main(int argc, char** argv) {
   Check(amqp_get_rpc_reply(conn), "confirm.select");
 
   std::vector<char> body(size, 'x');
-  char host_name[] = "bench-host";
-  char channel_name[] = "/bench";
   std::uint64_t published = 0, confirmed = 0;
   while (confirmed < count) {
     while (published < count && published - confirmed < window) {
-      amqp_table_entry_t entries[4];
-      entries[0].key = amqp_cstring_bytes("x-shmring-host");
-      entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
-      entries[0].value.value.bytes = amqp_cstring_bytes(host_name);
-      entries[1].key = amqp_cstring_bytes("x-shmring-channel");
-      entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
-      entries[1].value.value.bytes = amqp_cstring_bytes(channel_name);
-      entries[2].key = amqp_cstring_bytes("x-shmring-seq");
-      entries[2].value.kind = AMQP_FIELD_KIND_I64;
-      entries[2].value.value.i64 = static_cast<std::int64_t>(published);
-      entries[3].key = amqp_cstring_bytes("x-shmring-kind");
-      entries[3].value.kind = AMQP_FIELD_KIND_UTF8;
-      entries[3].value.value.bytes = amqp_cstring_bytes("spsc");
-      amqp_basic_properties_t props;
-      std::memset(&props, 0, sizeof(props));
-      props._flags =
-          AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
-      props.content_type = amqp_cstring_bytes("application/octet-stream");
-      props.delivery_mode = persistent ? 2 : 1;
-      props.headers.num_entries = 4;
-      props.headers.entries = entries;
-      amqp_bytes_t b{size, body.data()};
-      if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange.c_str()), amqp_empty_bytes, 1, 0,
-                             &props, b) != AMQP_STATUS_OK) {
-        Die("publish");
-      }
-      ++published;
+      Publish(conn, exchange, body, published++, persistent);
     }
-    amqp_frame_t frame;
-    if (amqp_simple_wait_frame(conn, &frame) != AMQP_STATUS_OK) Die("wait");
-    if (frame.frame_type != AMQP_FRAME_METHOD) continue;
-    if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
-      const auto* a = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
-      // Tags are 1-based; with `multiple` everything up to the tag is confirmed.
-      if (a->multiple) {
-        confirmed = a->delivery_tag;
-      } else if (a->delivery_tag == confirmed + 1) {
-        confirmed = a->delivery_tag;
-      }
-    } else if (frame.payload.method.id != AMQP_BASIC_RETURN_METHOD) {
-      Die("unexpected method (nack or close)");
-    }
-    amqp_maybe_release_buffers(conn);
+    AwaitConfirm(conn, &confirmed);
   }
   const double seconds = Now() - start;
   amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);

@@ -51,6 +51,58 @@ def check_throughput(r, transport, count, size):
           f"rates of {r}")
 
 
+FANOUTS = ["shmring-spsc-fanout", "shmring-broadcast"]
+
+
+def check_fanout(r, transport, subscribers, count, size):
+    """A fan-out result: the point-to-point keys, plus each subscriber's and the summary keys."""
+    check(r.get("subscribers") == subscribers and len(r.get("per_subscriber", [])) == subscribers,
+          f"{transport}: subscribers of {r}")
+    each = r.get("per_subscriber", [])
+    if "p50_ns" in r:
+        check_latency(r, transport, count)
+        for s in each + [r.get("slowest", {})]:
+            check(LATENCY_KEYS - {"transport", "size", "wait", "count"} <= s.keys(),
+                  f"{transport}: latency keys of {s}")
+        # The slowest subscriber of each round trip bounds every subscriber's percentiles.
+        check(all(r["slowest"][k] >= s[k] for s in each for k in ("p50_ns", "p99_ns", "p999_ns")),
+              f"{transport}: slowest dominates: {r}")
+    else:
+        check_throughput(r, transport, count, size)
+        rates = [s["msgs_per_s"] for s in each]
+        check(all(v > 0 for v in rates) and abs(r["msgs_per_s"] - min(rates)) <= 1 and
+              abs(r["total_msgs_per_s"] - sum(rates)) <= subscribers and
+              abs(r["total_bytes_per_s"] - sum(rates) * size) <= subscribers * size,
+              f"{transport}: per subscriber / slowest / total rates of {r}")
+
+
+def check_fanouts(available):
+    """Each fan-out transport this build has: latency and streams with several subscribers, paired
+    with the other fan-out transport and (one subscriber) with shmring-spsc."""
+    for t in [f for f in FANOUTS if f in available]:
+        (r,) = results("latency", "--transport", t, "--wait", "hybrid", "--size", "64",
+                       "--count", "300", "--subscribers", "3")
+        check_fanout(r, t, 3, 300, 64)
+        (r,) = results("throughput", "--transport", t, "--wait", "hybrid", "--size", "4K",
+                       "--count", "3000", "--subscribers", "2")
+        check_fanout(r, t, 2, 3000, 4096)
+        rs = results("latency", "--transport", t, "--wait", "spin", "--size", "64", "--count",
+                     "300", "--against", "shmring-spsc")
+        check(len(rs) == 2 and rs[1]["transport"] == "shmring-spsc" and "subscribers" not in rs[1],
+              f"{t} against shmring-spsc: {rs}")
+        if len(rs) == 2:
+            check_fanout(rs[0], t, 1, 300, 64)
+        other = [f for f in FANOUTS if f in available and f != t] or [t]
+        rs = results("throughput", "--transport", t, "--size", "64", "--count", "20000",
+                     "--subscribers", "2", "--against", other[0])
+        check(len(rs) == 2 and rs[0]["paired_with"] == other[0], f"{t} against {other[0]}: {rs}")
+        for r in rs:
+            check_fanout(r, r["transport"], 2, 20000, 64)
+        p = bench("latency", "--transport", t, "--size", "64", "--count", "300",
+                  "--subscribers", "2")
+        check("slowest subscriber" in p.stdout, f"{t}: human output: {p.stdout}")
+
+
 def main():
     before = set(os.listdir("/dev/shm"))
     mq_before = set(os.listdir("/dev/mqueue")) if os.path.isdir("/dev/mqueue") else set()
@@ -110,6 +162,12 @@ def main():
           f"capacity only where it applies: {rs}")
     (r,) = results("latency", "--transport", "pipe", "--size", "64", "--count", "300")
     check("capacity" not in r, f"no ring, no capacity: {r}")
+    check("subscribers" not in r and "per_subscriber" not in r, f"no fan-out keys: {r}")
+    usage = subprocess.run([BENCH, "--help"], capture_output=True, text=True).stdout
+    available = {line.split()[0] for line in usage.split("transports:\n", 1)[-1].splitlines()
+                 if line.strip()}
+    check("shmring-spsc-fanout" in available, "the SPSC fan-out transport is listed")
+    check_fanouts(available)
     p = bench("latency", "--transport", "shmring-spsc", "--size", "64", "--count", "300",
               "--capacity", "4K")
     check("ring of 4 KiB" in p.stdout and "@4 KiB" in p.stdout, f"human output: {p.stdout}")
@@ -136,7 +194,17 @@ def main():
                  ["latency", "--transport", "pipe", "--size", "64", "--capacity", "4K"],
                  ["throughput", "--transport", "shmring-mpmc", "--size", "64", "--capacity", "64K",
                   "--producers", "2", "--consumers", "2"],
-                 ["--capacity", "4K"]):
+                 ["--capacity", "4K"],
+                 # --subscribers: out of range, not a fan-out transport, a pair of a fan-out and
+                 # a point-to-point transport with several subscribers, the full comparison.
+                 ["latency", "--transport", "shmring-spsc-fanout", "--size", "64",
+                  "--subscribers", "0"],
+                 ["latency", "--transport", "shmring-spsc-fanout", "--size", "64",
+                  "--subscribers", "17"],
+                 ["latency", "--transport", "pipe", "--size", "64", "--subscribers", "2"],
+                 ["latency", "--transport", "shmring-spsc-fanout", "--size", "64",
+                  "--subscribers", "2", "--against", "shmring-spsc"],
+                 ["--subscribers", "2"]):
         p = bench(*args, expect=2)
         check(p.stdout == "" and len(p.stderr.strip().splitlines()) == 1,
               f"{args}: error output {p.stderr!r}")

@@ -42,6 +42,18 @@ GOALS = [
     (["throughput", "--transport", "shmring-spsc", "--wait", "spin", "--size", "65536",
       "--count", "10000", "--batch", "32"], "naive",
      [("msgs_per_s", "stream 64 KiB b32 / naive", ">= 0.9")]),
+    # Issue 13: one publisher, several subscribers (msgs_per_s of a fan-out run: per subscriber,
+    # the slowest's). Four subscribers and the publisher share a 2-CPU machine: hybrid waits.
+    (["latency", "--transport", "shmring-broadcast", "--wait", "spin", "--size", "64",
+      "--count", "20000", "--subscribers", "1"], "shmring-spsc",
+     [("p50_ns", "broadcast x1 spin 64 B p50 / spsc", "<= 1.2")]),
+    (["throughput", "--transport", "shmring-broadcast", "--wait", "hybrid", "--size", "64",
+      "--count", "1000000", "--subscribers", "4"], "shmring-spsc-fanout",
+     [("msgs_per_s", "broadcast x4 64 B per sub / 4 SPSC", ">= 2"),
+      ("total_msgs_per_s", "broadcast x4 64 B total / 4 SPSC", "(info)")]),
+    (["throughput", "--transport", "shmring-broadcast", "--wait", "hybrid", "--size", "65536",
+      "--count", "5000", "--subscribers", "4"], "shmring-spsc-fanout",
+     [("msgs_per_s", "broadcast x4 64 KiB per sub / 4 SPSC", "(info)")]),
 ]
 
 

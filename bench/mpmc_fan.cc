@@ -156,16 +156,8 @@ bool Reap(std::vector<pid_t>* wait_for, std::vector<pid_t>* others, std::int64_t
   return true;
 }
 
-}  // namespace
-
-FanResult RunFan(const FanSpec& spec) {
-  FanResult result;
-  if (spec.producers < 1 || spec.producers > kMaxProcesses || spec.consumers < 1 ||
-      spec.consumers > kMaxProcesses) {
-    result.error = "producers and consumers must be 1.." + std::to_string(kMaxProcesses);
-    return result;
-  }
-  const std::string name = UniqueName("fan");
+// CreateFanChannel: the run's MPMC channel, registered for removal.
+absl::Status CreateFanChannel(const FanSpec& spec, const std::string& name) {
   ChannelOptions options;
   options.kind = Kind::kMpmc;
   options.max_frame = static_cast<std::uint32_t>(spec.size);
@@ -174,26 +166,20 @@ FanResult RunFan(const FanSpec& spec) {
   while (slots * 2 * (spec.size + 64) <= (std::uint64_t{2} << 20)) slots *= 2;
   options.capacity = slots;
   options.max_endpoints = static_cast<std::uint32_t>(spec.producers + spec.consumers + 1);
-  if (absl::Status s = CreateChannel(name, options); !s.ok()) {
-    result.error = s.ToString();
-    return result;
-  }
+  if (absl::Status s = CreateChannel(name, options); !s.ok()) return s;
   RegisterName(name, NameKind::kShm);
+  return absl::OkStatus();
+}
 
-  std::byte* memory = MapSharedAnonymous(sizeof(Shared));
-  if (memory == nullptr) {
-    result.error = std::string("mmap: ") + std::strerror(errno);
-    (void)RemoveChannel(name);
-    UnregisterName(name);
-    return result;
-  }
-  Shared* shared = new (memory) Shared;
-  const std::int64_t deadline_ns = NowNs() + std::int64_t{spec.timeout_s} * 1000000000;
-  const absl::Time deadline = absl::Now() + absl::Seconds(spec.timeout_s);
-
-  const pid_t parent = getpid();
+// Children: the forked producers and consumers of one run, not yet reaped.
+struct Children {
   std::vector<pid_t> producers, consumers;
-  const auto spawn = [&](bool producer, int id) {
+
+  // Spawn forks one child running ProducerMain or ConsumerMain (on spec.cpus). False if fork
+  // failed.
+  bool Spawn(const FanSpec& spec, const std::string& name, Shared* shared, absl::Time deadline,
+             bool producer, int id) {
+    const pid_t parent = getpid();
     std::fflush(nullptr);
     const pid_t pid = fork();
     if (pid == 0) {
@@ -208,57 +194,132 @@ FanResult RunFan(const FanSpec& spec) {
       _exit(producer ? ProducerMain(spec, name, id, shared, deadline)
                      : ConsumerMain(spec, name, id, shared, deadline));
     }
-    if (pid > 0) {
-      (producer ? producers : consumers).push_back(pid);
-    }
+    if (pid > 0) (producer ? producers : consumers).push_back(pid);
     return pid > 0;
-  };
-  bool ok = true;
-  for (int i = 0; ok && i < spec.consumers; ++i) ok = spawn(false, i);
-  for (int i = 0; ok && i < spec.producers; ++i) ok = spawn(true, i);
-  if (!ok) result.error = std::string("fork: ") + std::strerror(errno);
+  }
 
+  // Forget removes a reaped child from its list.
+  void Forget(pid_t pid) {
+    for (std::vector<pid_t>* list : {&producers, &consumers}) {
+      list->erase(std::remove(list->begin(), list->end(), pid), list->end());
+    }
+  }
+
+  // KillAll kills and reaps those not reaped (after a failure or the timeout).
+  void KillAll() {
+    for (std::vector<pid_t>* left : {&producers, &consumers}) {
+      for (const pid_t pid : *left) kill(pid, SIGKILL);
+      for (const pid_t pid : *left) waitpid(pid, nullptr, 0);
+      left->clear();
+    }
+  }
+};
+
+// AwaitAttached waits until every child attached (false if one exited first, or at the deadline).
+bool AwaitAttached(const FanSpec& spec, Shared* shared, Children& children,
+                   std::int64_t deadline_ns) {
+  const int everyone = spec.producers + spec.consumers;
+  while (shared->attached.load() < everyone && NowNs() < deadline_ns) {
+    if (const pid_t pid = waitpid(-1, nullptr, WNOHANG); pid > 0) {
+      children.Forget(pid);
+      return false;  // a child exited before the start: it failed to attach
+    }
+    usleep(200);
+  }
+  return shared->attached.load() == everyone;
+}
+
+// StreamAndClose starts the run, waits for the producers, then closes the channel so the
+// consumers drain and stop, and waits for them. Returns false (with `error`) on a failure.
+bool StreamAndClose(const std::string& name, Shared* shared, Children& children,
+                    std::int64_t deadline_ns, std::int64_t* start_ns, std::string* error) {
+  *start_ns = NowNs();
+  shared->go.store(1, std::memory_order_release);
+  if (!Reap(&children.producers, &children.consumers, deadline_ns, error)) return false;
+  absl::StatusOr<MpmcProducer> closer = MpmcProducer::Attach(name);
+  if (!closer.ok()) {
+    *error = closer.status().ToString();
+    return false;
+  }
+  closer->close();
+  std::vector<pid_t> none;
+  return Reap(&children.consumers, &none, deadline_ns, error);
+}
+
+// Verify checks exactly-once delivery and computes the rates: each producer's frames arrived
+// `count` times in total, counters summing to 0 + 1 + ... + count-1 (each consumer already saw
+// them strictly increasing).
+void Verify(const FanSpec& spec, const Shared& shared, std::int64_t start_ns, FanResult& result) {
+  const std::uint64_t want_sum = spec.count * (spec.count - 1) / 2;
+  std::int64_t end_ns = start_ns;
+  std::uint64_t busiest = 0;
+  for (int c = 0; c < spec.consumers; ++c) {
+    end_ns = std::max(end_ns, shared.consumers[c].last_ns);
+    busiest = std::max(busiest, shared.consumers[c].frames);
+  }
+  for (int p = 0; p < spec.producers; ++p) {
+    std::uint64_t count = 0, sum = 0;
+    for (int c = 0; c < spec.consumers; ++c) {
+      count += shared.consumers[c].count[p];
+      sum += shared.consumers[c].sum[p];
+    }
+    if (count != spec.count || sum != want_sum) {
+      result.error = "producer " + std::to_string(p) + ": " + std::to_string(count) +
+                     " frames delivered, " + std::to_string(spec.count) + " sent";
+      return;
+    }
+  }
+  result.frames = spec.count * static_cast<std::uint64_t>(spec.producers);
+  result.seconds = static_cast<double>(end_ns - start_ns) / 1e9;
+  result.msgs_per_s = static_cast<double>(result.frames) / result.seconds;
+  result.bytes_per_s = result.msgs_per_s * static_cast<double>(spec.size);
+  result.max_consumer_share = static_cast<double>(busiest) / static_cast<double>(result.frames);
+  result.ok = true;
+}
+
+}  // namespace
+
+FanResult RunFan(const FanSpec& spec) {
+  FanResult result;
+  if (spec.producers < 1 || spec.producers > kMaxProcesses || spec.consumers < 1 ||
+      spec.consumers > kMaxProcesses) {
+    result.error = "producers and consumers must be 1.." + std::to_string(kMaxProcesses);
+    return result;
+  }
+  const std::string name = UniqueName("fan");
+  if (absl::Status s = CreateFanChannel(spec, name); !s.ok()) {
+    result.error = s.ToString();
+    return result;
+  }
+  std::byte* memory = MapSharedAnonymous(sizeof(Shared));
+  if (memory == nullptr) {
+    result.error = std::string("mmap: ") + std::strerror(errno);
+    (void)RemoveChannel(name);
+    UnregisterName(name);
+    return result;
+  }
+  Shared* shared = new (memory) Shared;
+  const std::int64_t deadline_ns = NowNs() + std::int64_t{spec.timeout_s} * 1000000000;
+  const absl::Time deadline = absl::Now() + absl::Seconds(spec.timeout_s);
+
+  Children children;
+  bool ok = true;
+  for (int i = 0; ok && i < spec.consumers; ++i) {
+    ok = children.Spawn(spec, name, shared, deadline, false, i);
+  }
+  for (int i = 0; ok && i < spec.producers; ++i) {
+    ok = children.Spawn(spec, name, shared, deadline, true, i);
+  }
+  if (!ok) result.error = std::string("fork: ") + std::strerror(errno);
+  if (ok && !AwaitAttached(spec, shared, children, deadline_ns)) {
+    ok = false;
+    result.error = "not every process attached";
+  }
   std::int64_t start_ns = 0;
-  if (ok) {
-    const int everyone = spec.producers + spec.consumers;
-    while (shared->attached.load() < everyone && NowNs() < deadline_ns) {
-      if (const pid_t pid = waitpid(-1, nullptr, WNOHANG); pid > 0) {
-        for (std::vector<pid_t>* list : {&producers, &consumers}) {
-          list->erase(std::remove(list->begin(), list->end(), pid), list->end());
-        }
-        ok = false;  // a child exited before the start: it failed to attach
-        break;
-      }
-      usleep(200);
-    }
-    ok = ok && shared->attached.load() == everyone;
-    if (!ok && result.error.empty()) result.error = "not every process attached";
-  }
-  if (ok) {
-    start_ns = NowNs();
-    shared->go.store(1, std::memory_order_release);
-    ok = Reap(&producers, &consumers, deadline_ns, &result.error);
-  }
-  if (ok) {
-    // Every producer is done: end the stream so the consumers drain and stop.
-    absl::StatusOr<MpmcProducer> closer = MpmcProducer::Attach(name);
-    if (!closer.ok()) {
-      ok = false;
-      result.error = closer.status().ToString();
-    } else {
-      closer->close();
-      std::vector<pid_t> none;
-      ok = Reap(&consumers, &none, deadline_ns, &result.error);
-    }
-  }
-  // Those not reaped (after a failure or the timeout) are killed and reaped.
-  for (std::vector<pid_t>* left : {&producers, &consumers}) {
-    for (const pid_t pid : *left) kill(pid, SIGKILL);
-    for (const pid_t pid : *left) waitpid(pid, nullptr, 0);
-  }
+  if (ok) ok = StreamAndClose(name, shared, children, deadline_ns, &start_ns, &result.error);
+  children.KillAll();
   (void)RemoveChannel(name);
   UnregisterName(name);
-
   for (int i = 0; i < 2 * kMaxProcesses; ++i) {
     if (shared->errors[i][0] != '\0') {
       result.error = shared->errors[i];  // the child's own words beat "process failed"
@@ -266,37 +327,7 @@ FanResult RunFan(const FanSpec& spec) {
       break;
     }
   }
-  if (ok) {
-    // Exactly once: each producer's frames arrived `count` times in total, counters summing to
-    // 0 + 1 + ... + count-1 (each consumer already saw them strictly increasing).
-    const std::uint64_t want_sum = spec.count * (spec.count - 1) / 2;
-    std::int64_t end_ns = start_ns;
-    std::uint64_t busiest = 0;
-    for (int c = 0; c < spec.consumers; ++c) {
-      end_ns = std::max(end_ns, shared->consumers[c].last_ns);
-      busiest = std::max(busiest, shared->consumers[c].frames);
-    }
-    for (int p = 0; ok && p < spec.producers; ++p) {
-      std::uint64_t count = 0, sum = 0;
-      for (int c = 0; c < spec.consumers; ++c) {
-        count += shared->consumers[c].count[p];
-        sum += shared->consumers[c].sum[p];
-      }
-      if (count != spec.count || sum != want_sum) {
-        ok = false;
-        result.error = "producer " + std::to_string(p) + ": " + std::to_string(count) +
-                       " frames delivered, " + std::to_string(spec.count) + " sent";
-      }
-    }
-    if (ok) {
-      result.frames = spec.count * static_cast<std::uint64_t>(spec.producers);
-      result.seconds = static_cast<double>(end_ns - start_ns) / 1e9;
-      result.msgs_per_s = static_cast<double>(result.frames) / result.seconds;
-      result.bytes_per_s = result.msgs_per_s * static_cast<double>(spec.size);
-      result.max_consumer_share = static_cast<double>(busiest) / static_cast<double>(result.frames);
-    }
-  }
-  result.ok = ok;
+  if (ok) Verify(spec, *shared, start_ns, result);
   shared->~Shared();
   munmap(memory, sizeof(Shared));
   return result;

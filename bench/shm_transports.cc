@@ -320,7 +320,8 @@ std::unique_ptr<Transport> MakeShmringMpmc() {
 }
 
 bool TakesCapacity(std::string_view name) {
-  return name == "shmring-spsc" || name == "shmring-mpmc" || name == "naive";
+  return name == "shmring-spsc" || name == "shmring-mpmc" || name == "naive" ||
+         name == "shmring-spsc-fanout" || name == "shmring-broadcast";
 }
 
 std::uint64_t MpmcSlots(std::size_t size, std::uint64_t capacity) {
@@ -332,7 +333,9 @@ std::uint64_t MpmcSlots(std::size_t size, std::uint64_t capacity) {
 
 absl::Status CheckCapacity(std::string_view name, std::size_t size, std::uint64_t capacity) {
   const std::string what = std::string(name) + " ring of " + std::to_string(capacity) + " bytes";
-  if (name == "shmring-spsc" && size + 16 > capacity / 2) {
+  const bool byte_ring =
+      name == "shmring-spsc" || name == "shmring-spsc-fanout" || name == "shmring-broadcast";
+  if (byte_ring && size + 16 > capacity / 2) {
     return absl::InvalidArgumentError(what + " holds messages of at most " +
                                       std::to_string(capacity / 2 - 16) + " bytes");
   }

@@ -58,11 +58,14 @@ constexpr std::uint64_t kLatencyRingBytes = 4096;
 
 // ---- process state for the signal handler ----
 pid_t g_parent_pid = 0;
-volatile pid_t g_child = 0;
+// The side-B processes of the run in progress (a fan-out run has one per subscriber).
+volatile pid_t g_children[kMaxSubscribers] = {};
 
 void OnSignal(int sig) {
   if (getpid() != g_parent_pid) _exit(128 + sig);
-  if (g_child > 0) kill(g_child, SIGKILL);
+  for (const volatile pid_t& child : g_children) {
+    if (child > 0) kill(child, SIGKILL);
+  }
   RemoveRegisteredNames();
   if (sig == SIGALRM) {
     static const char msg[] = "shmring-bench: a run exceeded its time limit (--timeout); aborted\n";
@@ -108,60 +111,78 @@ struct Options {
   std::uint64_t capacity = 0;  // --capacity: each ring's bytes (0: kDefaultRingBytes)
   int producers = 0;  // shmring-mpmc throughput with several processes per side (0: not given)
   int consumers = 0;
+  int subscribers = 0;  // --subscribers: fan-out transports' subscriber processes (0: not given)
   std::vector<int> allowed_cpus;
 };
 
+// kUsage: the help text before the table of transports.
+constexpr char kUsage[] =
+    "usage:\n"
+    "  shmring-bench [--plot FILE] [--cpus A,B] [--json]\n"
+    "      the full comparison: every transport at 64 B, 4 KiB and 64 KiB, kernel ones\n"
+    "      blocking, shmring spinning and blocking (spsc spin 64 B also at a 4 KiB\n"
+    "      ring); the fan-out transports with 1 and 4 subscribers; a table, the goals\n"
+    "      (each at a stated ring) and a PNG plot\n"
+    "  shmring-bench latency --transport T --size BYTES [--count N] [--warmup N]\n"
+    "      [--wait spin|block|hybrid] [--rate HZ] [--capacity BYTES] [--against T2]\n"
+    "      [--cpus A,B] [--json]\n"
+    "  shmring-bench throughput --transport T --size BYTES [--count N] [--warmup N]\n"
+    "      [--wait spin|block|hybrid] [--batch N] [--capacity BYTES] [--against T2]\n"
+    "      [--cpus A,B] [--json]\n"
+    "  shmring-bench latency|throughput --transport shmring-broadcast --size BYTES\n"
+    "      --subscribers N [--against shmring-spsc-fanout] [...]\n"
+    "      one publisher, N subscriber processes\n"
+    "  shmring-bench throughput --transport shmring-mpmc --size BYTES\n"
+    "      --producers P --consumers C [--count N] [--wait W] [--json]\n"
+    "      P producer and C consumer processes on one channel (not pinned)\n"
+    "options:\n"
+    "  --size       message bytes, >= 8 (suffixes K/KiB, M/MiB)\n"
+    "  --capacity BYTES\n"
+    "               each direction's ring of shmring-spsc, shmring-mpmc and naive\n"
+    "               (fan-out transports: the publisher's rings, not the replies')\n"
+    "               (both sides of --against): a power of two, 4 KiB .. 1 GiB\n"
+    "               (suffixes K, M; default 1 MiB). shmring-mpmc gets as many\n"
+    "               slots (a power of two) as fit in it (without --capacity: at\n"
+    "               least 16). The ring must hold the message: spsc, size + 16\n"
+    "               <= BYTES / 2; mpmc and naive, 2 slots.\n"
+    "               Smaller rings keep fewer cache lines in flight: lower latency,\n"
+    "               shorter bursts absorbed\n"
+    "  --wait       how shmring-* endpoints wait (default hybrid, the library's);\n"
+    "               kernel transports always block, floor and naive always spin\n"
+    "  --rate HZ    paced latency: send on a fixed schedule, measure from it\n"
+    "  --cpus A,B   CPUs of the two processes (default: the first two allowed)\n"
+    "  --against T2 measure T and T2 side by side: the same two processes alternate\n"
+    "               between them in blocks (at most 1000 round trips or ~8 MiB of\n"
+    "               stream, at most a quarter of the count), so both see the same\n"
+    "               machine; prints both results (--json: two objects, each with\n"
+    "               paired_with) and, without --json, their ratio; --timeout then\n"
+    "               covers the pair\n"
+    "  --json       one JSON object per result\n"
+    "  --timeout S  abort a run that takes longer (default 60)\n"
+    "  --batch N    shmring-spsc throughput: publish every N frames (commit_deferred\n"
+    "               and release_deferred in between; default 32); 1: commit() and\n"
+    "               release() publish every frame\n"
+    "  --producers P, --consumers C\n"
+    "               shmring-mpmc throughput: P producer processes each stream N\n"
+    "               frames to C competing consumer processes (1..32 each); every\n"
+    "               frame checked: exactly once, in order per producer\n"
+    "  --subscribers N\n"
+    "               fan-out transports (shmring-spsc-fanout, shmring-broadcast): N\n"
+    "               subscriber processes (1..16, default 1) each receive every\n"
+    "               message and reply on a channel of their own; latency per\n"
+    "               subscriber and of the slowest, msgs/s per subscriber and in\n"
+    "               total. One subscriber is pinned to the second CPU; more are not\n"
+    "               pinned (with more processes than CPUs, use --wait block or\n"
+    "               hybrid)\n"
+    "transports:\n";
+
 void Usage(FILE* out) {
-  std::fprintf(out,
-               "usage:\n"
-               "  shmring-bench [--plot FILE] [--cpus A,B] [--json]\n"
-               "      the full comparison: every transport at 64 B, 4 KiB and 64 KiB, kernel ones\n"
-               "      blocking, shmring spinning and blocking (spsc spin 64 B also at a 4 KiB\n"
-               "      ring); a table, the goals (each at a stated ring) and a PNG plot\n"
-               "  shmring-bench latency --transport T --size BYTES [--count N] [--warmup N]\n"
-               "      [--wait spin|block|hybrid] [--rate HZ] [--capacity BYTES] [--against T2]\n"
-               "      [--cpus A,B] [--json]\n"
-               "  shmring-bench throughput --transport T --size BYTES [--count N] [--warmup N]\n"
-               "      [--wait spin|block|hybrid] [--batch N] [--capacity BYTES] [--against T2]\n"
-               "      [--cpus A,B] [--json]\n"
-               "  shmring-bench throughput --transport shmring-mpmc --size BYTES\n"
-               "      --producers P --consumers C [--count N] [--wait W] [--json]\n"
-               "      P producer and C consumer processes on one channel (not pinned)\n"
-               "options:\n"
-               "  --size       message bytes, >= 8 (suffixes K/KiB, M/MiB)\n"
-               "  --capacity BYTES\n"
-               "               each direction's ring of shmring-spsc, shmring-mpmc and naive\n"
-               "               (both sides of --against): a power of two, 4 KiB .. 1 GiB\n"
-               "               (suffixes K, M; default 1 MiB). shmring-mpmc gets as many\n"
-               "               slots (a power of two) as fit in it (without --capacity: at\n"
-               "               least 16). The ring must hold the message: spsc, size + 16\n"
-               "               <= BYTES / 2; mpmc and naive, 2 slots.\n"
-               "               Smaller rings keep fewer cache lines in flight: lower latency,\n"
-               "               shorter bursts absorbed\n"
-               "  --wait       how shmring-* endpoints wait (default hybrid, the library's);\n"
-               "               kernel transports always block, floor and naive always spin\n"
-               "  --rate HZ    paced latency: send on a fixed schedule, measure from it\n"
-               "  --cpus A,B   CPUs of the two processes (default: the first two allowed)\n"
-               "  --against T2 measure T and T2 side by side: the same two processes alternate\n"
-               "               between them in blocks (at most 1000 round trips or ~8 MiB of\n"
-               "               stream, at most a quarter of the count), so both see the same\n"
-               "               machine; prints both results (--json: two objects, each with\n"
-               "               paired_with) and, without --json, their ratio; --timeout then\n"
-               "               covers the pair\n"
-               "  --json       one JSON object per result\n"
-               "  --timeout S  abort a run that takes longer (default 60)\n"
-               "  --batch N    shmring-spsc throughput: publish every N frames (commit_deferred\n"
-               "               and release_deferred in between; default 32); 1: commit() and\n"
-               "               release() publish every frame\n"
-               "  --producers P, --consumers C\n"
-               "               shmring-mpmc throughput: P producer processes each stream N\n"
-               "               frames to C competing consumer processes (1..32 each); every\n"
-               "               frame checked: exactly once, in order per producer\n"
-               "transports:\n");
+  std::fputs(kUsage, out);
   for (const TransportInfo& t : Transports()) {
-    std::fprintf(out, "  %-13s %s%s\n", std::string(t.name).c_str(),
+    std::fprintf(out, "  %-19s %s%s%s\n", std::string(t.name).c_str(),
                  std::string(t.description).c_str(),
-                 !t.latency ? " (throughput only)" : (!t.throughput ? " (latency only)" : ""));
+                 !t.latency ? " (throughput only)" : (!t.throughput ? " (latency only)" : ""),
+                 t.fanout ? " (--subscribers N)" : "");
   }
 }
 
@@ -207,6 +228,119 @@ int BadArgument(const std::string& message) {
   return 2;
 }
 
+// ---- one option's value ----
+// Each takes the value of its option into *o; returns the usage error ("" if the value is good).
+
+std::string TakeTransport(const std::string& v, Options* o) {
+  o->transport = v;
+  return "";
+}
+std::string TakeAgainst(const std::string& v, Options* o) {
+  o->against = v;
+  return "";
+}
+std::string TakePlot(const std::string& v, Options* o) {
+  o->plot = v;
+  return "";
+}
+
+std::string TakeSize(const std::string& v, Options* o) {
+  if (!ParseSize(v, &o->size) || o->size < 8 || o->size > (std::size_t{64} << 20)) {
+    return "bad --size '" + v + "' (8 bytes .. 64 MiB)";
+  }
+  o->size_given = true;
+  return "";
+}
+
+std::string TakeCapacity(const std::string& v, Options* o) {
+  if (!ParseSize(v, &o->capacity) || o->capacity < 4096 || o->capacity > (std::uint64_t{1} << 30) ||
+      (o->capacity & (o->capacity - 1)) != 0) {
+    return "bad --capacity '" + v + "' (a power of two, 4 KiB .. 1 GiB)";
+  }
+  return "";
+}
+
+// TakeCounter: --count (at least 1) or --warmup (0 allowed: the default).
+std::string TakeCounter(const std::string& v, const char* name, std::uint64_t min,
+                        std::uint64_t* out) {
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || n < min) return std::string("bad --") + name + " '" + v + "'";
+  *out = n;
+  return "";
+}
+std::string TakeCount(const std::string& v, Options* o) {
+  return TakeCounter(v, "count", 1, &o->count);
+}
+std::string TakeWarmup(const std::string& v, Options* o) {
+  return TakeCounter(v, "warmup", 0, &o->warmup);
+}
+
+std::string TakeWait(const std::string& v, Options* o) {
+  if (!ParseWait(v, &o->wait)) return "bad --wait '" + v + "' (spin, block or hybrid)";
+  o->wait_given = true;
+  return "";
+}
+
+std::string TakeRate(const std::string& v, Options* o) {
+  o->rate = std::strtod(v.c_str(), nullptr);
+  return o->rate > 0 && o->rate <= 1e8 ? "" : "bad --rate '" + v + "' (Hz, > 0)";
+}
+
+std::string TakeCpus(const std::string& v, Options* o) {
+  if (std::sscanf(v.c_str(), "%d,%d", &o->cpu_a, &o->cpu_b) != 2 || o->cpu_a < 0 || o->cpu_b < 0) {
+    return "bad --cpus '" + v + "' (A,B)";
+  }
+  return "";
+}
+
+std::string TakeBatch(const std::string& v, Options* o) {
+  o->batch = std::max<std::size_t>(1, std::strtoull(v.c_str(), nullptr, 10));
+  return "";
+}
+
+// TakeProcesses: --producers / --consumers, 1..32.
+std::string TakeProcesses(const std::string& v, const char* name, int* out) {
+  const int n = std::atoi(v.c_str());
+  if (n < 1 || n > 32) return std::string("bad --") + name + " '" + v + "' (1..32)";
+  *out = n;
+  return "";
+}
+std::string TakeProducers(const std::string& v, Options* o) {
+  return TakeProcesses(v, "producers", &o->producers);
+}
+std::string TakeConsumers(const std::string& v, Options* o) {
+  return TakeProcesses(v, "consumers", &o->consumers);
+}
+
+std::string TakeSubscribers(const std::string& v, Options* o) {
+  const int n = std::atoi(v.c_str());
+  if (n < 1 || n > kMaxSubscribers) {
+    return "bad --subscribers '" + v + "' (1.." + std::to_string(kMaxSubscribers) + ")";
+  }
+  o->subscribers = n;
+  return "";
+}
+
+std::string TakeTimeout(const std::string& v, Options* o) {
+  o->timeout_s = std::atoi(v.c_str());
+  if (o->timeout_s <= 0) o->timeout_s = 60;
+  return "";
+}
+
+// kValueOptions: the options that take a value, in the order their values are checked.
+struct ValueOption {
+  const char* name;
+  std::string (*take)(const std::string& value, Options* o);
+};
+constexpr ValueOption kValueOptions[] = {
+    {"transport", TakeTransport}, {"against", TakeAgainst},   {"plot", TakePlot},
+    {"size", TakeSize},           {"capacity", TakeCapacity}, {"count", TakeCount},
+    {"warmup", TakeWarmup},       {"wait", TakeWait},         {"rate", TakeRate},
+    {"cpus", TakeCpus},           {"batch", TakeBatch},       {"producers", TakeProducers},
+    {"consumers", TakeConsumers}, {"timeout", TakeTimeout},   {"subscribers", TakeSubscribers},
+};
+
 // ParseOptions parses the command line with CLI11 and checks each option's value. Returns 0, -1
 // after --help, or 2 (a usage error, reported in one line).
 int ParseOptions(int argc, char** argv, Options* o) {
@@ -215,15 +349,13 @@ int ParseOptions(int argc, char** argv, Options* o) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   bool help = false;
   std::vector<std::string> mode;
-  std::map<std::string, std::string> v;
-  std::map<std::string, CLI::Option*> given;
+  std::string values[std::size(kValueOptions)];
+  CLI::Option* given[std::size(kValueOptions)];
   app.add_flag("-h,--help", help);
   app.add_flag("--json", o->json);
   app.add_option("MODE", mode);
-  for (const char* name :
-       {"transport", "against", "size", "count", "warmup", "wait", "rate", "cpus", "plot", "batch",
-        "producers", "consumers", "timeout", "capacity"}) {
-    given[name] = app.add_option(std::string("--") + name, v[name]);
+  for (std::size_t i = 0; i < std::size(kValueOptions); ++i) {
+    given[i] = app.add_option(std::string("--") + kValueOptions[i].name, values[i]);
   }
   try {
     app.parse(argc, argv);
@@ -239,159 +371,145 @@ int ParseOptions(int argc, char** argv, Options* o) {
   if (!o->mode.empty() && o->mode != "latency" && o->mode != "throughput") {
     return BadArgument("unknown command '" + o->mode + "'");
   }
-  const auto has = [&](const char* name) { return given[name]->count() > 0; };
-  if (has("transport")) o->transport = v["transport"];
-  if (has("against")) o->against = v["against"];
-  if (has("plot")) o->plot = v["plot"];
-  if (has("size")) {
-    if (!ParseSize(v["size"], &o->size) || o->size < 8 || o->size > (std::size_t{64} << 20)) {
-      return BadArgument("bad --size '" + v["size"] + "' (8 bytes .. 64 MiB)");
-    }
-    o->size_given = true;
-  }
-  if (has("capacity")) {
-    if (!ParseSize(v["capacity"], &o->capacity) || o->capacity < 4096 ||
-        o->capacity > (std::uint64_t{1} << 30) || (o->capacity & (o->capacity - 1)) != 0) {
-      return BadArgument("bad --capacity '" + v["capacity"] + "' (a power of two, 4 KiB .. 1 GiB)");
+  for (std::size_t i = 0; i < std::size(kValueOptions); ++i) {
+    if (given[i]->count() == 0) continue;
+    if (const std::string bad = kValueOptions[i].take(values[i], o); !bad.empty()) {
+      return BadArgument(bad);
     }
   }
-  for (const char* name : {"count", "warmup"}) {
-    if (!has(name)) continue;
-    char* end = nullptr;
-    const unsigned long long n = std::strtoull(v[name].c_str(), &end, 10);
-    if (v[name].empty() || *end != '\0' || (std::string_view(name) == "count" && n == 0)) {
-      return BadArgument(std::string("bad --") + name + " '" + v[name] + "'");
+  return 0;
+}
+
+// ---- rules between options ----
+// Each rule returns the message of a usage error (exit 2), or "" when the options satisfy it.
+// CheckCombination applies them in order; the first broken one is reported.
+
+std::string NotForFullComparison(const Options& o) {
+  if (!o.mode.empty()) return "";
+  if (!o.against.empty()) return "--against applies to latency and throughput runs";
+  if (o.capacity != 0) {
+    return "--capacity applies to latency and throughput runs (the full comparison measures 4 KiB "
+           "and the default 1 MiB)";
+  }
+  if (o.subscribers != 0) {
+    return "--subscribers applies to latency and throughput runs (the full comparison measures 1 "
+           "and 4)";
+  }
+  return "";
+}
+
+// A mode needs a transport that offers it (and --against one that offers it too).
+std::string TransportOffersMode(const Options& o) {
+  if (FindTransport(o.transport) == nullptr) {
+    std::string message = (o.transport.empty() ? o.mode : std::string("unknown transport; it")) +
+                          " needs --transport (one of:";
+    for (const TransportInfo& t : Transports()) message += " " + std::string(t.name);
+    return message + ")";
+  }
+  for (const std::string& name : {o.transport, o.against}) {
+    const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
+    if (t != nullptr && !Offers(*t, o.mode)) {
+      return "transport " + name + " does not offer " + o.mode;
     }
-    (std::string_view(name) == "count" ? o->count : o->warmup) = n;
   }
-  if (has("wait")) {
-    if (!ParseWait(v["wait"], &o->wait)) {
-      return BadArgument("bad --wait '" + v["wait"] + "' (spin, block or hybrid)");
+  return "";
+}
+
+std::string SizeGiven(const Options& o) {
+  return o.size_given ? "" : o.mode + " needs --size BYTES";
+}
+
+bool ManyProcesses(const Options& o) { return o.producers != 0 || o.consumers != 0; }
+
+std::string ManyProcessesApply(const Options& o) {
+  if (ManyProcesses(o) && (o.mode != "throughput" || o.transport != "shmring-mpmc")) {
+    return "--producers/--consumers apply to throughput of shmring-mpmc";
+  }
+  return "";
+}
+
+std::string AgainstApplies(const Options& o) {
+  if (o.against.empty()) return "";
+  if (FindTransport(o.against) == nullptr) return "unknown --against transport '" + o.against + "'";
+  if (o.rate > 0 || ManyProcesses(o)) {
+    return "--against does not combine with --rate or --producers/--consumers";
+  }
+  return "";
+}
+
+std::string CapacityApplies(const Options& o) {
+  if (o.capacity == 0) return "";
+  if (!TakesCapacity(o.transport) && !TakesCapacity(o.against)) {
+    return "--capacity applies to shmring-spsc, shmring-mpmc, naive and the fan-out transports";
+  }
+  if (ManyProcesses(o)) return "--capacity does not combine with --producers/--consumers";
+  for (const std::string& name : {o.transport, o.against}) {
+    if (const absl::Status s = CheckCapacity(name, o.size, o.capacity); !s.ok()) {
+      return "--capacity too small for --size " + std::to_string(o.size) + ": " +
+             std::string(s.message());
     }
-    o->wait_given = true;
   }
-  if (has("rate")) {
-    o->rate = std::strtod(v["rate"].c_str(), nullptr);
-    if (!(o->rate > 0 && o->rate <= 1e8))
-      return BadArgument("bad --rate '" + v["rate"] + "' (Hz, > 0)");
+  return "";
+}
+
+bool IsFanout(const std::string& name) {
+  const TransportInfo* t = FindTransport(name);
+  return t != nullptr && t->fanout;
+}
+
+// --subscribers needs a fan-out transport; more than one subscriber, both sides of a pair.
+std::string SubscribersApply(const Options& o) {
+  if (o.subscribers == 0) return "";
+  if (!IsFanout(o.transport) && !IsFanout(o.against)) {
+    return "--subscribers applies to the fan-out transports (shmring-spsc-fanout, "
+           "shmring-broadcast)";
   }
-  if (has("cpus") && (std::sscanf(v["cpus"].c_str(), "%d,%d", &o->cpu_a, &o->cpu_b) != 2 ||
-                      o->cpu_a < 0 || o->cpu_b < 0)) {
-    return BadArgument("bad --cpus '" + v["cpus"] + "' (A,B)");
+  if (o.subscribers > 1 &&
+      (!IsFanout(o.transport) || (!o.against.empty() && !IsFanout(o.against)))) {
+    return "--subscribers above 1: both transports of a pair must be fan-out transports";
   }
-  if (has("batch")) {
-    o->batch = static_cast<std::size_t>(std::strtoull(v["batch"].c_str(), nullptr, 10));
-    if (o->batch == 0) o->batch = 1;
+  return "";
+}
+
+std::string RateApplies(const Options& o) {
+  return o.rate > 0 && o.mode != "latency" ? "--rate applies to latency only" : "";
+}
+
+using Rule = std::string (*)(const Options&);
+// The rules of a latency or throughput run, in the order they are checked.
+constexpr Rule kModeRules[] = {TransportOffersMode, SizeGiven,   ManyProcessesApply, AgainstApplies,
+                               CapacityApplies,     RateApplies, SubscribersApply};
+
+// NoteFixedWaits: a --wait that a transport cannot honour is a note on stderr, not an error.
+void NoteFixedWaits(const Options& o) {
+  for (const std::string& name : {o.transport, o.against}) {
+    const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
+    if (t != nullptr && o.wait_given && !t->has_wait_choice && o.wait != t->fixed_wait) {
+      std::fprintf(stderr, "shmring-bench: note: %s always waits by %s; --wait ignored for it\n",
+                   name.c_str(), std::string(WaitName(t->fixed_wait)).c_str());
+    }
   }
-  for (const char* name : {"producers", "consumers"}) {
-    if (!has(name)) continue;
-    const int n = std::atoi(v[name].c_str());
-    if (n < 1 || n > 32)
-      return BadArgument(std::string("bad --") + name + " '" + v[name] + "' (1..32)");
-    (std::string_view(name) == "producers" ? o->producers : o->consumers) = n;
+}
+
+// CheckCombination checks what the options mean together (the rules above): 0, or 2 after
+// reporting the first broken rule in one line.
+int CheckCombination(const Options& o) {
+  std::string broken = NotForFullComparison(o);
+  for (std::size_t i = 0; broken.empty() && !o.mode.empty() && i < std::size(kModeRules); ++i) {
+    broken = kModeRules[i](o);
   }
-  if (has("timeout")) {
-    o->timeout_s = std::atoi(v["timeout"].c_str());
-    if (o->timeout_s <= 0) o->timeout_s = 60;
+  if (!broken.empty()) {
+    std::fprintf(stderr, "shmring-bench: %s\n", broken.c_str());
+    return 2;
   }
+  if (!o.mode.empty()) NoteFixedWaits(o);
   return 0;
 }
 
 // ParseArgs: ParseOptions, then the rules between options (CheckCombination).
-int CheckCombination(Options* o);
 int ParseArgs(int argc, char** argv, Options* o) {
   if (const int rc = ParseOptions(argc, argv, o); rc != 0) return rc;
-  return CheckCombination(o);
-}
-
-// CheckCombination checks what the options mean together: a mode needs a transport that offers
-// it and a size; --against, --rate and --producers/--consumers only where they apply.
-int CheckCombination(Options* o) {
-  if (o->mode.empty() && !o->against.empty()) {
-    std::fprintf(stderr, "shmring-bench: --against applies to latency and throughput runs\n");
-    return 2;
-  }
-  if (o->mode.empty() && o->capacity != 0) {
-    std::fprintf(stderr,
-                 "shmring-bench: --capacity applies to latency and throughput runs (the full "
-                 "comparison measures 4 KiB and the default 1 MiB)\n");
-    return 2;
-  }
-  if (!o->mode.empty()) {
-    const TransportInfo* info = FindTransport(o->transport);
-    if (info == nullptr) {
-      std::fprintf(stderr, "shmring-bench: %s needs --transport (one of:",
-                   o->transport.empty() ? o->mode.c_str() : "unknown transport; it");
-      for (const TransportInfo& t : Transports()) {
-        std::fprintf(stderr, " %s", std::string(t.name).c_str());
-      }
-      std::fprintf(stderr, ")\n");
-      return 2;
-    }
-    for (const std::string& name : {o->transport, o->against}) {
-      const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
-      if (t != nullptr && !Offers(*t, o->mode)) {
-        std::fprintf(stderr, "shmring-bench: transport %s does not offer %s\n", name.c_str(),
-                     o->mode.c_str());
-        return 2;
-      }
-    }
-    if (!o->size_given) {
-      std::fprintf(stderr, "shmring-bench: %s needs --size BYTES\n", o->mode.c_str());
-      return 2;
-    }
-    if ((o->producers != 0 || o->consumers != 0) &&
-        (o->mode != "throughput" || o->transport != "shmring-mpmc")) {
-      std::fprintf(stderr,
-                   "shmring-bench: --producers/--consumers apply to throughput of shmring-mpmc\n");
-      return 2;
-    }
-    if (!o->against.empty()) {
-      const TransportInfo* other = FindTransport(o->against);
-      if (other == nullptr) {
-        std::fprintf(stderr, "shmring-bench: unknown --against transport '%s'\n",
-                     o->against.c_str());
-        return 2;
-      }
-      if (o->rate > 0 || o->producers != 0 || o->consumers != 0) {
-        std::fprintf(stderr,
-                     "shmring-bench: --against does not combine with --rate or "
-                     "--producers/--consumers\n");
-        return 2;
-      }
-    }
-    if (o->capacity != 0) {
-      if (!TakesCapacity(o->transport) && !TakesCapacity(o->against)) {
-        std::fprintf(stderr,
-                     "shmring-bench: --capacity applies to shmring-spsc, shmring-mpmc and naive\n");
-        return 2;
-      }
-      if (o->producers != 0 || o->consumers != 0) {
-        std::fprintf(stderr,
-                     "shmring-bench: --capacity does not combine with --producers/--consumers\n");
-        return 2;
-      }
-      for (const std::string& name : {o->transport, o->against}) {
-        if (const absl::Status s = CheckCapacity(name, o->size, o->capacity); !s.ok()) {
-          std::fprintf(stderr, "shmring-bench: --capacity too small for --size %zu: %s\n", o->size,
-                       std::string(s.message()).c_str());
-          return 2;
-        }
-      }
-    }
-    if (o->rate > 0 && o->mode != "latency") {
-      std::fprintf(stderr, "shmring-bench: --rate applies to latency only\n");
-      return 2;
-    }
-    for (const std::string& name : {o->transport, o->against}) {
-      const TransportInfo* t = name.empty() ? nullptr : FindTransport(name);
-      if (t != nullptr && o->wait_given && !t->has_wait_choice && o->wait != t->fixed_wait) {
-        std::fprintf(stderr, "shmring-bench: note: %s always waits by %s; --wait ignored for it\n",
-                     name.c_str(), std::string(WaitName(t->fixed_wait)).c_str());
-      }
-    }
-  }
-  return 0;
+  return CheckCombination(*o);
 }
 
 // ---- one run ----
@@ -406,7 +524,14 @@ struct RunSpec {
   double budget_s;  // stop measuring after this long (0: never); count is then what was measured
   std::size_t batch = 1;       // shmring-spsc throughput only
   std::uint64_t capacity = 0;  // ring transports (TakesCapacity): each ring's bytes; 0: default
+  int subscribers = 1;         // fan-out transports: subscriber processes (others: 1 side B)
 };
+
+// Batches: transports whose streams publish every --batch frames (the others publish every
+// message).
+bool Batches(std::string_view name) {
+  return name == "shmring-spsc" || name == "shmring-spsc-fanout" || name == "shmring-broadcast";
+}
 
 // RingBytes: the ring of a run's transport as reported (0: it has none).
 std::uint64_t RingBytes(const RunSpec& s) {
@@ -415,10 +540,10 @@ std::uint64_t RingBytes(const RunSpec& s) {
 }
 
 // SpecFor: a run of transport `name`, with `wait` if it offers a choice (else its fixed wait) and
-// `batch` only for shmring-spsc streams (the others publish every message).
+// `batch` only for streams of transports that batch, `subscribers` only for fan-out transports.
 RunSpec SpecFor(std::string_view name, std::size_t size, Wait wait, bool latency,
                 std::uint64_t count, std::uint64_t warmup, double rate, double budget_s,
-                std::size_t batch, std::uint64_t capacity = 0) {
+                std::size_t batch, std::uint64_t capacity = 0, int subscribers = 1) {
   const TransportInfo* info = FindTransport(name);
   return RunSpec{info,
                  size,
@@ -428,21 +553,34 @@ RunSpec SpecFor(std::string_view name, std::size_t size, Wait wait, bool latency
                  warmup,
                  rate,
                  budget_s,
-                 !latency && name == "shmring-spsc" ? batch : 1,
-                 TakesCapacity(name) ? capacity : 0};
+                 !latency && Batches(name) ? batch : 1,
+                 TakesCapacity(name) ? capacity : 0,
+                 info->fanout ? std::max(subscribers, 1) : 1};
 }
 
-struct RunResult {
+// LatencyStats: one-way latency percentiles, ns.
+struct LatencyStats {
+  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+};
+
+// RunResult: the outcome of one run; the latency fields (LatencyStats) of a latency run.
+struct RunResult : LatencyStats {
   RunSpec spec;
   bool ok = false;
   std::string error;
   // Why it failed: kUnavailable means the transport cannot run on this machine (e.g. a POSIX mq
   // message size above the system's limit) — reported, but it does not fail the comparison.
   absl::StatusCode code = absl::StatusCode::kOk;
-  // Latency, one-way ns.
-  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
-  // Throughput.
+  // Throughput. Fan-out: per subscriber, the slowest subscriber's rate.
   double msgs_per_s = 0, bytes_per_s = 0;
+  // Fan-out transports only: each subscriber's results; latency also the slowest subscriber of
+  // each round trip, throughput the sum of every subscriber's rate.
+  struct Subscriber : LatencyStats {
+    double msgs_per_s = 0;
+  };
+  std::vector<Subscriber> subscribers;
+  Subscriber slowest;
+  double total_msgs_per_s = 0;
 };
 
 void Stamp(std::byte* message, std::uint64_t sequence) {
@@ -540,28 +678,33 @@ void WaitUntil(std::int64_t when_ns) {
   }
 }
 
-void SetPercentiles(std::vector<std::int64_t>& rtt, RunResult* result) {
+// Percentiles: one-way latencies (RTT/2) of round-trip times `rtt` (sorted in place; not empty).
+LatencyStats Percentiles(std::vector<std::int64_t>& rtt) {
   std::sort(rtt.begin(), rtt.end());
   const auto pct = [&](double q) {
     std::size_t rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtt.size())));
     if (rank == 0) rank = 1;
     return static_cast<double>(rtt[std::min(rank, rtt.size()) - 1]) / 2;
   };
-  result->p50 = pct(0.50);
-  result->p90 = pct(0.90);
-  result->p99 = pct(0.99);
-  result->p999 = pct(0.999);
-  result->max = static_cast<double>(rtt.back()) / 2;
+  LatencyStats p;
+  p.p50 = pct(0.50);
+  p.p90 = pct(0.90);
+  p.p99 = pct(0.99);
+  p.p999 = pct(0.999);
+  p.max = static_cast<double>(rtt.back()) / 2;
   double sum = 0;
   for (std::int64_t r : rtt) sum += static_cast<double>(r);
-  result->mean = sum / static_cast<double>(rtt.size()) / 2;
+  p.mean = sum / static_cast<double>(rtt.size()) / 2;
+  return p;
 }
 
-// Run measures one transport (specs.size() == 1), or two side by side (--against): the same
-// processes alternate between them in blocks. All specs share the mode, size, count, warm-up and
-// budget. Returns one result per spec.
+void SetPercentiles(std::vector<std::int64_t>& rtt, RunResult* result) {
+  static_cast<LatencyStats&>(*result) = Percentiles(rtt);
+}
+
 // Measurement: the parent's side of one run (A), shared by the two measuring algorithms.
 struct Measurement {
+  const std::vector<RunSpec>& specs;
   const RunSpec& spec;  // the first transport's spec; all have the same size, count and warm-up
   std::vector<Transport*>& ts;
   std::vector<RunResult>& results;
@@ -580,17 +723,68 @@ struct Measurement {
   }
   bool OverBudget() const { return spec.budget_s > 0 && NowNs() > stop_at; }
   void StartBudget() { stop_at = NowNs() + static_cast<std::int64_t>(spec.budget_s * 1e9); }
+  // Subscribers: the side-B processes transport k replies from.
+  std::size_t Subscribers(std::size_t k) const {
+    return static_cast<std::size_t>(specs[k].subscribers);
+  }
 };
+
+// Replies receives transport k's reply carrying `sequence` (a fan-out transport: every
+// subscriber's); arrival_ns[s]: when subscriber s's came. Returns "" or what went wrong.
+std::string Replies(Measurement& m, std::size_t k, std::uint64_t sequence,
+                    std::int64_t* arrival_ns) {
+  if (m.specs[k].info->fanout) {
+    return m.ts[k]->ReceiveEach(sequence, m.reply.data(), arrival_ns)
+               ? ""
+               : "send/receive failed or a reply out of sequence";
+  }
+  if (!m.ts[k]->Receive(m.reply.data())) return "send/receive failed";
+  arrival_ns[0] = NowNs();
+  return SequenceOf(m.reply.data()) == sequence ? "" : "reply out of sequence";
+}
+
+// LatencyResults: the percentiles of the round trips in rtt[k][subscriber] into m.results; a
+// fan-out transport's headline percentiles pool every subscriber's samples.
+void LatencyResults(Measurement& m, std::vector<std::vector<std::vector<std::int64_t>>>& rtt) {
+  for (std::size_t k = 0; k < m.n && m.ok; ++k) {
+    if (m.measured[k] == 0) {
+      m.ok = false;
+      m.error = "no sample within the time budget";
+      break;
+    }
+    for (std::vector<std::int64_t>& samples : rtt[k]) samples.resize(m.measured[k]);
+    if (!m.specs[k].info->fanout) {
+      SetPercentiles(rtt[k][0], &m.results[k]);
+      continue;
+    }
+    std::vector<std::int64_t> pooled, slowest(m.measured[k], 0);
+    for (const std::vector<std::int64_t>& samples : rtt[k]) {
+      pooled.insert(pooled.end(), samples.begin(), samples.end());
+      for (std::size_t i = 0; i < samples.size(); ++i)
+        slowest[i] = std::max(slowest[i], samples[i]);
+    }
+    SetPercentiles(pooled, &m.results[k]);
+    static_cast<LatencyStats&>(m.results[k].slowest) = Percentiles(slowest);
+    for (std::vector<std::int64_t>& samples : rtt[k]) {
+      m.results[k].subscribers.emplace_back();
+      static_cast<LatencyStats&>(m.results[k].subscribers.back()) = Percentiles(samples);
+    }
+  }
+}
 
 // MeasureLatency: round trips (Stamp, Send, Receive), one transport's turn after another in
 // blocks; the one-way latency percentiles into m.results. Returns the transport whose turn is
 // next (it carries the stop message).
 std::size_t MeasureLatency(Measurement& m) {
-  std::vector<std::vector<std::int64_t>> rtt(m.n, std::vector<std::int64_t>(m.spec.count));
+  std::vector<std::vector<std::vector<std::int64_t>>> rtt(m.n);
+  for (std::size_t k = 0; k < m.n; ++k) {
+    rtt[k].assign(m.Subscribers(k), std::vector<std::int64_t>(m.spec.count));
+  }
   const std::uint64_t warmup = m.spec.warmup * m.n;
   const std::int64_t period =
       m.spec.rate > 0 ? static_cast<std::int64_t>(std::llround(1e9 / m.spec.rate)) : 0;
   std::int64_t start = 0;
+  std::int64_t arrival_ns[kMaxSubscribers];
   std::uint64_t i = 0;
   for (;; ++i) {
     if (i == warmup) m.StartBudget();
@@ -608,42 +802,58 @@ std::size_t MeasureLatency(Measurement& m) {
     } else {
       t0 = NowNs();
     }
-    if (!m.ts[k]->Send(m.message.data()) || !m.ts[k]->Receive(m.reply.data())) {
+    const std::string failed =
+        m.ts[k]->Send(m.message.data()) ? Replies(m, k, i, arrival_ns) : "send/receive failed";
+    if (!failed.empty()) {
       m.ok = false;
-      m.error = "send/receive failed at message " + std::to_string(i);
+      m.error = failed + " at message " + std::to_string(i);
       break;
     }
-    const std::int64_t t1 = NowNs();
-    if (SequenceOf(m.reply.data()) != i) {
-      m.ok = false;
-      m.error = "reply out of sequence at message " + std::to_string(i);
-      break;
+    if (i >= warmup && m.measured[k] < m.spec.count) {
+      for (std::size_t s = 0; s < m.Subscribers(k); ++s) {
+        rtt[k][s][m.measured[k]] = arrival_ns[s] - t0;
+      }
+      ++m.measured[k];
     }
-    if (i >= warmup && m.measured[k] < m.spec.count) rtt[k][m.measured[k]++] = t1 - t0;
   }
-  const std::size_t stop_on = LatencyTurn(i, m.spec.warmup, m.block, m.n);
+  LatencyResults(m, rtt);
+  return LatencyTurn(i, m.spec.warmup, m.block, m.n);
+}
+
+// ThroughputResults: the rates of `elapsed[k][subscriber]` (ns, each subscriber's blocks from
+// the first send to its acknowledgement) into m.results. A fan-out transport's msgs_per_s is its
+// slowest subscriber's; total_msgs_per_s the sum over its subscribers.
+void ThroughputResults(Measurement& m, const std::vector<std::vector<std::int64_t>>& elapsed) {
   for (std::size_t k = 0; k < m.n && m.ok; ++k) {
-    rtt[k].resize(m.measured[k]);
     if (m.measured[k] == 0) {
       m.ok = false;
-      m.error = "no sample within the time budget";
-    } else {
-      SetPercentiles(rtt[k], &m.results[k]);
+      m.error = "no message within the time budget";
+      break;
     }
+    RunResult& r = m.results[k];
+    for (std::size_t s = 0; s < elapsed[k].size(); ++s) {
+      const double seconds = static_cast<double>(elapsed[k][s]) / 1e9;
+      const double rate = static_cast<double>(m.measured[k]) / seconds;
+      r.msgs_per_s = s == 0 ? rate : std::min(r.msgs_per_s, rate);
+      r.total_msgs_per_s += rate;
+      if (m.specs[k].info->fanout) r.subscribers.emplace_back().msgs_per_s = rate;
+    }
+    r.bytes_per_s = r.msgs_per_s * static_cast<double>(m.spec.size);
   }
-  return stop_on;
 }
 
 // MeasureThroughput: streams of messages in blocks, each ended by kBlockEnd and B's
 // acknowledgement; the rates into m.results. Returns the transport whose turn is next.
 std::size_t MeasureThroughput(Measurement& m) {
   // Blocks: the warm-up of each transport, then m.measured blocks in turn until each transport
-  // sent `count` messages or the budget is spent. Each m.block ends with kBlockEnd and B's
-  // acknowledgement, which stops the m.block's clock. A single transport's one m.block also ends
-  // early when the budget is spent (checked every 64 messages).
+  // sent `count` messages or the budget is spent. Each block ends with kBlockEnd and B's
+  // acknowledgement (every subscriber's), which stops the block's clock. A single transport's
+  // one block also ends early when the budget is spent (checked every 64 messages).
   std::vector<std::uint64_t> next(m.n, 0);
-  std::vector<std::int64_t> elapsed(m.n, 0);
-  // Sends up to `frames` messages and the m.block's end; returns how many it sent (-1: failed).
+  std::vector<std::vector<std::int64_t>> elapsed(m.n);
+  for (std::size_t k = 0; k < m.n; ++k) elapsed[k].assign(m.Subscribers(k), 0);
+  std::int64_t arrival_ns[kMaxSubscribers];
+  // Sends up to `frames` messages and the block's end; returns how many it sent (-1: failed).
   const auto send_block = [&](std::size_t k, std::uint64_t frames) -> std::int64_t {
     std::uint64_t f = 0;
     for (; f < frames; ++f) {
@@ -652,39 +862,162 @@ std::size_t MeasureThroughput(Measurement& m) {
       if (!m.ts[k]->Send(m.message.data())) return -1;
     }
     Stamp(m.message.data(), kBlockEnd);
-    if (!m.ts[k]->Send(m.message.data()) || !m.ts[k]->Receive(m.reply.data())) return -1;
+    if (!m.ts[k]->Send(m.message.data()) || !Replies(m, k, kBlockEnd, arrival_ns).empty()) {
+      return -1;
+    }
     return static_cast<std::int64_t>(f);
   };
   std::uint64_t blocks = 0;
   for (std::size_t k = 0; k < m.n && m.ok; ++k, ++blocks) m.ok = send_block(k, m.spec.warmup) >= 0;
   m.StartBudget();
   for (; m.ok; ++blocks) {
-    // All transports have the same count and m.block size, so they run out in turn order; the
+    // All transports have the same count and block size, so they run out in turn order; the
     // budget ends a run only where a round of blocks starts, so both sides get as many.
     if (m.AllMeasured() || (blocks % m.n == 0 && m.OverBudget())) break;
     const std::size_t k = blocks % m.n;
     const std::int64_t t0 = NowNs();
     const std::int64_t sent = send_block(k, std::min(m.block, m.spec.count - m.measured[k]));
-    elapsed[k] += NowNs() - t0;
     m.ok = sent >= 0;
-    if (m.ok) m.measured[k] += static_cast<std::uint64_t>(sent);
+    if (!m.ok) break;
+    for (std::size_t s = 0; s < m.Subscribers(k); ++s) elapsed[k][s] += arrival_ns[s] - t0;
+    m.measured[k] += static_cast<std::uint64_t>(sent);
   }
-  const std::size_t stop_on = blocks % m.n;
   if (!m.ok) m.error = "send failed or no acknowledgement";
-  for (std::size_t k = 0; k < m.n && m.ok; ++k) {
-    if (m.measured[k] == 0) {
-      m.ok = false;
-      m.error = "no message within the time budget";
-      break;
-    }
-    const double seconds = static_cast<double>(elapsed[k]) / 1e9;
-    m.results[k].msgs_per_s = static_cast<double>(m.measured[k]) / seconds;
-    m.results[k].bytes_per_s = m.results[k].msgs_per_s * static_cast<double>(m.spec.size);
-  }
-  return stop_on;
+  ThroughputResults(m, elapsed);
+  return blocks % m.n;
 }
 
-std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int timeout_s) {
+// RunTransports: the transports of one run, set up by the parent before fork().
+struct RunTransports {
+  std::vector<std::unique_ptr<Transport>> owned;
+  std::vector<Transport*> ts;
+  // Cleanup removes every named object the transports created (the parent, after side B).
+  void Cleanup() {
+    for (auto& t : owned) t->Cleanup();
+  }
+};
+
+// Named: a paired run's errors name the transport.
+std::string Named(const std::vector<RunSpec>& specs, std::size_t k, const absl::Status& s) {
+  const std::string message(s.message());
+  return specs.size() == 1 ? message : std::string(specs[k].info->name) + ": " + message;
+}
+
+// SetupTransports: one transport per spec, set up (the status's message is Named).
+absl::Status SetupTransports(const std::vector<RunSpec>& specs, int timeout_s, RunTransports& rt) {
+  for (const RunSpec& s : specs) {
+    rt.owned.push_back(MakeTransport(s.info->name));
+    rt.ts.push_back(rt.owned.back().get());
+    Config config;
+    config.size = s.size;
+    config.wait = s.wait;
+    config.stream = !s.latency;
+    config.deadline = absl::Now() + absl::Seconds(timeout_s);
+    config.batch = s.batch;
+    config.capacity = s.capacity;
+    config.subscribers = s.subscribers;
+    if (absl::Status st = rt.ts.back()->Setup(config); !st.ok()) {
+      return absl::Status(st.code(), Named(specs, rt.ts.size() - 1, st));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Placement: where side B runs. One side B is pinned to cpu_b; the subscribers of a fan-out run
+// with more than one may run on any allowed CPU (side A keeps its own).
+struct Placement {
+  int cpu_b;
+  const std::vector<int>& allowed;
+};
+
+bool Place(const Placement& where, int subscribers) {
+  if (subscribers == 1) return PinTo(where.cpu_b);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int cpu : where.allowed) CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+// SideB: a fork()ed child (subscriber `subscriber` of a fan-out run, else the one side B):
+// placed, attached to every transport, echoing (latency) or sinking (throughput) until the stop
+// message. Exits with EchoLoop's / SinkLoop's code.
+[[noreturn]] void SideB(const std::vector<RunSpec>& specs, const std::vector<Transport*>& ts,
+                        const Placement& where, std::uint64_t block, int subscriber) {
+  const RunSpec& spec = specs.front();
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != g_parent_pid) _exit(1);
+  if (!Place(where, spec.subscribers)) _exit(2);
+  for (std::size_t k = 0; k < ts.size(); ++k) {
+    if (absl::Status s = ts[k]->AttachSubscriber(subscriber); !s.ok()) {
+      std::fprintf(stderr, "shmring-bench: %s: %s\n", std::string(specs[k].info->name).c_str(),
+                   std::string(s.message()).c_str());
+      _exit(3);
+    }
+  }
+  _exit(spec.latency ? EchoLoop(ts, spec.size, spec.warmup, block) : SinkLoop(ts, spec.size));
+}
+
+// SideA: the parent's part after fork(): attach, measure, send the stop message on the
+// transport whose turn is next (a stream also waits for its acknowledgement). m.ok and m.error
+// say how it went.
+void SideA(Measurement& m) {
+  for (std::size_t k = 0; k < m.n && m.ok; ++k) {
+    if (absl::Status s = m.ts[k]->Attach(Side::kA); !s.ok()) {
+      m.ok = false;
+      m.error = Named(m.specs, k, s);
+    }
+  }
+  std::size_t stop_index = 0;
+  if (m.ok) stop_index = m.spec.latency ? MeasureLatency(m) : MeasureThroughput(m);
+  Stamp(m.message.data(), kStop);
+  if (m.ok && !m.ts[stop_index]->Send(m.message.data())) m.ok = false;
+  std::int64_t arrival_ns[kMaxSubscribers];
+  if (m.ok && !m.spec.latency && !Replies(m, stop_index, kStop, arrival_ns).empty()) m.ok = false;
+}
+
+// ReapSideB waits for every side-B process (killing them first when side A failed); returns why
+// one failed, or "" if all exited 0.
+std::string ReapSideB(const std::vector<pid_t>& pids, bool ok) {
+  if (!ok) {
+    for (pid_t pid : pids) kill(pid, SIGKILL);
+  }
+  std::string failed;
+  for (std::size_t k = 0; k < pids.size(); ++k) {
+    int status = 0;
+    while (waitpid(pids[k], &status, 0) < 0 && errno == EINTR) {
+    }
+    g_children[k] = 0;
+    if (!failed.empty() || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) continue;
+    failed = WIFEXITED(status)
+                 ? "receiving process failed (exit " + std::to_string(WEXITSTATUS(status)) +
+                       "; 11 = a message lost or out of sequence)"
+                 : "receiving process killed by signal " + std::to_string(WTERMSIG(status));
+  }
+  alarm(0);
+  return failed;
+}
+
+// ForkSideB forks one side-B process per subscriber (1 for point-to-point transports); returns
+// their pids (fewer than asked if fork failed: errno says why).
+std::vector<pid_t> ForkSideB(const std::vector<RunSpec>& specs, const std::vector<Transport*>& ts,
+                             const Placement& where, std::uint64_t block) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::vector<pid_t> pids;
+  for (int s = 0; s < specs.front().subscribers; ++s) {
+    const pid_t pid = fork();
+    if (pid < 0) break;
+    if (pid == 0) SideB(specs, ts, where, block, s);
+    g_children[s] = pid;
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
+// Run measures one transport (specs.size() == 1), or two side by side (--against): the same
+// processes alternate between them in blocks. All specs share the mode, size, count, warm-up,
+// budget and subscribers. Returns one result per spec.
+std::vector<RunResult> Run(const std::vector<RunSpec>& specs, const Options& o) {
   const RunSpec& spec = specs.front();
   const std::size_t n = specs.size();
   std::vector<RunResult> results(n);
@@ -697,99 +1030,82 @@ std::vector<RunResult> Run(const std::vector<RunSpec>& specs, int cpu_b, int tim
     }
     return results;
   };
-  std::vector<std::unique_ptr<Transport>> owned;
-  std::vector<Transport*> ts;
-  const auto cleanup = [&] {
-    for (auto& t : owned) t->Cleanup();
-  };
-  // A paired run's errors name the transport.
-  const auto named = [&](std::size_t k, const absl::Status& s) {
-    const std::string message(s.message());
-    return n == 1 ? message : std::string(specs[k].info->name) + ": " + message;
-  };
-  for (const RunSpec& s : specs) {
-    owned.push_back(MakeTransport(s.info->name));
-    ts.push_back(owned.back().get());
-    Config config;
-    config.size = s.size;
-    config.wait = s.wait;
-    config.stream = !s.latency;
-    config.deadline = absl::Now() + absl::Seconds(timeout_s);
-    config.batch = s.batch;
-    config.capacity = s.capacity;
-    if (absl::Status st = ts.back()->Setup(config); !st.ok()) {
-      cleanup();
-      return fail(named(ts.size() - 1, st), st.code());
-    }
+  RunTransports rt;
+  if (absl::Status st = SetupTransports(specs, o.timeout_s, rt); !st.ok()) {
+    rt.Cleanup();
+    return fail(std::string(st.message()), st.code());
   }
   const std::uint64_t block =
       spec.latency ? LatencyBlock(spec.count, n) : StreamBlock(spec.size, spec.count, n);
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = fork();
-  if (pid < 0) {
-    cleanup();
-    return fail(std::string("fork: ") + std::strerror(errno));
+  const std::vector<pid_t> pids = ForkSideB(specs, rt.ts, {o.cpu_b, o.allowed_cpus}, block);
+  if (pids.size() != static_cast<std::size_t>(spec.subscribers)) {
+    const std::string error = std::string("fork: ") + std::strerror(errno);
+    ReapSideB(pids, false);
+    rt.Cleanup();
+    return fail(error);
   }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != g_parent_pid) _exit(1);
-    if (!PinTo(cpu_b)) _exit(2);
-    for (std::size_t k = 0; k < n; ++k) {
-      if (absl::Status s = ts[k]->Attach(Side::kB); !s.ok()) {
-        std::fprintf(stderr, "shmring-bench: %s: %s\n", std::string(specs[k].info->name).c_str(),
-                     std::string(s.message()).c_str());
-        _exit(3);
-      }
-    }
-    _exit(spec.latency ? EchoLoop(ts, spec.size, spec.warmup, block) : SinkLoop(ts, spec.size));
-  }
-  g_child = pid;
-  alarm(static_cast<unsigned>(timeout_s + 10));
+  alarm(static_cast<unsigned>(o.timeout_s + 10));
 
   std::vector<std::byte> message(spec.size), reply(spec.size);
   for (std::size_t i = 0; i < spec.size; ++i) message[i] = static_cast<std::byte>(i * 7 + 1);
-  Measurement m{spec,     ts, results, message, reply,
-                block,    n,  true,    {},      std::vector<std::uint64_t>(n, 0),
+  Measurement m{specs,
+                spec,
+                rt.ts,
+                results,
+                message,
+                reply,
+                block,
+                n,
+                true,
+                {},
+                std::vector<std::uint64_t>(n, 0),
                 INT64_MAX};
-  for (std::size_t k = 0; k < n && m.ok; ++k) {
-    if (absl::Status s = ts[k]->Attach(Side::kA); !s.ok()) {
-      m.ok = false;
-      m.error = named(k, s);
-    }
-  }
-  std::size_t stop_index = 0;
-  if (m.ok) stop_index = spec.latency ? MeasureLatency(m) : MeasureThroughput(m);
-  Transport* stop_on = ts[stop_index];
-  bool ok = m.ok;
-  std::string error = m.error;
-  const std::vector<std::uint64_t>& measured = m.measured;
-  Stamp(message.data(), kStop);
-  if (ok && !stop_on->Send(message.data())) ok = false;
-  if (ok && !spec.latency && !stop_on->Receive(reply.data())) ok = false;
-  if (!ok) kill(pid, SIGKILL);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  alarm(0);
-  g_child = 0;
-  cleanup();
-  if (ok && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-    ok = false;
-    error = WIFEXITED(status)
-                ? "receiving process failed (exit " + std::to_string(WEXITSTATUS(status)) +
-                      "; 11 = a message lost or out of sequence)"
-                : "receiving process killed by signal " + std::to_string(WTERMSIG(status));
+  SideA(m);
+  const std::string reaped = ReapSideB(pids, m.ok);
+  rt.Cleanup();
+  if (m.ok && !reaped.empty()) {
+    m.ok = false;
+    m.error = reaped;
   }
   for (std::size_t k = 0; k < n; ++k) {
-    results[k].ok = ok;
-    results[k].spec.count = measured[k];
-    if (!ok) results[k].error = error.empty() ? "failed" : error;
+    results[k].ok = m.ok;
+    results[k].spec.count = m.measured[k];
+    if (!m.ok) results[k].error = m.error.empty() ? "failed" : m.error;
   }
   return results;
 }
 
 // ---- output ----
+
+// LatencyJson: one-way percentiles, ns to 0.1 ns (what the printf JSON wrote).
+nlohmann::ordered_json LatencyJson(const LatencyStats& p) {
+  const auto tenth = [](double v) { return std::round(v * 10) / 10; };
+  return {{"p50_ns", tenth(p.p50)},   {"p90_ns", tenth(p.p90)}, {"p99_ns", tenth(p.p99)},
+          {"p999_ns", tenth(p.p999)}, {"max_ns", tenth(p.max)}, {"mean_ns", tenth(p.mean)}};
+}
+
+// AddFanoutJson: a fan-out run's keys (docs/tools.md): subscribers, per_subscriber, and the
+// slowest subscriber's latency or the total rate.
+void AddFanoutJson(const RunResult& r, nlohmann::ordered_json& j) {
+  j["subscribers"] = r.spec.subscribers;
+  nlohmann::ordered_json each = nlohmann::ordered_json::array();
+  for (const RunResult::Subscriber& s : r.subscribers) {
+    if (r.spec.latency) {
+      each.push_back(LatencyJson(s));
+    } else {
+      each.push_back(
+          {{"msgs_per_s", std::llround(s.msgs_per_s)},
+           {"bytes_per_s", std::llround(s.msgs_per_s * static_cast<double>(r.spec.size))}});
+    }
+  }
+  j["per_subscriber"] = each;
+  if (r.spec.latency) {
+    j["slowest"] = LatencyJson(r.slowest);
+  } else {
+    j["total_msgs_per_s"] = std::llround(r.total_msgs_per_s);
+    j["total_bytes_per_s"] = std::llround(r.total_msgs_per_s * static_cast<double>(r.spec.size));
+  }
+}
 // paired_with: the other transport of a --against run (added as the key "paired_with").
 void PrintJson(const RunResult& r, std::string_view paired_with = {}) {
   nlohmann::ordered_json j;
@@ -814,6 +1130,7 @@ void PrintJson(const RunResult& r, std::string_view paired_with = {}) {
     j["capacity"] = RingBytes(r.spec);  // each direction's ring, bytes
     if (r.spec.info->name == "shmring-mpmc") j["slots"] = MpmcSlots(r.spec.size, r.spec.capacity);
   }
+  if (r.spec.info->fanout) AddFanoutJson(r, j);
   if (!paired_with.empty()) j["paired_with"] = std::string(paired_with);
   const std::string line =
       j.dump(-1, ' ', /*ensure_ascii=*/true, nlohmann::ordered_json::error_handler_t::replace);
@@ -835,12 +1152,29 @@ std::string Label(const RunSpec& s) {
   if (s.capacity != 0 && s.capacity != kDefaultRingBytes) {  // the full comparison's small ring
     label += " @" + SizeName(s.capacity);
   }
+  if (s.info->fanout) label += " x" + std::to_string(s.subscribers);
   return label;
 }
 
 void PrintLatencyHeader() {
   std::printf("%-24s %7s %7s %8s %8s %9s %9s %10s %9s %8s %8s\n", "transport/wait", "size", "n",
               "p50", "p90", "p99", "p99.9", "max", "mean", "p50/flr", "p50/evfd");
+}
+
+// PrintFanoutDetail: the line under a fan-out run's row: the slowest subscriber's latency and
+// each subscriber's p50, or each subscriber's rate and the total.
+void PrintFanoutDetail(const RunResult& r) {
+  if (!r.ok || !r.spec.info->fanout) return;
+  std::string each;
+  for (const RunResult::Subscriber& s : r.subscribers) {
+    each += " " + std::to_string(std::llround(r.spec.latency ? s.p50 : s.msgs_per_s));
+  }
+  if (r.spec.latency) {
+    std::printf("%-24s slowest subscriber p50 %.0f p99 %.0f p99.9 %.0f max %.0f; p50 each:%s\n", "",
+                r.slowest.p50, r.slowest.p99, r.slowest.p999, r.slowest.max, each.c_str());
+  } else {
+    std::printf("%-24s msgs/s each:%s; total %.0f msgs/s\n", "", each.c_str(), r.total_msgs_per_s);
+  }
 }
 
 void PrintLatencyRow(const RunResult& r, const RunResult* floor, const RunResult* eventfd) {
@@ -859,6 +1193,7 @@ void PrintLatencyRow(const RunResult& r, const RunResult* floor, const RunResult
   std::printf("%-24s %7s %7" PRIu64 " %8.0f %8.0f %9.0f %9.0f %10.0f %9.0f %8s %8s\n",
               Label(r.spec).c_str(), SizeName(r.spec.size).c_str(), r.spec.count, r.p50, r.p90,
               r.p99, r.p999, r.max, r.mean, vs_floor, vs_eventfd);
+  PrintFanoutDetail(r);
 }
 
 void PrintThroughputHeader() {
@@ -879,6 +1214,19 @@ void PrintThroughputRow(const RunResult& r, const RunResult* naive) {
   std::printf("%-24s %7s %8" PRIu64 " %14.0f %12.1f %9s\n", Label(r.spec).c_str(),
               SizeName(r.spec.size).c_str(), r.spec.count, r.msgs_per_s,
               r.bytes_per_s / (1024.0 * 1024.0), vs);
+  PrintFanoutDetail(r);
+}
+
+// PrintPairRatio: the ratio line of a paired run (--against), text only.
+void PrintPairRatio(const RunResult& a, const RunResult& b) {
+  if (a.spec.latency) {
+    std::printf("%s / %s: p50 %.2fx, p99 %.2fx, p99.9 %.2fx (measured side by side)\n",
+                Label(a.spec).c_str(), Label(b.spec).c_str(), a.p50 / b.p50, a.p99 / b.p99,
+                a.p999 / b.p999);
+  } else {
+    std::printf("%s / %s: %.2fx messages/s (measured side by side)\n", Label(a.spec).c_str(),
+                Label(b.spec).c_str(), a.msgs_per_s / b.msgs_per_s);
+  }
 }
 
 // ---- shmring-mpmc with several producer and consumer processes ----
@@ -1003,16 +1351,22 @@ std::uint64_t DefaultWarmup(bool latency, std::uint64_t count) {
                  : std::min<std::uint64_t>(5000, std::max<std::uint64_t>(100, count / 20));
 }
 
-// The full comparison.
-int RunAll(const Options& o) {
+// ---- the full comparison ----
+
+// kFanouts: the fan-out transports of the full comparison (those this build has).
+constexpr std::string_view kFanouts[] = {"shmring-broadcast", "shmring-spsc-fanout"};
+
+// FullSpecs: the runs of the full comparison's table, in table order: for each mode and size the
+// floor (latency) or naive (throughput), shmring spinning and blocking, then the kernel transports.
+std::vector<RunSpec> FullSpecs(const Options& o) {
   std::vector<RunSpec> specs;
   const auto add = [&](std::string_view name, Wait wait, bool latency, std::size_t size,
-                       std::size_t batch = 1, std::uint64_t capacity = 0) {
+                       std::size_t batch = 1, std::uint64_t capacity = 0, int subscribers = 1) {
     const std::uint64_t count = o.count != 0 ? o.count : DefaultCount(latency, size, true);
     const std::uint64_t warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, count);
     // Budgets keep the whole comparison under 2 minutes even when the kernel transports are slow.
-    specs.push_back(
-        SpecFor(name, size, wait, latency, count, warmup, 0, latency ? 1.0 : 0.6, batch, capacity));
+    specs.push_back(SpecFor(name, size, wait, latency, count, warmup, 0, latency ? 1.0 : 0.6, batch,
+                            capacity, subscribers));
   };
   const std::string_view kernel[] = {"eventfd", "pipe", "unix", "posix-mq", "tcp", "boost-mq"};
   for (bool latency : {true, false}) {
@@ -1032,88 +1386,113 @@ int RunAll(const Options& o) {
       add("shmring-mpmc", Wait::kSpin, latency, size);
       add("shmring-mpmc", Wait::kBlock, latency, size);
       for (std::string_view k : kernel) add(k, Wait::kBlock, latency, size);
+      // One publisher, 1 and 4 subscribers: latency at 64 B (one subscriber spinning, four on
+      // two CPUs waiting hybrid), streams at 64 B and 64 KiB (hybrid).
+      for (std::string_view f : kFanouts) {
+        if (FindTransport(f) == nullptr || (latency && size != 64) || (!latency && size == 4096)) {
+          continue;
+        }
+        add(f, latency ? Wait::kSpin : Wait::kHybrid, latency, size, o.batch, 0, 1);
+        add(f, Wait::kHybrid, latency, size, o.batch, 0, 4);
+      }
     }
   }
-  const std::int64_t started = NowNs();
-  if (!o.json) {
-    std::printf("shmring-bench: %zu runs, processes pinned to CPUs %d and %d\n\n", specs.size(),
-                o.cpu_a, o.cpu_b);
-  } else {
-    std::fprintf(stderr, "shmring-bench: processes pinned to CPUs %d and %d\n", o.cpu_a, o.cpu_b);
+  return specs;
+}
+
+// PrintTableRow prints one result of the table (text), with the section's header before its
+// first row; --json prints the result's object (or its error on stderr).
+void PrintTableRow(const Options& o, const std::vector<RunResult>& results, bool* header_latency,
+                   bool* header_throughput) {
+  const RunResult& r = results.back();
+  const RunSpec& spec = r.spec;
+  if (o.json) {
+    if (r.ok) {
+      PrintJson(r);
+    } else {
+      std::fprintf(stderr, "shmring-bench: %s %s: %s\n", Label(spec).c_str(),
+                   SizeName(spec.size).c_str(), r.error.c_str());
+    }
+    return;
   }
+  if (spec.latency && !*header_latency) {
+    std::printf(
+        "One-way latency, ns (RTT/2 of ping-pong; n = round trips measured after a "
+        "warm-up, at most %" PRIu64 " or %.1f s per run)\n",
+        spec.count, spec.budget_s);
+    PrintLatencyHeader();
+    *header_latency = true;
+  }
+  if (!spec.latency && !*header_throughput) {
+    std::printf(
+        "\nThroughput (one-way stream, every sequence number checked; n = messages "
+        "timed, at most 64 MiB, 400k or %.1f s per run)\n",
+        spec.budget_s);
+    PrintThroughputHeader();
+    *header_throughput = true;
+  }
+  if (spec.latency) {
+    PrintLatencyRow(r, Find(results, "floor", spec.size, true, Wait::kSpin),
+                    Find(results, "eventfd", spec.size, true, Wait::kBlock));
+  } else {
+    PrintThroughputRow(r, Find(results, "naive", spec.size, false, Wait::kSpin));
+  }
+  std::fflush(stdout);
+}
+
+// RunTable runs the table's specs one after the other, printing each row as it comes.
+std::vector<RunResult> RunTable(const Options& o, const std::vector<RunSpec>& specs) {
   std::vector<RunResult> results;
   results.reserve(specs.size());
   bool header_latency = false, header_throughput = false;
   for (const RunSpec& spec : specs) {
-    results.push_back(Run({spec}, o.cpu_b, o.timeout_s).front());
-    const RunResult& r = results.back();
-    if (o.json) {
-      if (r.ok) {
-        PrintJson(r);
-      } else {
-        std::fprintf(stderr, "shmring-bench: %s %s: %s\n", Label(spec).c_str(),
-                     SizeName(spec.size).c_str(), r.error.c_str());
-      }
-      continue;
-    }
-    if (spec.latency && !header_latency) {
-      std::printf(
-          "One-way latency, ns (RTT/2 of ping-pong; n = round trips measured after a "
-          "warm-up, at most %" PRIu64 " or %.1f s per run)\n",
-          spec.count, spec.budget_s);
-      PrintLatencyHeader();
-      header_latency = true;
-    }
-    if (!spec.latency && !header_throughput) {
-      std::printf(
-          "\nThroughput (one-way stream, every sequence number checked; n = messages "
-          "timed, at most 64 MiB, 400k or %.1f s per run)\n",
-          spec.budget_s);
-      PrintThroughputHeader();
-      header_throughput = true;
-    }
-    if (spec.latency) {
-      PrintLatencyRow(r, Find(results, "floor", spec.size, true, Wait::kSpin),
-                      Find(results, "eventfd", spec.size, true, Wait::kBlock));
-    } else {
-      PrintThroughputRow(r, Find(results, "naive", spec.size, false, Wait::kSpin));
-    }
-    std::fflush(stdout);
+    results.push_back(Run({spec}, o).front());
+    PrintTableRow(o, results, &header_latency, &header_throughput);
   }
-  // MPMC with several processes per side: the master-and-workers shape (not pinned).
-  bool fan_failed = false;
+  return results;
+}
+
+// RunFans: MPMC with several processes per side, the master-and-workers shape (not pinned).
+// Returns false if one failed.
+bool RunFans(const Options& o) {
+  bool ok = true;
   for (const auto& [producers, consumers] : {std::pair{2, 2}, std::pair{4, 4}}) {
     const FanSpec f =
         MakeFan(o, 64, producers, consumers, o.count != 0 ? o.count : 500000, Wait::kHybrid);
     const FanResult r = RunFan(f);
-    fan_failed = fan_failed || !r.ok;
+    ok = ok && r.ok;
     if (o.json && !r.ok) {
       std::fprintf(stderr, "shmring-bench: %s 64 B: %s\n", FanLabel(f).c_str(), r.error.c_str());
     } else {
       PrintFan(f, r, o.json);
     }
   }
-  // The goals of issue 5. Each ratio comes from a paired run (as --against does): the same two
-  // processes alternate between the two transports in blocks, so both sides see the same machine;
-  // the table's rows, run one after the other, can straddle a change of speed of a shared VM.
-  // Each goal is judged at a stated ring capacity: spin latency at a ring sized for latency
-  // (4 KiB, the honest comparison with the single-slot floor) and at the 1 MiB default, with the
-  // limits of issue 12; the rest at the default.
-  struct Goal {
-    std::string what;
-    std::string_view a, b;
-    Wait wait;
-    std::size_t size;
-    bool latency;
-    std::size_t batch;
-    double RunResult::*field;
-    double limit;
-    bool at_most;
-    std::uint64_t capacity;
-  };
+  return ok;
+}
+
+// Goal: a ratio of two transports' results (a / b) measured as a paired run, judged against a
+// limit at a stated ring capacity.
+struct Goal {
+  std::string what;
+  std::string_view a, b;
+  Wait wait;
+  std::size_t size;
+  bool latency;
+  std::size_t batch;
+  double RunResult::*field;
+  double limit;
+  bool at_most;
+  std::uint64_t capacity;
+  int subscribers = 1;  // fan-out transports of the pair
+};
+
+// FullGoals: the goals of issue 5. Each is judged at a stated ring capacity: spin latency at a
+// ring sized for latency (4 KiB, the honest comparison with the single-slot floor) and at the
+// 1 MiB default, with the limits of issue 12; the rest at the default.
+std::vector<Goal> FullGoals(const Options& o) {
   const std::string batch = " b" + std::to_string(o.batch);
   constexpr std::uint64_t kSmall = kLatencyRingBytes, kDefault = kDefaultRingBytes;
-  const Goal goals[] = {
+  return {
       {"spin 64 B p50 / floor p50", "shmring-spsc", "floor", Wait::kSpin, 64, true, 1,
        &RunResult::p50, 1.10, true, kSmall},
       {"spin 64 B p99.9 / floor p99.9", "shmring-spsc", "floor", Wait::kSpin, 64, true, 1,
@@ -1131,18 +1510,32 @@ int RunAll(const Options& o) {
       // For information: every frame published by its own commit().
       {"stream 64 B b1 / naive", "shmring-spsc", "naive", Wait::kSpin, 64, false, 1,
        &RunResult::msgs_per_s, 2.0, false, kDefault},
+      // Issue 13: one publisher, several subscribers.
+      {"broadcast x1 spin 64 B p50 / spsc p50", "shmring-broadcast", "shmring-spsc", Wait::kSpin,
+       64, true, 1, &RunResult::p50, 1.2, true, kDefault, 1},
+      {"broadcast x4 64 B" + batch + " per sub / spsc-fanout x4", "shmring-broadcast",
+       "shmring-spsc-fanout", Wait::kHybrid, 64, false, o.batch, &RunResult::msgs_per_s, 2.0, false,
+       kDefault, 4},
   };
-  FILE* out = o.json ? stderr : stdout;
+}
+
+// RunGoals measures and prints the goals. Each ratio comes from a paired run (as --against
+// does): the same two processes alternate between the two transports in blocks, so both sides
+// see the same machine; the table's rows, run one after the other, can straddle a change of speed
+// of a shared VM. Returns false if a paired run failed.
+bool RunGoals(const Options& o, FILE* out) {
   std::fprintf(out,
                "\nGoals (shmring-spsc; each pair measured side by side, alternating; ring: each "
                "direction's capacity, the same for naive):\n");
   std::vector<RunResult> pair;  // the last paired run; p50 and p99.9 share one
-  bool goal_failed = false;
-  for (const Goal& g : goals) {
+  bool ok = true;
+  for (const Goal& g : FullGoals(o)) {
+    if (FindTransport(g.a) == nullptr || FindTransport(g.b) == nullptr) continue;  // not built
     const bool reuse = !pair.empty() && pair[0].spec.latency == g.latency &&
                        pair[0].spec.size == g.size && pair[0].spec.wait == g.wait &&
                        pair[0].spec.batch == g.batch && pair[0].spec.capacity == g.capacity &&
-                       pair[1].spec.info->name == g.b;
+                       pair[0].spec.info->name == g.a && pair[1].spec.info->name == g.b &&
+                       pair[0].spec.subscribers == g.subscribers;
     if (!reuse) {
       const std::uint64_t count = o.count != 0 ? o.count
                                   : g.latency  ? (g.wait == Wait::kSpin ? 20000 : 5000)
@@ -1150,13 +1543,14 @@ int RunAll(const Options& o) {
       std::vector<RunSpec> specs;
       for (std::string_view name : {g.a, g.b}) {
         specs.push_back(SpecFor(name, g.size, g.wait, g.latency, count,
-                                DefaultWarmup(g.latency, count), 0, 2.0, g.batch, g.capacity));
+                                DefaultWarmup(g.latency, count), 0, 2.0, g.batch, g.capacity,
+                                g.subscribers));
       }
-      pair = Run(specs, o.cpu_b, o.timeout_s);
+      pair = Run(specs, o);
     }
     const std::string what = g.what + ", ring " + SizeName(g.capacity);
     if (!pair[0].ok) {
-      goal_failed = true;
+      ok = false;
       std::fprintf(out, "  %-44s   n/a: %s\n", what.c_str(), pair[0].error.c_str());
       continue;
     }
@@ -1165,31 +1559,78 @@ int RunAll(const Options& o) {
     std::fprintf(out, "  %-44s %6.2fx  (goal %s %.2fx)  %s\n", what.c_str(), value,
                  g.at_most ? "<=" : ">=", g.limit, met ? "met" : "NOT met");
   }
-  if (!o.plot.empty()) {
-    char resolved[4096];
-    const bool plotted = Plot(results, o.plot, o.cpu_a, o.cpu_b);
-    const char* shown = realpath(o.plot.c_str(), resolved) != nullptr ? resolved : o.plot.c_str();
-    if (plotted) {
-      std::fprintf(out, "\nplot: %s\n", shown);
-    } else {
-      std::fprintf(out,
-                   "\nplot: not written (is gnuplot installed? apt-get install gnuplot-nox)\n");
+  return ok;
+}
+
+// ReportFanoutScaling: from the table, each fan-out transport's 64 B stream with 4 subscribers
+// against 1, both waiting hybrid: with more processes than CPUs (1 + 4 on a 2-CPU machine) the
+// frames delivered in total must not collapse (x4 / x1 >= 1). Two runs one after the other, not a
+// paired run: a shared machine's noise shows in it.
+void ReportFanoutScaling(const std::vector<RunResult>& results, FILE* out) {
+  const auto find = [&](std::string_view name, int subscribers) -> const RunResult* {
+    for (const RunResult& r : results) {
+      if (r.spec.info->name == name && !r.spec.latency && r.spec.size == 64 &&
+          r.spec.wait == Wait::kHybrid && r.spec.subscribers == subscribers && r.ok) {
+        return &r;
+      }
     }
+    return nullptr;
+  };
+  for (std::string_view f : kFanouts) {
+    const RunResult* one = find(f, 1);
+    const RunResult* four = find(f, 4);
+    if (one == nullptr || four == nullptr) continue;
+    const double value = four->total_msgs_per_s / one->total_msgs_per_s;
+    const bool met = value >= 1.0;
+    const std::string what = std::string(f) + " x4 / x1 total 64 B, hybrid";
+    std::fprintf(out, "  %-44s %6.2fx  (no collapse: >= 1.00x)  %s\n", what.c_str(), value,
+                 met ? "met" : "NOT met");
   }
+}
+
+// ReportPlot writes the latency plot (--plot) and says where, or why not.
+void ReportPlot(const Options& o, const std::vector<RunResult>& results, FILE* out) {
+  if (o.plot.empty()) return;
+  char resolved[4096];
+  const bool plotted = Plot(results, o.plot, o.cpu_a, o.cpu_b);
+  const char* shown = realpath(o.plot.c_str(), resolved) != nullptr ? resolved : o.plot.c_str();
+  if (plotted) {
+    std::fprintf(out, "\nplot: %s\n", shown);
+  } else {
+    std::fprintf(out, "\nplot: not written (is gnuplot installed? apt-get install gnuplot-nox)\n");
+  }
+}
+
+// RunAll: the full comparison (no command). Exit 1 if a run failed, other than a transport this
+// machine cannot run (kUnavailable).
+int RunAll(const Options& o) {
+  const std::vector<RunSpec> specs = FullSpecs(o);
+  const std::int64_t started = NowNs();
+  if (!o.json) {
+    std::printf("shmring-bench: %zu runs, processes pinned to CPUs %d and %d\n\n", specs.size(),
+                o.cpu_a, o.cpu_b);
+  } else {
+    std::fprintf(stderr, "shmring-bench: processes pinned to CPUs %d and %d\n", o.cpu_a, o.cpu_b);
+  }
+  const std::vector<RunResult> results = RunTable(o, specs);
+  const bool fans_ok = RunFans(o);
+  FILE* out = o.json ? stderr : stdout;
+  const bool goals_ok = RunGoals(o, out);
+  ReportFanoutScaling(results, out);  // informational: two unpaired runs
+  ReportPlot(o, results, out);
   std::fprintf(out, "total time: %.1f s\n", static_cast<double>(NowNs() - started) / 1e9);
-  if (fan_failed || goal_failed) return 1;
+  if (!fans_ok || !goals_ok) return 1;
   for (const RunResult& r : results) {
     if (!r.ok && r.code != absl::StatusCode::kUnavailable) return 1;
   }
   return 0;
 }
 
-int Main(int argc, char** argv) {
-  Options o;
-  if (const int rc = ParseArgs(argc, argv, &o); rc != 0) return rc < 0 ? 0 : rc;
-  g_parent_pid = getpid();
-  InstallSignalHandlers();
+// ---- the command ----
 
+// ChooseCpus: --cpus, or the first two CPUs this process may use; pins side A. Returns 0 or the
+// exit code (2) after a message.
+int ChooseCpus(Options& o) {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
   sched_getaffinity(0, sizeof(allowed), &allowed);
@@ -1197,16 +1638,10 @@ int Main(int argc, char** argv) {
     if (CPU_ISSET(c, &allowed)) o.allowed_cpus.push_back(c);
   }
   if (o.cpu_a < 0) {
-    for (int c = 0; c < CPU_SETSIZE; ++c) {
-      if (!CPU_ISSET(c, &allowed)) continue;
-      if (o.cpu_a < 0) {
-        o.cpu_a = c;
-      } else {
-        o.cpu_b = c;
-        break;
-      }
-    }
-    if (o.cpu_b < 0) {
+    o.cpu_a = o.allowed_cpus.front();
+    if (o.allowed_cpus.size() > 1) {
+      o.cpu_b = o.allowed_cpus[1];
+    } else {
       o.cpu_b = o.cpu_a;
       std::fprintf(stderr, "shmring-bench: warning: only CPU %d allowed; both processes share it\n",
                    o.cpu_a);
@@ -1223,52 +1658,34 @@ int Main(int argc, char** argv) {
                  std::strerror(errno));
     return 2;
   }
-  if (o.mode.empty()) return RunAll(o);
-  if (o.producers != 0 || o.consumers != 0) {
-    const FanSpec f =
-        MakeFan(o, o.size, std::max(o.producers, 1), std::max(o.consumers, 1), o.count, o.wait);
-    const FanResult r = RunFan(f);
-    if (!r.ok) {
-      std::fprintf(stderr, "shmring-bench: throughput %s %s: %s\n", FanLabel(f).c_str(),
-                   SizeName(f.size).c_str(), r.error.c_str());
-      return 1;
-    }
-    if (!o.json) {
-      std::printf("%d producer and %d consumer processes (not pinned, CPUs allowed: %zu); %" PRIu64
-                  " frames, each checked: exactly once, in order per producer\n",
-                  f.producers, f.consumers, o.allowed_cpus.size(), r.frames);
-      PrintThroughputHeader();
-    }
-    PrintFan(f, r, o.json);
-    return 0;
-  }
+  return 0;
+}
 
-  const bool latency = o.mode == "latency";
-  const std::uint64_t count = o.count != 0 ? o.count : DefaultCount(latency, o.size, false);
-  const std::uint64_t warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, count);
-  std::vector<RunSpec> specs;
-  for (const std::string& name : {o.transport, o.against}) {
-    if (!name.empty()) {
-      specs.push_back(
-          SpecFor(name, o.size, o.wait, latency, count, warmup, o.rate, 0, o.batch, o.capacity));
-    }
-  }
-  const std::vector<RunResult> results = Run(specs, o.cpu_b, o.timeout_s);
-  const RunSpec& spec = specs.front();
-  if (!results.front().ok) {
-    std::string what = Label(spec);
-    if (specs.size() > 1) what += " against " + Label(specs.back());
-    std::fprintf(stderr, "shmring-bench: %s %s %s: %s\n", o.mode.c_str(), what.c_str(),
-                 SizeName(spec.size).c_str(), results.front().error.c_str());
+// RunManyProcesses: throughput --transport shmring-mpmc --producers P --consumers C.
+int RunManyProcesses(const Options& o) {
+  const FanSpec f =
+      MakeFan(o, o.size, std::max(o.producers, 1), std::max(o.consumers, 1), o.count, o.wait);
+  const FanResult r = RunFan(f);
+  if (!r.ok) {
+    std::fprintf(stderr, "shmring-bench: throughput %s %s: %s\n", FanLabel(f).c_str(),
+                 SizeName(f.size).c_str(), r.error.c_str());
     return 1;
   }
-  const bool paired = results.size() > 1;
-  if (o.json) {
-    for (std::size_t k = 0; k < results.size(); ++k) {
-      PrintJson(results[k], paired ? results[1 - k].spec.info->name : std::string_view());
-    }
-    return 0;
+  if (!o.json) {
+    std::printf("%d producer and %d consumer processes (not pinned, CPUs allowed: %zu); %" PRIu64
+                " frames, each checked: exactly once, in order per producer\n",
+                f.producers, f.consumers, o.allowed_cpus.size(), r.frames);
+    PrintThroughputHeader();
   }
+  PrintFan(f, r, o.json);
+  return 0;
+}
+
+// PrintRunText: the text report of a latency or throughput run (one transport, or a pair).
+void PrintRunText(const Options& o, const std::vector<RunSpec>& specs,
+                  const std::vector<RunResult>& results) {
+  const RunSpec& spec = specs.front();
+  const bool paired = results.size() > 1;
   for (const RunSpec& s : specs) {
     if (RingBytes(s) == 0) continue;
     std::printf("%s: ring of %s each direction", std::string(s.info->name).c_str(),
@@ -1278,7 +1695,7 @@ int Main(int argc, char** argv) {
     }
     std::printf("\n");
   }
-  if (latency) {
+  if (spec.latency) {
     std::printf(
         "CPUs %d,%d; %" PRIu64 " round trips after %" PRIu64 " warm-up%s%s\n", o.cpu_a, o.cpu_b,
         spec.count, spec.warmup,
@@ -1301,19 +1718,49 @@ int Main(int argc, char** argv) {
     PrintThroughputHeader();
     for (const RunResult& r : results) PrintThroughputRow(r, nullptr);
   }
-  if (paired) {
-    const RunResult& a = results[0];
-    const RunResult& b = results[1];
-    if (latency) {
-      std::printf("%s / %s: p50 %.2fx, p99 %.2fx, p99.9 %.2fx (measured side by side)\n",
-                  Label(a.spec).c_str(), Label(b.spec).c_str(), a.p50 / b.p50, a.p99 / b.p99,
-                  a.p999 / b.p999);
-    } else {
-      std::printf("%s / %s: %.2fx messages/s (measured side by side)\n", Label(a.spec).c_str(),
-                  Label(b.spec).c_str(), a.msgs_per_s / b.msgs_per_s);
+  if (paired) PrintPairRatio(results[0], results[1]);
+}
+
+// RunMode: a latency or throughput run of --transport (and --against side by side).
+int RunMode(const Options& o) {
+  const bool latency = o.mode == "latency";
+  const std::uint64_t count = o.count != 0 ? o.count : DefaultCount(latency, o.size, false);
+  const std::uint64_t warmup = o.warmup != 0 ? o.warmup : DefaultWarmup(latency, count);
+  std::vector<RunSpec> specs;
+  for (const std::string& name : {o.transport, o.against}) {
+    if (!name.empty()) {
+      specs.push_back(SpecFor(name, o.size, o.wait, latency, count, warmup, o.rate, 0, o.batch,
+                              o.capacity, o.subscribers));
     }
   }
+  const std::vector<RunResult> results = Run(specs, o);
+  if (!results.front().ok) {
+    std::string what = Label(specs.front());
+    if (specs.size() > 1) what += " against " + Label(specs.back());
+    std::fprintf(stderr, "shmring-bench: %s %s %s: %s\n", o.mode.c_str(), what.c_str(),
+                 SizeName(specs.front().size).c_str(), results.front().error.c_str());
+    return 1;
+  }
+  if (o.json) {
+    const bool paired = results.size() > 1;
+    for (std::size_t k = 0; k < results.size(); ++k) {
+      PrintJson(results[k], paired ? results[1 - k].spec.info->name : std::string_view());
+    }
+    return 0;
+  }
+  PrintRunText(o, specs, results);
   return 0;
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  if (const int rc = ParseArgs(argc, argv, &o); rc != 0) return rc < 0 ? 0 : rc;
+  g_parent_pid = getpid();
+  InstallSignalHandlers();
+  if (const int rc = ChooseCpus(o); rc != 0) return rc;
+  if (o.mode.empty()) return RunAll(o);
+  if (ManyProcesses(o)) return RunManyProcesses(o);
+  return RunMode(o);
 }
 
 }  // namespace

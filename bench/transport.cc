@@ -22,6 +22,8 @@ std::unique_ptr<Transport> MakeEventfd();
 std::unique_ptr<Transport> MakePosixMq();
 std::unique_ptr<Transport> MakeTcp();
 std::unique_ptr<Transport> MakeBoostMq();
+std::unique_ptr<Transport> MakeShmringSpscFanout();
+std::unique_ptr<Transport> MakeShmringBroadcast();
 
 shmring::WaitMode ToWaitMode(Wait wait) {
   switch (wait) {
@@ -67,6 +69,12 @@ const std::vector<TransportInfo>& Transports() {
       {"posix-mq", true, true, false, Wait::kBlock, "POSIX message queue, one per direction"},
       {"tcp", true, true, false, Wait::kBlock, "TCP over 127.0.0.1, TCP_NODELAY"},
       {"boost-mq", true, true, false, Wait::kBlock, "boost::interprocess::message_queue"},
+      {"shmring-broadcast", true, true, true, Wait::kSpin,
+       "shmring broadcast channel: one publisher, every subscriber reads every frame",
+       /*fanout=*/true},
+      {"shmring-spsc-fanout", true, true, true, Wait::kSpin,
+       "one SPSC channel per subscriber, the publisher writes each frame into all",
+       /*fanout=*/true},
   };
   return table;
 }
@@ -89,7 +97,19 @@ std::unique_ptr<Transport> MakeTransport(std::string_view name) {
   if (name == "posix-mq") return MakePosixMq();
   if (name == "tcp") return MakeTcp();
   if (name == "boost-mq") return MakeBoostMq();
+  if (name == "shmring-spsc-fanout") return MakeShmringSpscFanout();
+  if (name == "shmring-broadcast") return MakeShmringBroadcast();
   return nullptr;
+}
+
+absl::Status Transport::AttachSubscriber(int) { return Attach(Side::kB); }
+
+bool Transport::ReceiveEach(std::uint64_t sequence, std::byte* scratch, std::int64_t* arrival_ns) {
+  if (!Receive(scratch)) return false;
+  arrival_ns[0] = NowNs();
+  std::uint64_t got;
+  std::memcpy(&got, scratch, sizeof(got));
+  return got == sequence;
 }
 
 std::string UniqueName(std::string_view tag) {
@@ -112,7 +132,7 @@ struct NameSlot {
   NameKind kind = NameKind::kShm;
   char name[96] = {};
 };
-std::array<NameSlot, 16> g_names;
+std::array<NameSlot, 80> g_names;  // a fan-out pair: 4 * kMaxSubscribers names
 
 }  // namespace
 

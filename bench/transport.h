@@ -53,17 +53,25 @@ struct Config {
   // (--capacity). 0: kDefaultRingBytes, with the fallbacks the bench always had (shmring-mpmc at
   // least 16 slots, naive at least 2).
   std::uint64_t capacity = 0;
+  // Fan-out transports (TransportInfo::fanout): how many subscriber processes receive every
+  // message (--subscribers, 1..kMaxSubscribers).
+  int subscribers = 1;
 };
+
+// kMaxSubscribers: the most subscriber processes a fan-out run forks.
+inline constexpr int kMaxSubscribers = 16;
 
 // kDefaultRingBytes: each direction's ring of a ring transport when --capacity is not given.
 inline constexpr std::uint64_t kDefaultRingBytes = std::uint64_t{1} << 20;
 
 // TakesCapacity: whether transport `name` has a ring whose size --capacity sets (shmring-spsc,
-// shmring-mpmc, naive).
+// shmring-mpmc, naive; the fan-out transports' publishing rings: each SPSC channel of
+// shmring-spsc-fanout, the broadcast ring).
 bool TakesCapacity(std::string_view name);
 // CheckCapacity: OK if a ring of transport `name` of `capacity` bytes (a power of two) holds
 // messages of `size` bytes: shmring-spsc, a frame of size + 16 bytes fits twice (the library's
-// rule); shmring-mpmc and naive, at least two slots. Otherwise InvalidArgument saying what fits.
+// rule; also the fan-out transports' byte rings); shmring-mpmc and naive, at least two slots.
+// Otherwise InvalidArgument saying what fits.
 absl::Status CheckCapacity(std::string_view name, std::size_t size, std::uint64_t capacity);
 // MpmcSlots: the slots of a shmring-mpmc ring of `capacity` bytes (0: the default) for messages
 // of `size` bytes — the largest power of two whose slots fit in it.
@@ -82,6 +90,19 @@ class Transport {
   virtual bool Receive(std::byte* message) = 0;
   // Cleanup runs in the parent after the child exited (or was killed). Idempotent.
   virtual void Cleanup() = 0;
+
+  // ---- fan-out transports (TransportInfo::fanout) ----
+  // Side A publishes each message once to Config::subscribers side-B processes; each one replies
+  // (echo, acknowledgement) on a channel of its own.
+  //
+  // AttachSubscriber runs in side-B process `subscriber` (0-based) instead of Attach(kB).
+  // Default: Attach(kB), the one side B of a point-to-point transport.
+  virtual absl::Status AttachSubscriber(int subscriber);
+  // ReceiveEach (side A): one reply from every subscriber, each carrying sequence number
+  // `sequence` in its first 8 bytes; arrival_ns[k] is when subscriber k's reply was seen
+  // (NowNs). `scratch` holds Config::size bytes. False on an error, a deadline, or a reply
+  // carrying another sequence number. Default (point-to-point): Receive, then the check.
+  virtual bool ReceiveEach(std::uint64_t sequence, std::byte* scratch, std::int64_t* arrival_ns);
 };
 
 // TransportInfo: one entry of the table of transports.
@@ -92,6 +113,7 @@ struct TransportInfo {
   bool has_wait_choice;  // honours Config::wait (otherwise the wait is fixed)
   Wait fixed_wait;       // the wait reported when !has_wait_choice
   std::string_view description;
+  bool fanout = false;  // one publisher, --subscribers N receivers (AttachSubscriber, ReceiveEach)
 };
 
 const std::vector<TransportInfo>& Transports();

@@ -26,6 +26,9 @@ void Retire(ControlBlock* control, EndpointEntry* entry, Role role) {
   fold(&Counters::abandoned);
   fold(&Counters::takeovers);
   fold(&Counters::redelivered);
+  fold(&Counters::missed);
+  fold(&Counters::lapped);
+  fold(&Counters::evicted);
 }
 
 void Add(RoleCounters* to, const Counters& c) {
@@ -37,29 +40,38 @@ void Add(RoleCounters* to, const Counters& c) {
   to->abandoned += c.abandoned.load(std::memory_order_relaxed);
   to->takeovers += c.takeovers.load(std::memory_order_relaxed);
   to->redelivered += c.redelivered.load(std::memory_order_relaxed);
+  to->missed += c.missed.load(std::memory_order_relaxed);
+  to->lapped += c.lapped.load(std::memory_order_relaxed);
+  to->evicted += c.evicted.load(std::memory_order_relaxed);
 }
 
 // LockEntry takes the liveness lock of an endpoint entry for `role` and returns its index: SPSC,
 // the role's fixed entry (FailedPrecondition naming the holder's pid if it is taken); MPMC, a free
-// entry, else a dead owner's (ResourceExhausted if every entry is held).
+// entry, else a dead owner's (ResourceExhausted if every entry is held). Broadcast: the publisher
+// entry 0 as an SPSC role, subscribers any entry from 1 on as MPMC endpoints.
 absl::StatusOr<std::uint32_t> LockEntry(const Segment& seg, Kind kind, Role role) {
   const int fd = seg.fd();
   const std::uint32_t count = seg.geometry().max_endpoints;
   std::uint32_t index = count;
-  if (kind == Kind::kSpsc) {
+  const bool fixed_role =
+      kind == Kind::kSpsc || (kind == Kind::kBroadcast && role == Role::kProducer);
+  if (fixed_role) {
     const std::uint32_t fixed = role == Role::kProducer ? 0 : 1;
     if (!TryLockByte(fd, kEndpointLockBase + fixed)) {
       // Relaxed: informational only; the lock decides.
       const std::uint32_t pid = seg.endpoint(fixed)->pid.load(std::memory_order_relaxed);
-      return absl::FailedPreconditionError(absl::StrCat(Prefix(seg.name()), "the ",
-                                                        RoleName(static_cast<std::uint32_t>(role)),
+      const std::string role_name = kind == Kind::kBroadcast
+                                        ? std::string("publisher")
+                                        : RoleName(static_cast<std::uint32_t>(role));
+      return absl::FailedPreconditionError(absl::StrCat(Prefix(seg.name()), "the ", role_name,
                                                         " role is held by pid ", pid, " (alive)"));
     }
     index = fixed;
   } else {
     // Prefer never-used or cleanly detached entries; then those of dead owners.
+    const std::uint32_t first = kind == Kind::kBroadcast ? 1 : 0;
     for (int pass = 0; pass < 2 && index == count; ++pass) {
-      for (std::uint32_t i = 0; i < count; ++i) {
+      for (std::uint32_t i = first; i < count; ++i) {
         const bool free = seg.endpoint(i)->role.load(std::memory_order_relaxed) ==
                           static_cast<std::uint32_t>(Role::kNone);
         if ((pass == 0) != free) continue;
@@ -70,6 +82,11 @@ absl::StatusOr<std::uint32_t> LockEntry(const Segment& seg, Kind kind, Role role
       }
     }
     if (index == count) {
+      if (kind == Kind::kBroadcast) {
+        return absl::ResourceExhaustedError(absl::StrCat(Prefix(seg.name()), "all ", count - 1,
+                                                         " subscriber entries are attached by "
+                                                         "live processes (max_endpoints)"));
+      }
       return absl::ResourceExhaustedError(absl::StrCat(
           Prefix(seg.name()), "all ", count, " endpoints are attached by live processes"));
     }
@@ -88,10 +105,11 @@ ChannelCounters SumCounters(const Segment& segment) {
   Add(&out.consumers, control->retired_consumer);
   // The producers' share of `retired` is the rest (retired_consumer is a part of it).
   out.producers = {
-      all.frames - out.consumers.frames,          all.bytes - out.consumers.bytes,
-      all.wakeups - out.consumers.wakeups,        all.waits - out.consumers.waits,
-      all.abandoned - out.consumers.abandoned,    all.takeovers - out.consumers.takeovers,
-      all.redelivered - out.consumers.redelivered};
+      all.frames - out.consumers.frames,           all.bytes - out.consumers.bytes,
+      all.wakeups - out.consumers.wakeups,         all.waits - out.consumers.waits,
+      all.abandoned - out.consumers.abandoned,     all.takeovers - out.consumers.takeovers,
+      all.redelivered - out.consumers.redelivered, all.missed - out.consumers.missed,
+      all.lapped - out.consumers.lapped,           all.evicted - out.consumers.evicted};
   for (std::uint32_t i = 0; i < segment.geometry().max_endpoints; ++i) {
     const EndpointEntry* e = segment.endpoint(i);
     // Relaxed: statistics; an entry changing role meanwhile is counted on either side.
@@ -147,6 +165,9 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Attach(std::string_view name
     e->claim_ticket.store(kNoTicket, std::memory_order_relaxed);
     e->held_ticket.store(kNoTicket, std::memory_order_relaxed);
   }
+  // Broadcast: no cursor until the subscriber places one (the publisher's scan ignores positions
+  // beyond its own). Relaxed: published by the release store of `role`.
+  e->cursor_position.store(kNoTicket, std::memory_order_relaxed);
   // Release: publishes pid/attach time with the role (pairs with acquire loads in readers).
   e->role.store(static_cast<std::uint32_t>(role), std::memory_order_release);
   return endpoint;

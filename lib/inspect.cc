@@ -43,10 +43,47 @@ CounterValues& CounterValues::operator+=(const CounterValues& o) {
   abandoned += o.abandoned;
   takeovers += o.takeovers;
   redelivered += o.redelivered;
+  missed += o.missed;
+  lapped += o.lapped;
+  evicted += o.evicted;
   return *this;
 }
 
-const char* KindName(Kind kind) { return kind == Kind::kMpmc ? "mpmc" : "spsc"; }
+Snapshot::Lag Snapshot::LagOf(const EndpointSnapshot& e) const {
+  Lag lag;
+  if (e.cursor_seq && *e.cursor_seq < next_write_seq) lag.frames = next_write_seq - *e.cursor_seq;
+  if (e.cursor_position && *e.cursor_position < write_position) {
+    lag.bytes = write_position - *e.cursor_position;
+  }
+  return lag;
+}
+
+bool Snapshot::Behind(const EndpointSnapshot& e) const {
+  return e.cursor_position && *e.cursor_position < read_position;
+}
+
+const char* KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kSpsc:
+      return "spsc";
+    case Kind::kMpmc:
+      return "mpmc";
+    case Kind::kBroadcast:
+      return "broadcast";
+  }
+  return "?";
+}
+
+const char* OverflowName(std::uint32_t overflow) {
+  switch (overflow) {
+    case kOverflowBlock:
+      return "block";
+    case kOverflowOverwrite:
+      return "overwrite";
+    default:
+      return "unknown";
+  }
+}
 
 const char* FrameStateName(FrameSnapshot::State state) {
   switch (state) {
@@ -83,6 +120,9 @@ CounterValues ToValues(const Counters& c) {
   v.abandoned = Load(c.abandoned);
   v.takeovers = Load(c.takeovers);
   v.redelivered = Load(c.redelivered);
+  v.missed = Load(c.missed);
+  v.lapped = Load(c.lapped);
+  v.evicted = Load(c.evicted);
   return v;
 }
 
@@ -224,11 +264,76 @@ inline void AcquireFence() {
 #endif
 }
 
-}  // namespace
+// ---- per kind ----
+// KindDecoder: what differs between ring kinds when a segment is decoded. A new kind adds one
+// row to kKindDecoders; Decode itself stays kind-agnostic.
+struct KindDecoder {
+  Kind kind;
+  // Sequences: the next sequence numbers, from the control block and the producer line's second
+  // word (read after the control block; see ReadCursors).
+  void (*sequences)(const ControlBlock& c, std::uint64_t producer_word, Snapshot& s);
+  // Endpoint: the kind's fields of one endpoint entry (tickets, finish flags).
+  void (*endpoint)(const EndpointEntry& e, EndpointSnapshot& es, Snapshot& s);
+  // Frames: up to options.max_frames unread frames into s.frames.
+  void (*frames)(const Geometry& g, const ByteReader& read, const DecodeOptions& options,
+                 Snapshot& s);
+};
 
-absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size,
-                                const ByteReader& read, const Liveness& alive,
-                                const DecodeOptions& options, bool creator_alive) {
+void SpscSequences(const ControlBlock& c, std::uint64_t producer_word, Snapshot& s) {
+  s.next_read_seq = Load(c.next_read_seq);
+  s.next_write_seq = producer_word;
+}
+
+void MpmcSequences(const ControlBlock&, std::uint64_t, Snapshot& s) {
+  s.next_read_seq = s.read_position;  // tickets are sequence numbers
+  s.next_write_seq = s.write_position;
+}
+
+// Broadcast: the oldest frame held stands for the read cursor (both only grow, and it is on the
+// producer line, copied before the producer line's re-read: oldest <= write).
+void BroadcastSequences(const ControlBlock& c, std::uint64_t producer_word, Snapshot& s) {
+  s.read_position = Load(c.oldest_position);
+  s.next_read_seq = Load(c.oldest_seq);
+  s.next_write_seq = producer_word;
+}
+
+void NoEndpointFields(const EndpointEntry&, EndpointSnapshot&, Snapshot&) {}
+
+void BroadcastEndpointFields(const EndpointEntry& e, EndpointSnapshot& es, Snapshot&) {
+  if (es.role != static_cast<std::uint32_t>(Role::kConsumer)) return;
+  es.cursor_position = Load(e.cursor_position);
+  es.cursor_seq = Load(e.cursor_seq);
+}
+
+void MpmcEndpointFields(const EndpointEntry& e, EndpointSnapshot& es, Snapshot& s) {
+  if (const std::uint64_t t = Load(e.claim_ticket); t != kNoTicket) es.claim_ticket = t;
+  if (const std::uint64_t t = Load(e.held_ticket); t != kNoTicket) es.held_ticket = t;
+  es.finished = es.role == static_cast<std::uint32_t>(Role::kProducer) && Load(e.finished) != 0;
+  if (es.held_ticket && es.role == static_cast<std::uint32_t>(Role::kConsumer)) ++s.frames_held;
+}
+
+constexpr KindDecoder kKindDecoders[] = {
+    {Kind::kSpsc, SpscSequences, NoEndpointFields, DecodeSpscFrames},
+    {Kind::kMpmc, MpmcSequences, MpmcEndpointFields, DecodeMpmcFrames},
+    // The frames still held, from the oldest (a subscriber's unread ones are a suffix of them).
+    {Kind::kBroadcast, BroadcastSequences, BroadcastEndpointFields, DecodeSpscFrames},
+};
+
+const KindDecoder* DecoderFor(Kind kind) {
+  for (const KindDecoder& d : kKindDecoders) {
+    if (d.kind == kind) return &d;
+  }
+  return nullptr;
+}
+
+// ---- the steps of Decode ----
+
+// ReadReadyHeader copies the header of an object whose init state is kReady and validates it.
+// init_state first, then the rest: the creator writes every field before its release store of
+// kReady, so fields copied after we saw kReady are the initialised ones.
+absl::StatusOr<Geometry> ReadReadyHeader(std::string_view name, std::uint64_t object_size,
+                                         const ByteReader& read, bool creator_alive,
+                                         std::uint32_t* abi_version) {
   const std::string p = Prefix(name);
   if (object_size == 0) {
     return absl::DataLossError(absl::StrCat(
@@ -237,8 +342,6 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
   if (object_size < sizeof(SegmentHeader)) {
     return ValidateHeader(name, SegmentHeader{}, object_size).status();
   }
-  // init_state first, then the rest: the creator writes every field before its release store of
-  // kReady, so fields copied after we saw kReady are the initialised ones.
   std::uint32_t state = 0;
   if (read(offsetof(SegmentHeader, init_state), &state, sizeof(state)) != sizeof(state)) {
     return Shrunk(p, offsetof(SegmentHeader, init_state), object_size);
@@ -269,19 +372,16 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
         absl::StrCat(p, "was never initialised: its creator (pid ", header.creator_pid,
                      ") died before finishing (remove it with shm-cat rm or shm-cat gc)"));
   }
-  absl::StatusOr<Geometry> geometry = ValidateHeader(name, header, object_size);
-  if (!geometry.ok()) return geometry.status();
-  const Geometry& g = *geometry;
+  *abi_version = header.abi_version;
+  return ValidateHeader(name, header, object_size);
+}
 
-  Snapshot s;
-  s.name = std::string(name);
-  s.object_size = object_size;
-  s.abi_version = header.abi_version;
-  s.geometry = g;
-
-  // Control block, then the producer line again: read_position (consumer line) is then older
-  // than write_position, so a live segment gives read <= write. Retry a torn or raced read.
-  RawCopy<ControlBlock> control;
+// ReadCursors copies the control block, then the producer line again: read_position (consumer
+// line) is then older than write_position, so a live segment gives read <= write. A torn or raced
+// read is retried; what stays inconsistent is corruption.
+absl::Status ReadCursors(const KindDecoder& kind, const Geometry& g, std::uint64_t object_size,
+                         const ByteReader& read, RawCopy<ControlBlock>& control, Snapshot& s) {
+  const std::string p = Prefix(s.name);
   bool consistent = false;
   for (int attempt = 0; attempt < 4 && !consistent; ++attempt) {
     if (read(g.control_offset, control.bytes, sizeof(control.bytes)) != sizeof(control.bytes)) {
@@ -293,16 +393,9 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
              sizeof(producer_line)) != sizeof(producer_line)) {
       return Shrunk(p, g.control_offset, object_size);
     }
-    const ControlBlock& c = control.get();
-    s.read_position = Load(c.read_position);
+    s.read_position = Load(control.get().read_position);
     s.write_position = producer_line[0];
-    if (g.kind == Kind::kSpsc) {
-      s.next_read_seq = Load(c.next_read_seq);
-      s.next_write_seq = producer_line[1];
-    } else {
-      s.next_read_seq = s.read_position;  // tickets are sequence numbers
-      s.next_write_seq = s.write_position;
-    }
+    kind.sequences(control.get(), producer_line[1], s);
     consistent = s.read_position <= s.write_position &&
                  s.write_position - s.read_position <= g.capacity &&
                  s.next_read_seq <= s.next_write_seq;
@@ -313,11 +406,24 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
                                             " (sequence ", s.next_write_seq, " / ", s.next_read_seq,
                                             "), capacity ", g.capacity));
   }
-  const ControlBlock& c = control.get();
+  return absl::OkStatus();
+}
+
+// TakeControl: the control block's words other than the cursors (close state, wake words,
+// retired counters).
+void TakeControl(const Geometry& g, const ControlBlock& c, Snapshot& s) {
   s.fill = s.write_position - s.read_position;
   s.closed_by = Load(c.closed);
   s.closed = s.closed_by != 0;
   s.finishing = g.kind == Kind::kMpmc && Load(c.finishing) != 0;
+  if (g.kind == Kind::kBroadcast) {
+    s.overflow = g.overflow;
+    s.evict_after_ns = g.evict_after_ns;
+    // The subscriber entry (>= 1) a blocked publisher sleeps on; 0: it does not sleep.
+    if (const std::uint32_t waits = Load(c.publisher_waits_for); waits != 0) {
+      s.publisher_waits_for = waits;
+    }
+  }
   s.close_time_ns = Load(c.close_time_ns);
   s.data_ready_word = Load(c.data_ready.word);
   s.data_ready_waiting = Load(c.data_ready.waiting) != 0;
@@ -328,12 +434,16 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
   const CounterValues retired_consumer = ToValues(c.retired_consumer);
   s.frames_consumed = retired_consumer.frames;
   s.bytes_consumed = retired_consumer.bytes;
+}
 
-  // Endpoint table, in one read (at most 4096 entries of 128 bytes: bounded by ValidateHeader).
+// ReadEndpoints decodes the endpoint table, in one read (at most 4096 entries of 128 bytes:
+// bounded by ValidateHeader): entries in use or locked, the per-role totals and liveness counts.
+absl::Status ReadEndpoints(const KindDecoder& kind, const Geometry& g, std::uint64_t object_size,
+                           const ByteReader& read, const Liveness& alive, Snapshot& s) {
   std::vector<RawCopy<EndpointEntry>> entries(g.max_endpoints);
   const std::size_t table_bytes = entries.size() * sizeof(EndpointEntry);
   if (table_bytes != 0 && read(g.endpoints_offset, entries.data(), table_bytes) != table_bytes) {
-    return Shrunk(p, g.endpoints_offset, object_size);
+    return Shrunk(Prefix(s.name), g.endpoints_offset, object_size);
   }
   for (std::uint32_t i = 0; i < g.max_endpoints; ++i) {
     const EndpointEntry& e = entries[i].get();
@@ -353,12 +463,7 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
     es.alive = live;
     es.generation = Load(e.generation);
     es.attach_time_ns = Load(e.attach_time_ns);
-    if (g.kind == Kind::kMpmc) {
-      if (const std::uint64_t t = Load(e.claim_ticket); t != kNoTicket) es.claim_ticket = t;
-      if (const std::uint64_t t = Load(e.held_ticket); t != kNoTicket) es.held_ticket = t;
-      es.finished = role == static_cast<std::uint32_t>(Role::kProducer) && Load(e.finished) != 0;
-      if (es.held_ticket && role == static_cast<std::uint32_t>(Role::kConsumer)) ++s.frames_held;
-    }
+    kind.endpoint(e, es, s);
     es.sleeping = Load(e.sleeping) != 0;
     es.counters = values;
     if (live) {
@@ -372,14 +477,34 @@ absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size
   // Clamped: a corrupted segment may claim more consumed than counted in all.
   s.frames_produced = s.counters.frames - std::min(s.counters.frames, s.frames_consumed);
   s.bytes_produced = s.counters.bytes - std::min(s.counters.bytes, s.bytes_consumed);
+  return absl::OkStatus();
+}
 
-  if (options.max_frames > 0) {
-    if (g.kind == Kind::kSpsc) {
-      DecodeSpscFrames(g, read, options, s);
-    } else {
-      DecodeMpmcFrames(g, read, options, s);
-    }
+}  // namespace
+
+absl::StatusOr<Snapshot> Decode(std::string_view name, std::uint64_t object_size,
+                                const ByteReader& read, const Liveness& alive,
+                                const DecodeOptions& options, bool creator_alive) {
+  std::uint32_t abi_version = 0;
+  absl::StatusOr<Geometry> geometry =
+      ReadReadyHeader(name, object_size, read, creator_alive, &abi_version);
+  if (!geometry.ok()) return geometry.status();
+  const Geometry& g = *geometry;
+  const KindDecoder* kind = DecoderFor(g.kind);
+  if (kind == nullptr) {  // ValidateHeader knows a kind this decoder does not (yet)
+    return absl::FailedPreconditionError(absl::StrCat(
+        Prefix(name), "ring kind ", static_cast<std::uint32_t>(g.kind), " cannot be inspected"));
   }
+  Snapshot s;
+  s.name = std::string(name);
+  s.object_size = object_size;
+  s.abi_version = abi_version;
+  s.geometry = g;
+  RawCopy<ControlBlock> control;
+  if (absl::Status st = ReadCursors(*kind, g, object_size, read, control, s); !st.ok()) return st;
+  TakeControl(g, control.get(), s);
+  if (absl::Status st = ReadEndpoints(*kind, g, object_size, read, alive, s); !st.ok()) return st;
+  if (options.max_frames > 0) kind->frames(g, read, options, s);
   return s;
 }
 

@@ -47,6 +47,9 @@ struct CounterValues {
   std::uint64_t abandoned = 0;
   std::uint64_t takeovers = 0;
   std::uint64_t redelivered = 0;
+  std::uint64_t missed = 0;   // broadcast subscriber: frames skipped by laps/evictions
+  std::uint64_t lapped = 0;   // broadcast subscriber: times lapped (overwrite) or evicted (block)
+  std::uint64_t evicted = 0;  // broadcast publisher: live subscribers it evicted
 
   CounterValues& operator+=(const CounterValues& o);
 };
@@ -63,6 +66,10 @@ struct EndpointSnapshot {
   std::optional<std::uint64_t> held_ticket;   // MPMC consumer: read, not released
   bool sleeping = false;                      // owner sleeps on a futex (informational)
   bool finished = false;                      // MPMC producer: it called finish()
+  // Broadcast subscriber: its cursor (the position and sequence number of the next frame it
+  // reads). Lag and whether it was lapped are Snapshot::LagOf / Snapshot::Behind.
+  std::optional<std::uint64_t> cursor_position;
+  std::optional<std::uint64_t> cursor_seq;
   CounterValues counters;
 };
 
@@ -85,16 +92,25 @@ struct Snapshot {
   std::uint32_t abi_version = 0;
   Geometry geometry;
   // Cursors. SPSC: byte positions and sequence numbers; MPMC: tickets (== sequence numbers).
+  // Broadcast: read_position / next_read_seq are the oldest frame the ring still holds
+  // (ControlBlock::oldest_position / oldest_seq); each subscriber has its own cursor.
   std::uint64_t write_position = 0;
   std::uint64_t read_position = 0;
   std::uint64_t next_write_seq = 0;
   std::uint64_t next_read_seq = 0;
-  std::uint64_t fill = 0;  // SPSC: bytes between the cursors; MPMC: slots between the cursors
+  std::uint64_t fill = 0;  // SPSC: bytes between the cursors; MPMC: slots between the cursors;
+                           // broadcast: bytes held (oldest frame to the write position)
   bool closed = false;
   std::uint32_t closed_by = 0;    // ControlBlock::closed: kClosedByClose, kClosedByFinish (or junk)
   bool finishing = false;         // MPMC: some producer called finish()
   std::uint32_t frames_held = 0;  // MPMC: consumer entries (live or dead) with a held ticket
   std::uint64_t close_time_ns = 0;
+  // Broadcast: the overflow policy (kOverflowBlock / kOverflowOverwrite, or junk), the eviction
+  // bound (kNeverEvict: never), and the subscriber entry a blocked publisher sleeps on (none:
+  // nullopt; it may name any value in a corrupted segment).
+  std::uint32_t overflow = 0;
+  std::uint64_t evict_after_ns = 0;
+  std::optional<std::uint32_t> publisher_waits_for;
   // Wake words: somebody announced it sleeps there (cleared by the next waker).
   bool data_ready_waiting = false;
   bool space_ready_waiting = false;
@@ -114,6 +130,17 @@ struct Snapshot {
   // Requested frames (DecodeOptions::max_frames); frames_note says why fewer were returned.
   std::vector<FrameSnapshot> frames;
   std::string frames_note;
+
+  // Broadcast subscriber lag: frames and bytes between its cursor and the write position (0 if
+  // its cursor is ahead, which only a corrupted or racing read shows).
+  struct Lag {
+    std::uint64_t frames = 0;
+    std::uint64_t bytes = 0;
+  };
+  Lag LagOf(const EndpointSnapshot& e) const;
+  // Behind: a broadcast subscriber whose cursor fell below the oldest frame held — lapped
+  // (overwrite) or evicted (block); its next read reports the frames it missed.
+  bool Behind(const EndpointSnapshot& e) const;
 };
 
 // ByteReader reads `size` bytes at `offset` of the object into `out`; returns the number of
@@ -145,8 +172,10 @@ absl::StatusOr<Snapshot> DecodeSegment(std::string_view name, std::span<const st
 // PermissionDenied and InvalidArgument (bad name) besides Decode's errors.
 absl::StatusOr<Snapshot> InspectChannel(std::string_view name, const DecodeOptions& options = {});
 
-// KindName: "spsc" / "mpmc". (RoleName is in segment.h.)
+// KindName: "spsc" / "mpmc" / "broadcast". (RoleName is in segment.h.)
 const char* KindName(Kind kind);
+// OverflowName: "block" / "overwrite" ("unknown" for a value no creator writes).
+const char* OverflowName(std::uint32_t overflow);
 const char* FrameStateName(FrameSnapshot::State state);
 
 }  // namespace shmring::internal

@@ -8,11 +8,13 @@
 //   offset 0                      SegmentHeader        (immutable once init_state == kReady)
 //   header.control_offset         ControlBlock         (cursors, wake words, shared counters;
 //                                                       one writer per 128-byte line)
-//   header.endpoints_offset       EndpointEntry[max]   (who is attached, in which role)
-//   header.data_offset            data area            (SPSC byte ring or MPMC slot array)
+//   header.endpoints_offset       EndpointEntry[max]   (who is attached, in which role; broadcast:
+//                                                       entry 0 the publisher, 1.. subscribers)
+//   header.data_offset            data area            (SPSC/broadcast byte ring or MPMC slots)
 //   header.total_size             end of the object
 //
-// SPSC frame, always 16-byte aligned, never wrapping (a padding frame fills the end of the ring):
+// SPSC and broadcast frame, always 16-byte aligned, never wrapping (a padding frame fills the end
+// of the ring):
 //
 //    0                   4                   8                                  16
 //   +-------------------+-------------------+-----------------------------------+
@@ -20,6 +22,20 @@
 //   +-------------------+-------------------+-----------------------------------+
 //   | payload: `length` bytes, then padding up to the next 16-byte boundary     |
 //   +---------------------------------------------------------------------------+
+//
+// Broadcast (one publisher, many subscribers) uses the SPSC byte ring and frame format:
+//
+//   position:  oldest_position ........ subscriber cursors ........ write_position
+//              |<- frames still held: a subscriber at or after oldest_position reads intact ->|
+//   The publisher writes bytes below oldest_position + capacity only, and moves oldest_position
+//   forward (frame by frame) *before* it overwrites them (the tail intent). A subscriber whose
+//   cursor fell below oldest_position was lapped (overwrite) or evicted (block).
+//   ControlBlock producer line: write_position, next_write_seq, oldest_position, oldest_seq,
+//                               published_seq.
+//   ControlBlock state line:    publisher_waits_for (the entry a blocked publisher sleeps on),
+//                               subscriber_epoch (bumped when a subscriber places its cursor).
+//   EndpointEntry (subscriber): cursor_position, cursor_seq (offset 48, its own line).
+//   SegmentHeader: overflow (OverflowPolicy), evict_after_ns.
 //
 // MPMC slot (fixed stride, header.slot_stride bytes):
 //
@@ -57,11 +73,20 @@ inline constexpr std::uint64_t kMaxMpmcSlots = std::uint64_t{1} << 24;
 inline constexpr std::uint64_t kMagic = 0x31474E4952'4D4853ULL;  // "SHMRING1" little-endian
 // 2: EndpointEntry::finished, ControlBlock::finishing, and end-of-stream waits for held frames
 // (lib/mpmc.cc) — a version-1 consumer would report kClosed past a frame another consumer holds.
-inline constexpr std::uint32_t kAbiVersion = 2;
+// 3: broadcast channels (kKindBroadcast): SegmentHeader::overflow/evict_after_ns,
+// ControlBlock::oldest_position/oldest_seq/publisher_waits_for, the subscriber cursor in
+// EndpointEntry, Counters::missed/lapped/evicted (Counters and EndpointEntry grew).
+inline constexpr std::uint32_t kAbiVersion = 3;
 
 enum class InitState : std::uint32_t { kInitializing = 0, kReady = 1 };
-inline constexpr std::uint32_t kKindSpsc = 1;  // == shmring::Kind::kSpsc
-inline constexpr std::uint32_t kKindMpmc = 2;  // == shmring::Kind::kMpmc
+inline constexpr std::uint32_t kKindSpsc = 1;       // == shmring::Kind::kSpsc
+inline constexpr std::uint32_t kKindMpmc = 2;       // == shmring::Kind::kMpmc
+inline constexpr std::uint32_t kKindBroadcast = 3;  // == shmring::Kind::kBroadcast
+// SegmentHeader::overflow (broadcast; 0 for the other kinds). == shmring::OverflowPolicy.
+inline constexpr std::uint32_t kOverflowBlock = 0;
+inline constexpr std::uint32_t kOverflowOverwrite = 1;
+// SegmentHeader::evict_after_ns: never evict.
+inline constexpr std::uint64_t kNeverEvict = ~std::uint64_t{0};
 enum class Role : std::uint32_t { kNone = 0, kProducer = 1, kConsumer = 2 };
 
 // Byte offsets used only for OFD locks (never read or written); beyond any plausible object size.
@@ -77,7 +102,7 @@ static_assert(AtomicU32::is_always_lock_free && AtomicU64::is_always_lock_free,
 static_assert(sizeof(AtomicU32) == 4 && sizeof(AtomicU64) == 8);
 
 // Bytes of SegmentHeader before its reserved tail (the header is padded to two lines).
-inline constexpr std::size_t kSegmentHeaderFieldBytes = 112;
+inline constexpr std::size_t kSegmentHeaderFieldBytes = 120;
 
 // SegmentHeader: written once by the creator before it publishes init_state = kReady
 // (release; paired with the opener's acquire load in ValidateHeader). Everything but init_state
@@ -89,12 +114,13 @@ struct SegmentHeader {
   std::uint32_t kind;              // Kind
   std::uint32_t flags;             // reserved, 0
   std::uint64_t total_size;        // bytes of the whole object
-  std::uint64_t capacity;          // SPSC: data bytes (power of two); MPMC: slot count (power of 2)
+  std::uint64_t capacity;          // SPSC/broadcast: data bytes; MPMC: slots (powers of two)
   std::uint32_t max_frame;         // largest payload a frame may carry
   std::uint32_t slot_stride;       // MPMC: bytes per slot; SPSC: 0
   std::uint64_t control_offset;    // ControlBlock
   std::uint64_t endpoints_offset;  // EndpointEntry[max_endpoints]
-  std::uint32_t max_endpoints;     // SPSC: 2 (0 = producer, 1 = consumer)
+  std::uint32_t max_endpoints;     // entries in the table. SPSC: 2 (0 = producer, 1 = consumer);
+                                   // broadcast: 1 + max subscribers (0 = publisher)
   std::uint32_t endpoint_size;     // sizeof(EndpointEntry)
   std::uint64_t data_offset;       // page aligned
   std::uint64_t data_size;         // SPSC: capacity; MPMC: capacity * slot_stride
@@ -102,7 +128,8 @@ struct SegmentHeader {
   std::uint32_t creator_pid;
   std::uint64_t creation_time_ns;  // CLOCK_REALTIME
   AtomicU32 init_state;            // InitState
-  std::uint32_t reserved0;
+  std::uint32_t overflow;          // broadcast: kOverflowBlock / kOverflowOverwrite; else 0
+  std::uint64_t evict_after_ns;    // broadcast, block: ChannelOptions::evict_after (kNeverEvict)
   std::uint8_t reserved[kLineSize * 2 - kSegmentHeaderFieldBytes];
 };
 static_assert(offsetof(SegmentHeader, reserved) == kSegmentHeaderFieldBytes);
@@ -126,6 +153,8 @@ static_assert(offsetof(SegmentHeader, creator_uid) == 88);
 static_assert(offsetof(SegmentHeader, creator_pid) == 92);
 static_assert(offsetof(SegmentHeader, creation_time_ns) == 96);
 static_assert(offsetof(SegmentHeader, init_state) == 104);
+static_assert(offsetof(SegmentHeader, overflow) == 108);
+static_assert(offsetof(SegmentHeader, evict_after_ns) == 112);
 
 // Counters kept per endpoint (written only by the endpoint's owner, so plain relaxed stores of a
 // local copy suffice — no RMW on the hot path) and, for endpoints that went away, folded into
@@ -138,9 +167,15 @@ struct Counters {
   AtomicU64 abandoned;    // claims of dead producers this endpoint skipped or cleaned up
   AtomicU64 takeovers;    // roles or entries taken over from a dead process
   AtomicU64 redelivered;  // frames re-read after a dead consumer's hand-over
-  AtomicU64 reserved;
+  AtomicU64 missed;       // broadcast subscriber: frames skipped because it was lapped/evicted
+  AtomicU64 lapped;       // broadcast subscriber: times it was lapped (overwrite) or evicted
+  AtomicU64 evicted;      // broadcast publisher: times it detached a live, stuck subscriber
+  AtomicU64 reserved[6];
 };
-static_assert(sizeof(Counters) == 64);
+static_assert(sizeof(Counters) == kLineSize);
+static_assert(offsetof(Counters, missed) == 56);
+static_assert(offsetof(Counters, lapped) == 64);
+static_assert(offsetof(Counters, evicted) == 72);
 
 // A futex word and the flag that says somebody sleeps on it. Written rarely by both sides (only
 // around a sleep), so it gets a line of its own away from the cursors.
@@ -165,7 +200,15 @@ struct ControlBlock {
   // Producer line (SPSC: written by the producer only; MPMC: the enqueue ticket, CAS by producers).
   alignas(kLineSize) AtomicU64 write_position;  // SPSC: byte position; MPMC: next ticket
   AtomicU64 next_write_seq;                     // SPSC: sequence number of the next frame
-  std::uint8_t producer_pad[kLineSize - 16];
+  // Broadcast: the tail intent. Position of the oldest frame still held; the publisher stores it
+  // before overwriting anything below it + capacity (lib/broadcast.cc, [B3]).
+  AtomicU64 oldest_position;
+  AtomicU64 oldest_seq;  // broadcast: sequence number of that frame (informational)
+  // Broadcast: next_write_seq again, stored after write_position, so a joining subscriber can take
+  // a consistent (position, sequence) pair: it loads this, write_position, next_write_seq, and
+  // accepts when the two sequence numbers agree.
+  AtomicU64 published_seq;
+  std::uint8_t producer_pad[kLineSize - 40];
   // Consumer line (SPSC: written by the consumer only; MPMC: the dequeue ticket).
   alignas(kLineSize) AtomicU64 read_position;  // SPSC: byte position; MPMC: next ticket
   AtomicU64 next_read_seq;                     // SPSC: sequence number of the next unread frame
@@ -176,7 +219,15 @@ struct ControlBlock {
   alignas(kLineSize) AtomicU32 closed;  // kClosedBy*: 0 open, 1 close(), 2 every producer finished
   AtomicU32 finishing;                  // MPMC: 1 once some producer called finish()
   AtomicU64 close_time_ns;
-  std::uint8_t state_pad[kLineSize - 16];
+  // Broadcast, block: the index (>= 1) of the subscriber entry a blocked publisher sleeps on (only
+  // that subscriber's release wakes it), 0 when the publisher does not sleep.
+  AtomicU32 publisher_waits_for;
+  std::uint32_t state_reserved;
+  // Broadcast: bumped (seq_cst) by a subscriber each time it places its cursor anew (attach, or
+  // after a lap), after storing it; the publisher rescans when it changed ([B4]/[S5] in
+  // lib/broadcast.cc), so a cursor placed during a scan is never passed unseen.
+  AtomicU64 subscriber_epoch;
+  std::uint8_t state_pad[kLineSize - 32];
   alignas(kLineSize) Counters retired;  // counters of endpoints that are gone (all roles)
   Counters retired_consumer;            // the consumers' share of `retired` (already in it)
 };
@@ -189,9 +240,14 @@ static_assert(offsetof(ControlBlock, data_ready) == 2 * kLineSize);
 static_assert(offsetof(ControlBlock, space_ready) == 3 * kLineSize);
 static_assert(offsetof(ControlBlock, closed) == 4 * kLineSize);
 static_assert(offsetof(ControlBlock, finishing) == 4 * kLineSize + 4);
+static_assert(offsetof(ControlBlock, oldest_position) == 16);
+static_assert(offsetof(ControlBlock, oldest_seq) == 24);
+static_assert(offsetof(ControlBlock, published_seq) == 32);
+static_assert(offsetof(ControlBlock, publisher_waits_for) == 4 * kLineSize + 16);
+static_assert(offsetof(ControlBlock, subscriber_epoch) == 4 * kLineSize + 24);
 static_assert(offsetof(ControlBlock, retired) == 5 * kLineSize);
-static_assert(offsetof(ControlBlock, retired_consumer) == 5 * kLineSize + sizeof(Counters));
-static_assert(sizeof(ControlBlock) == 6 * kLineSize);
+static_assert(offsetof(ControlBlock, retired_consumer) == 6 * kLineSize);
+static_assert(sizeof(ControlBlock) == 7 * kLineSize);
 
 // ControlBlock::closed: who ended the stream (any nonzero value means closed).
 inline constexpr std::uint32_t kOpen = 0;
@@ -212,14 +268,21 @@ struct alignas(kLineSize) EndpointEntry {
                              // SPSC consumer: sequence number of the last frame it read
   AtomicU32 sleeping;        // 1 while the owner sleeps on a futex (informational)
   AtomicU32 finished;        // MPMC producer: 1 once it called finish() (reset at attach)
-  std::uint8_t pad0[64 - 48];
-  Counters counters;
+  // Broadcast subscriber: its cursor, the position of the next frame it reads (a frame boundary)
+  // and that frame's sequence number. Written by the subscriber at release (the position with a
+  // seq_cst store, [S2] in lib/broadcast.cc); the publisher scans the positions to find its limit.
+  AtomicU64 cursor_position;
+  AtomicU64 cursor_seq;
+  std::uint8_t pad0[kLineSize - 64];
+  Counters counters;  // a line of their own: the publisher's scan reads only the first line
 };
 static_assert(std::is_standard_layout_v<EndpointEntry>);
-static_assert(sizeof(EndpointEntry) == kLineSize);
+static_assert(sizeof(EndpointEntry) == 2 * kLineSize);
+static_assert(offsetof(EndpointEntry, cursor_position) == 48);
+static_assert(offsetof(EndpointEntry, cursor_seq) == 56);
 static_assert(offsetof(EndpointEntry, claim_ticket) == 24);
 static_assert(offsetof(EndpointEntry, finished) == 44);
-static_assert(offsetof(EndpointEntry, counters) == 64);
+static_assert(offsetof(EndpointEntry, counters) == kLineSize);
 
 // SPSC frame header (see the diagram above).
 inline constexpr std::uint32_t kFrameFlagPadding = 1u << 0;  // skip to the start of the ring

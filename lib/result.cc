@@ -23,6 +23,8 @@ std::string_view ToString(Result result) {
       return "Corrupted";
     case Result::kAbandoned:
       return "Abandoned";
+    case Result::kLapped:
+      return "Lapped";
   }
   return "Unknown";
 }
@@ -42,6 +44,7 @@ absl::Status ToStatus(Result result) {
     case Result::kTooLarge:
       return absl::InvalidArgumentError(message);
     case Result::kCorrupted:
+    case Result::kLapped:
       return absl::DataLossError(message);
     case Result::kAbandoned:
       return absl::AbortedError(message);

@@ -23,6 +23,10 @@ namespace shmring {
 
 static_assert(static_cast<std::uint32_t>(Kind::kSpsc) == internal::kKindSpsc);
 static_assert(static_cast<std::uint32_t>(Kind::kMpmc) == internal::kKindMpmc);
+static_assert(static_cast<std::uint32_t>(Kind::kBroadcast) == internal::kKindBroadcast);
+static_assert(static_cast<std::uint32_t>(OverflowPolicy::kBlock) == internal::kOverflowBlock);
+static_assert(static_cast<std::uint32_t>(OverflowPolicy::kOverwrite) ==
+              internal::kOverflowOverwrite);
 static_assert(sizeof(internal::MpmcSlotHeader) + kDefaultMpmcMaxFrame == 1024,
               "the default MPMC max_frame fills one 1 KiB slot");
 
@@ -109,6 +113,64 @@ std::string RoleName(std::uint32_t role) {
   }
 }
 
+namespace {
+
+// ByteRingGeometry: SPSC and broadcast (the same byte ring and frame format).
+absl::Status ByteRingGeometry(const std::string& p, std::string_view kind_name,
+                              std::uint64_t capacity, std::uint32_t max_frame, Geometry* g) {
+  if (!IsPowerOfTwo(capacity) || capacity < kMinSpscCapacity || capacity > kMaxDataSize) {
+    return absl::InvalidArgumentError(absl::StrCat(p, AV(kind_name), " capacity ", capacity,
+                                                   " bytes is not a power of two in [",
+                                                   kMinSpscCapacity, ", ", kMaxDataSize, "]"));
+  }
+  // A frame must fit in half the ring: then it fits either before the end or, after a padding
+  // frame, at the start, whatever the write position.
+  const std::uint64_t largest = capacity / 2 - sizeof(FrameHeader);
+  const std::uint64_t limit = largest > UINT32_MAX ? UINT32_MAX : largest;
+  if (max_frame == 0) max_frame = static_cast<std::uint32_t>(limit);
+  if (max_frame > limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "max_frame ", max_frame, " bytes does not fit an ", AV(kind_name),
+                     " ring of ", capacity, " bytes (at most ", limit, ")"));
+  }
+  g->max_frame = max_frame;
+  g->slot_stride = 0;
+  g->data_size = capacity;
+  return absl::OkStatus();
+}
+
+absl::Status MpmcGeometry(const std::string& p, std::uint64_t capacity, std::uint32_t max_frame,
+                          Geometry* g) {
+  if (!IsPowerOfTwo(capacity) || capacity < 2 || capacity > kMaxMpmcSlots) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        p, "MPMC capacity ", capacity, " slots is not a power of two in [2, ", kMaxMpmcSlots, "]"));
+  }
+  if (max_frame == 0) max_frame = kDefaultMpmcMaxFrame;
+  if (max_frame > kMaxMpmcFrame) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        p, "max_frame ", max_frame, " bytes exceeds the MPMC limit of ", kMaxMpmcFrame));
+  }
+  g->max_frame = max_frame;
+  g->slot_stride = static_cast<std::uint32_t>(MpmcSlotBytes(max_frame));
+  g->data_size = capacity * g->slot_stride;
+  if (g->data_size > kMaxDataSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "MPMC ring of ", capacity, " slots of ", g->slot_stride,
+                     " bytes exceeds the size limit of ", kMaxDataSize, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEndpointCount(const std::string& p, std::string_view what, std::uint32_t n) {
+  if (n == 0 || n > kMaxEndpoints) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, AV(what), " ", n, " is not in [1, ", kMaxEndpoints, "]"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind kind,
                                          std::uint64_t capacity, std::uint32_t max_frame,
                                          std::uint32_t max_endpoints) {
@@ -116,54 +178,23 @@ absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind ki
   Geometry g;
   g.kind = kind;
   g.capacity = capacity;
+  absl::Status status;
   if (kind == shmring::Kind::kSpsc) {
-    if (!IsPowerOfTwo(capacity) || capacity < kMinSpscCapacity || capacity > kMaxDataSize) {
-      return absl::InvalidArgumentError(absl::StrCat(p, "SPSC capacity ", capacity,
-                                                     " bytes is not a power of two in [",
-                                                     kMinSpscCapacity, ", ", kMaxDataSize, "]"));
-    }
-    // A frame must fit in half the ring: then it fits either before the end or, after a padding
-    // frame, at the start, whatever the write position.
-    const std::uint64_t largest = capacity / 2 - sizeof(FrameHeader);
-    const std::uint64_t limit = largest > UINT32_MAX ? UINT32_MAX : largest;
-    if (max_frame == 0) max_frame = static_cast<std::uint32_t>(limit);
-    if (max_frame > limit) {
-      return absl::InvalidArgumentError(absl::StrCat(p, "max_frame ", max_frame,
-                                                     " bytes does not fit an SPSC ring of ",
-                                                     capacity, " bytes (at most ", limit, ")"));
-    }
-    g.max_frame = max_frame;
-    g.slot_stride = 0;
+    status = ByteRingGeometry(p, "SPSC", capacity, max_frame, &g);
     g.max_endpoints = 2;
-    g.data_size = capacity;
   } else if (kind == shmring::Kind::kMpmc) {
-    if (!IsPowerOfTwo(capacity) || capacity < 2 || capacity > kMaxMpmcSlots) {
-      return absl::InvalidArgumentError(absl::StrCat(p, "MPMC capacity ", capacity,
-                                                     " slots is not a power of two in [2, ",
-                                                     kMaxMpmcSlots, "]"));
-    }
-    if (max_frame == 0) max_frame = kDefaultMpmcMaxFrame;
-    if (max_frame > kMaxMpmcFrame) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          p, "max_frame ", max_frame, " bytes exceeds the MPMC limit of ", kMaxMpmcFrame));
-    }
-    if (max_endpoints == 0 || max_endpoints > kMaxEndpoints) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(p, "max_endpoints ", max_endpoints, " is not in [1, ", kMaxEndpoints, "]"));
-    }
-    g.max_frame = max_frame;
-    g.slot_stride = static_cast<std::uint32_t>(MpmcSlotBytes(max_frame));
+    status = MpmcGeometry(p, capacity, max_frame, &g);
+    if (status.ok()) status = CheckEndpointCount(p, "max_endpoints", max_endpoints);
     g.max_endpoints = max_endpoints;
-    g.data_size = capacity * g.slot_stride;
-    if (g.data_size > kMaxDataSize) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(p, "MPMC ring of ", capacity, " slots of ", g.slot_stride,
-                       " bytes exceeds the size limit of ", kMaxDataSize, " bytes"));
-    }
+  } else if (kind == shmring::Kind::kBroadcast) {
+    status = ByteRingGeometry(p, "broadcast", capacity, max_frame, &g);
+    if (status.ok()) status = CheckEndpointCount(p, "max_endpoints (subscribers)", max_endpoints);
+    g.max_endpoints = max_endpoints + 1;  // entry 0 is the publisher's
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat(p, "unknown ring kind ", static_cast<std::uint32_t>(kind)));
   }
+  if (!status.ok()) return status;
   g.control_offset = sizeof(SegmentHeader);
   g.endpoints_offset = g.control_offset + sizeof(ControlBlock);
   g.data_offset = AlignUp(
@@ -193,11 +224,19 @@ absl::StatusOr<Geometry> ValidateHeader(std::string_view name, const SegmentHead
     return absl::DataLossError(absl::StrCat(p, "corrupted header: header_size ", h.header_size,
                                             ", endpoint_size ", h.endpoint_size));
   }
-  if (h.kind != kKindSpsc && h.kind != kKindMpmc) {
+  if (h.kind != kKindSpsc && h.kind != kKindMpmc && h.kind != kKindBroadcast) {
     return absl::DataLossError(absl::StrCat(p, "corrupted header: unknown ring kind ", h.kind));
   }
-  auto expected = ComputeGeometry(name, static_cast<shmring::Kind>(h.kind), h.capacity, h.max_frame,
-                                  h.max_endpoints);
+  const bool broadcast = h.kind == kKindBroadcast;
+  if (broadcast ? h.overflow > kOverflowOverwrite : h.overflow != 0) {
+    return absl::DataLossError(absl::StrCat(p, "corrupted header: overflow policy ", h.overflow,
+                                            " for ring kind ", h.kind));
+  }
+  // Broadcast: the table holds the publisher's entry and max_endpoints - 1 subscribers'.
+  const std::uint32_t requested =
+      broadcast && h.max_endpoints > 0 ? h.max_endpoints - 1 : h.max_endpoints;
+  auto expected =
+      ComputeGeometry(name, static_cast<shmring::Kind>(h.kind), h.capacity, h.max_frame, requested);
   if (!expected.ok() || expected->max_frame != h.max_frame) {
     return absl::DataLossError(absl::StrCat(p, "corrupted header: impossible geometry (capacity ",
                                             h.capacity, ", max_frame ", h.max_frame,
@@ -219,6 +258,8 @@ absl::StatusOr<Geometry> ValidateHeader(std::string_view name, const SegmentHead
   g.creator_uid = h.creator_uid;
   g.creator_pid = h.creator_pid;
   g.creation_time_ns = h.creation_time_ns;
+  g.overflow = h.overflow;
+  g.evict_after_ns = h.evict_after_ns;
   return g;
 }
 
@@ -419,11 +460,13 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(std::string_view raw_name
       const Geometry& g = *header->geometry;
       if (options.expected_kind.has_value() && g.kind != *options.expected_kind) {
         auto kind_name = [](shmring::Kind k) {
-          return k == shmring::Kind::kSpsc ? "SPSC" : "MPMC";
+          return k == shmring::Kind::kSpsc   ? "SPSC"
+                 : k == shmring::Kind::kMpmc ? "MPMC"
+                                             : "broadcast";
         };
-        return absl::FailedPreconditionError(absl::StrCat(p, "is an ", kind_name(g.kind),
-                                                          " channel, opened as ",
-                                                          kind_name(*options.expected_kind)));
+        return absl::FailedPreconditionError(absl::StrCat(
+            p, "is a", g.kind == shmring::Kind::kBroadcast ? " " : "n ", kind_name(g.kind),
+            " channel, opened as ", kind_name(*options.expected_kind)));
       }
       auto mapping = MapShared(fd, name, st, g.total_size, writable);
       if (!mapping.ok()) return mapping.status();
@@ -510,6 +553,8 @@ internal::SegmentHeader* InitializeSegment(std::byte* bytes, const internal::Geo
   header->creator_uid = static_cast<std::uint32_t>(geteuid());
   header->creator_pid = static_cast<std::uint32_t>(getpid());
   header->creation_time_ns = internal::NowRealtimeNs();
+  header->overflow = g.overflow;
+  header->evict_after_ns = g.evict_after_ns;
   new (bytes + g.control_offset) internal::ControlBlock{};
   for (std::uint32_t i = 0; i < g.max_endpoints; ++i) {
     auto* e = new (bytes + g.endpoints_offset + i * sizeof(internal::EndpointEntry))
@@ -526,61 +571,104 @@ internal::SegmentHeader* InitializeSegment(std::byte* bytes, const internal::Geo
   return header;
 }
 
-}  // namespace
-
-absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& options) {
-  if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
-  const std::string name = CanonicalName(raw_name);
+// GeometryOf validates `options` (ComputeGeometry, then mode and the broadcast policy) and returns
+// the complete geometry of the new channel.
+absl::StatusOr<internal::Geometry> GeometryOf(const std::string& name,
+                                              const ChannelOptions& options) {
   const std::string p = internal::Prefix(name);
-  absl::StatusOr<internal::Geometry> geometry = internal::ComputeGeometry(
+  absl::StatusOr<internal::Geometry> g = internal::ComputeGeometry(
       name, options.kind, options.capacity, options.max_frame, options.max_endpoints);
-  if (!geometry.ok()) return geometry.status();
+  if (!g.ok()) return g.status();
   if ((options.mode & ~mode_t{0777}) != 0 || (options.mode & 0600) != 0600) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%smode %o: want permission bits (0..0777) including owner read/write (0600)", p,
         options.mode));
   }
+  const auto overflow = static_cast<std::uint32_t>(options.overflow);
+  if (overflow > internal::kOverflowOverwrite) {
+    return absl::InvalidArgumentError(absl::StrCat(p, "unknown overflow policy ", overflow));
+  }
+  if (options.kind != Kind::kBroadcast) {
+    if (options.overflow != OverflowPolicy::kBlock) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, "an overflow policy applies to broadcast channels only"));
+    }
+    return g;
+  }
+  if (options.evict_after < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "evict_after ", absl::FormatDuration(options.evict_after), " is negative"));
+  }
+  g->overflow = overflow;
+  g->evict_after_ns =
+      options.evict_after == absl::InfiniteDuration()
+          ? internal::kNeverEvict
+          : static_cast<std::uint64_t>(absl::ToInt64Nanoseconds(options.evict_after));
+  return g;
+}
+
+// CreateExclusive creates the object `name` with O_EXCL, replacing a stale one first if asked.
+absl::StatusOr<int> CreateExclusive(const std::string& name, bool reclaim_stale) {
   int fd = -1;
   for (int attempt = 0; attempt < 3; ++attempt) {
     fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd >= 0 || errno != EEXIST || !options.reclaim_stale) break;
+    if (fd >= 0 || errno != EEXIST || !reclaim_stale) break;
     absl::StatusOr<bool> reclaimed = ReclaimIfStale(name);
     if (!reclaimed.ok()) return reclaimed.status();
   }
   if (fd < 0) return internal::ErrnoStatus(errno, name, "cannot create");
-  struct Closer {
-    int fd;
-    ~Closer() { close(fd); }
-  } closer{fd};
-  auto fail = [&](absl::Status status) {
-    shm_unlink(name.c_str());
-    return status;
-  };
-  // Openers see the init lock held while we initialise (see Segment::Open).
-  if (!internal::TryLockByte(fd, internal::kInitLockOffset)) {
-    return fail(absl::InternalError(absl::StrCat(p, "cannot take the init lock")));
-  }
-  if (fchmod(fd, options.mode) != 0)
-    return fail(internal::ErrnoStatus(errno, name, "fchmod failed"));
-  const internal::Geometry& g = *geometry;
+  return fd;
+}
+
+// SizeAndInitialize gives the new object `fd` its mode and size and initialises it, publishing
+// init_state = kReady last. The caller holds the init lock and unlinks the object on failure.
+absl::Status SizeAndInitialize(int fd, const std::string& name, const internal::Geometry& g,
+                               mode_t mode) {
+  if (fchmod(fd, mode) != 0) return internal::ErrnoStatus(errno, name, "fchmod failed");
   if (ftruncate(fd, static_cast<off_t>(g.total_size)) != 0) {
-    return fail(internal::ErrnoStatus(errno, name,
-                                      absl::StrCat("cannot size to ", g.total_size, " bytes")));
+    return internal::ErrnoStatus(errno, name,
+                                 absl::StrCat("cannot size to ", g.total_size, " bytes"));
   }
   // Reserve the memory now so a full /dev/shm fails here, not with SIGBUS on first touch.
   if (int err = posix_fallocate(fd, 0, static_cast<off_t>(g.total_size)); err != 0) {
-    return fail(
-        internal::ErrnoStatus(err, name, absl::StrCat("cannot allocate ", g.total_size, " bytes")));
+    return internal::ErrnoStatus(err, name,
+                                 absl::StrCat("cannot allocate ", g.total_size, " bytes"));
   }
   void* base = mmap(nullptr, g.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) return fail(internal::ErrnoStatus(errno, name, "mmap failed"));
-  auto* bytes = static_cast<std::byte*>(base);
-  internal::SegmentHeader* header = InitializeSegment(bytes, g);
+  if (base == MAP_FAILED) return internal::ErrnoStatus(errno, name, "mmap failed");
+  internal::SegmentHeader* header = InitializeSegment(static_cast<std::byte*>(base), g);
   // Release: publishes every field above; pairs with the acquire load in Segment::Open.
   header->init_state.store(static_cast<std::uint32_t>(internal::InitState::kReady),
                            std::memory_order_release);
   munmap(base, g.total_size);
-  internal::UnlockByte(fd, internal::kInitLockOffset);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CreateChannel(std::string_view raw_name, const ChannelOptions& options) {
+  if (absl::Status s = ValidateName(raw_name); !s.ok()) return s;
+  const std::string name = CanonicalName(raw_name);
+  absl::StatusOr<internal::Geometry> geometry = GeometryOf(name, options);
+  if (!geometry.ok()) return geometry.status();
+  absl::StatusOr<int> fd = CreateExclusive(name, options.reclaim_stale);
+  if (!fd.ok()) return fd.status();
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{*fd};
+  absl::Status status;
+  // Openers see the init lock held while we initialise (see Segment::Open).
+  if (!internal::TryLockByte(*fd, internal::kInitLockOffset)) {
+    status = absl::InternalError(absl::StrCat(internal::Prefix(name), "cannot take the init lock"));
+  } else {
+    status = SizeAndInitialize(*fd, name, *geometry, options.mode);
+  }
+  if (!status.ok()) {
+    shm_unlink(name.c_str());
+    return status;
+  }
+  internal::UnlockByte(*fd, internal::kInitLockOffset);
   return absl::OkStatus();
 }
 

@@ -41,6 +41,9 @@ struct Geometry {
   std::uint64_t endpoints_offset = 0;
   std::uint64_t data_offset = 0;
   std::uint64_t data_size = 0;
+  // Broadcast: kOverflowBlock / kOverflowOverwrite, and the eviction bound (kNeverEvict).
+  std::uint32_t overflow = 0;
+  std::uint64_t evict_after_ns = 0;
   // Informational, from the header.
   std::uint32_t creator_uid = 0;
   std::uint32_t creator_pid = 0;
@@ -48,7 +51,8 @@ struct Geometry {
 };
 
 // ComputeGeometry checks creation options and lays the segment out. InvalidArgument names the
-// offending value.
+// offending value. `max_endpoints`: MPMC endpoints, broadcast subscribers (the table then has one
+// more entry, the publisher's); ignored for SPSC. Does not set overflow/evict_after_ns.
 absl::StatusOr<Geometry> ComputeGeometry(std::string_view name, shmring::Kind kind,
                                          std::uint64_t capacity, std::uint32_t max_frame,
                                          std::uint32_t max_endpoints);

@@ -87,6 +87,47 @@ shmring::Result MpmcExample(const std::string& channel, std::span<const std::byt
 }
 // END mpmc.h EXAMPLE
 
+struct Quote {
+  std::size_t size;
+};
+Quote parse(std::span<const std::byte> data) { return Quote{data.size()}; }
+std::vector<std::pair<std::uint64_t, std::size_t>> quotes_used;
+void use(const Quote& q, std::uint64_t sequence) { quotes_used.emplace_back(sequence, q.size); }
+std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
+void report_gap(std::uint64_t first, std::uint64_t missed) { gaps.emplace_back(first, missed); }
+
+// BEGIN broadcast.h EXAMPLE
+absl::Status BroadcastExample(const std::string& channel, const std::byte* bytes) {
+  // Once: create the channel (lossless; a stuck subscriber is evicted after a second).
+  shmring::ChannelOptions options;
+  options.kind = shmring::Kind::kBroadcast;
+  absl::Status created = shmring::CreateChannel(channel, options);
+  if (!created.ok()) return created;
+
+  // Each subscriber process: attach, then read every frame published from now on.
+  auto subscriber = shmring::BroadcastSubscriber::Attach(channel);
+
+  // The publisher process: write a frame in place.
+  auto publisher = shmring::BroadcastPublisher::Attach(channel);
+  if (!subscriber.ok() || !publisher.ok()) return absl::InternalError("attach");
+  shmring::Claim c = publisher->claim(64, absl::Seconds(1));
+  if (c.ok()) {
+    std::memcpy(c.data.data(), bytes, 64);
+    publisher->commit();
+  }
+
+  // Back in a subscriber: read it in place, then check it was not overwritten meanwhile.
+  shmring::Frame f = subscriber->read(absl::Seconds(1));
+  if (f.ok()) {
+    Quote q = parse(f.data);  // the bytes in the ring
+    if (subscriber->release() == shmring::Result::kOk) use(q, f.sequence);
+  } else if (f.result == shmring::Result::kLapped) {
+    report_gap(f.sequence, subscriber->last_missed());  // exactly the frames skipped
+  }
+  return shmring::ToStatus(f.result);
+}
+// END broadcast.h EXAMPLE
+
 // BEGIN typed.h EXAMPLE
 // clang-format off
 struct Job { std::uint64_t id; double weight; };
@@ -133,6 +174,18 @@ TEST_CASE("mpmc.h example: one job to one worker") {
   ran.clear();
   CHECK(MpmcExample(jobs.str(), std::as_bytes(std::span(job))) == shmring::Result::kOk);
   CHECK(ran.size() == sizeof(job));
+}
+
+TEST_CASE("broadcast.h example: publish one frame, a subscriber reads and validates it") {
+  ScopedName ticks("ticks");
+  std::byte bytes[64];
+  for (int i = 0; i < 64; ++i) bytes[i] = static_cast<std::byte>(i);
+  quotes_used.clear();
+  gaps.clear();
+  REQUIRE(BroadcastExample(ticks.str(), bytes).ok());
+  REQUIRE(quotes_used.size() == 1);
+  CHECK(quotes_used[0] == std::make_pair(std::uint64_t{0}, std::size_t{64}));
+  CHECK(gaps.empty());
 }
 
 TEST_CASE("typed.h example and size checks, on both kinds") {
@@ -263,7 +316,7 @@ TEST_CASE("the headers show these examples") {
     return;
   }
   const std::string self = Slurp(std::string(dir) + "/tests/header_examples_test.cc");
-  for (const char* header : {"shmring.h", "spsc.h", "mpmc.h", "typed.h"}) {
+  for (const char* header : {"shmring.h", "spsc.h", "mpmc.h", "typed.h", "broadcast.h"}) {
     INFO(header);
     const std::string begin = absl::StrCat("// BEGIN ", header, " EXAMPLE\n");
     const std::string end = absl::StrCat("// END ", header, " EXAMPLE\n");

@@ -30,6 +30,7 @@
 #include "inspect.h"
 #include "layout.h"
 #include "segment.h"
+#include "shmring/broadcast.h"
 #include "shmring/channel.h"
 #include "shmring/mpmc.h"
 #include "shmring/spsc.h"
@@ -41,6 +42,8 @@ namespace shmring {
 namespace {
 
 using testing::Child;
+using testing::Eventually;  // waits (generously) until a condition holds
+using testing::Pipe;
 using testing::ScopedName;
 
 // ---- running the tools ----
@@ -138,23 +141,16 @@ class Process {
   pid_t pid() const { return pid_; }
   // Wait returns the exit code, 128+signal, or -1 if still running at the deadline (then killed).
   int Wait(absl::Duration timeout = absl::Seconds(120)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      int status = 0;
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        if (WIFEXITED(status)) return WEXITSTATUS(status);
-        return 128 + WTERMSIG(status);
-      }
-      if (absl::Now() >= deadline) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, nullptr, 0);
-        pid_ = -1;
-        return -1;
-      }
-      absl::SleepFor(absl::Milliseconds(2));
+    int status = 0;
+    const bool reaped =
+        Eventually([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+    if (!reaped) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
     }
+    pid_ = -1;
+    if (!reaped) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   void Kill() {
     kill(pid_, SIGKILL);
@@ -376,8 +372,6 @@ std::vector<std::string> Lines(const std::string& text) {
   if (!out.empty() && out.back().empty()) out.pop_back();
   return out;
 }
-
-using testing::Eventually;  // waits (generously) until a condition holds
 
 // ---- tests ----
 
@@ -715,27 +709,23 @@ TEST_CASE("tools: gc removes a stale segment next to a live one", "[tools]") {
   // stale: producers that were SIGKILLed while attached.
   for (const ScopedName* n : {&stale, &stale_mpmc}) {
     const bool mpmc = n == &stale_mpmc;
-    int ready[2];
-    REQUIRE(pipe(ready) == 0);
+    // The child signals after its attempt either way; a failed attach shows in its exit code.
+    Pipe ready;
     Child child([&] {
-      close(ready[0]);
       if (mpmc) {
         auto p = MpmcProducer::Attach(n->str());
+        ready.Signal();
         if (!p.ok()) return 1;
-        (void)!write(ready[1], "x", 1);
         pause();
       } else {
         auto p = SpscProducer::Attach(n->str());
+        ready.Signal();
         if (!p.ok()) return 1;
-        (void)!write(ready[1], "x", 1);
         pause();
       }
       return 0;
     });
-    close(ready[1]);
-    char c;
-    REQUIRE(read(ready[0], &c, 1) == 1);
-    close(ready[0]);
+    REQUIRE(ready.Await());
     child.Kill(SIGKILL);
     CHECK(child.Wait() == 128 + SIGKILL);
   }
@@ -895,20 +885,15 @@ TEST_CASE("tools: inspect --json matches the live MPMC state; dead endpoints", "
   const Frame held = consumer->try_read();  // read, not released
   REQUIRE(held.ok());
   // A producer in another process, killed while attached.
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
+  Pipe ready;
   Child child([&] {
-    close(ready[0]);
     auto p = MpmcProducer::Attach(name.str());
+    ready.Signal();  // either way: a failed attach shows in the exit code below
     if (!p.ok()) return 1;
-    (void)!write(ready[1], "x", 1);
     pause();
     return 0;
   });
-  close(ready[1]);
-  char c;
-  REQUIRE(read(ready[0], &c, 1) == 1);
-  close(ready[0]);
+  REQUIRE(ready.Await());
   const pid_t dead_pid = child.pid();
   child.Kill(SIGKILL);
   REQUIRE(child.Wait() == 128 + SIGKILL);
@@ -982,6 +967,37 @@ TEST_CASE("tools: inspect --json matches the live MPMC state; dead endpoints", "
   CHECK(saw_claim);
   producer->abort();
   consumer->release();
+}
+
+TEST_CASE("tools: the text report says how the stream ended", "[tools]") {
+  ScopedName name("close-text");
+  REQUIRE(Cat({"create", name.str(), "--kind", "mpmc", "--slots", "8", "--max-frame", "64"}).code ==
+          0);
+  auto first = MpmcProducer::Attach(name.str());
+  auto second = MpmcProducer::Attach(name.str());
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  Ran r = Inspect({name.str()});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("  closed ") == std::string::npos);  // open: no closed line
+  first->finish();
+  r = Inspect({name.str()});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("closed    not yet: finishing") != std::string::npos);
+  CHECK(r.out.find("finished") != std::string::npos);  // the endpoint row of `first`
+  CHECK(ParseJson(Inspect({name.str(), "--json"}).out)["finishing"].b);
+  second->finish();
+  r = Inspect({name.str()});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("by finish (every producer finished or died)") != std::string::npos);
+  CHECK(ParseJson(Inspect({name.str(), "--json"}).out)["closed_by"].s == "finish");
+
+  ScopedName spsc("close-text-spsc");
+  REQUIRE(Cat({"create", spsc.str(), "--capacity", "4K"}).code == 0);
+  REQUIRE(Cat({"close", spsc.str()}).code == 0);
+  r = Inspect({spsc.str()});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find(" by close()") != std::string::npos);
 }
 
 TEST_CASE("tools: inspect --watch refreshes with rates", "[tools]") {
@@ -1159,20 +1175,16 @@ TEST_CASE("tools: a FIFO under the name, and a segment still initialising", "[to
   std::string header(sizeof(internal::SegmentHeader), '\0');
   std::memcpy(header.data(), &internal::kMagic, sizeof(internal::kMagic));
   MakeRawObject(init.str(), header);
-  int ready[2];
-  REQUIRE(pipe(ready) == 0);
+  Pipe ready;
   Child creator([&] {
-    close(ready[0]);
     const int fd = shm_open(init.c_str(), O_RDWR, 0);
-    if (fd < 0 || !internal::TryLockByte(fd, internal::kInitLockOffset)) return 1;
-    (void)!write(ready[1], "x", 1);
+    const bool locked = fd >= 0 && internal::TryLockByte(fd, internal::kInitLockOffset);
+    ready.Signal();  // either way: the checks below fail if it did not lock
+    if (!locked) return 1;
     pause();
     return 0;
   });
-  close(ready[1]);
-  char c;
-  REQUIRE(read(ready[0], &c, 1) == 1);
-  close(ready[0]);
+  REQUIRE(ready.Await());
   r = Inspect({init.str()});
   CHECK(r.code == 2);
   CHECK(OneLine(r.err));
@@ -1239,16 +1251,20 @@ TEST_CASE("tools: inspect never writes, and survives an object shrunk while read
 }
 
 TEST_CASE("tools: the decoder survives every prefix and random corruption of an image", "[tools]") {
-  for (const char* kind : {"spsc", "mpmc"}) {
+  for (const char* kind : {"spsc", "mpmc", "broadcast"}) {
     SECTION(kind) {
       ScopedName name("decode");
       REQUIRE(Cat({"create", name.str(), "--kind", kind, "--capacity", "8K", "--max-frame", "200"})
                   .code == 0);
       std::string input;
       for (int i = 0; i < 40; ++i) absl::StrAppend(&input, std::string(i * 3, 'q'), "\n");
+      // Broadcast: no subscriber; the ring holds all 40 frames, the oldest is frame 0.
+      const bool broadcast = std::string_view(kind) == "broadcast";
       Process send(ShmCat(), {"send", name.str(), "--lines"}, input);
-      Process recv(ShmCat(), {"recv", name.str(), "--lines", "--count", "10"}, "");
-      REQUIRE(recv.Wait() == 0);
+      if (!broadcast) {
+        Process recv(ShmCat(), {"recv", name.str(), "--lines", "--count", "10"}, "");
+        REQUIRE(recv.Wait() == 0);
+      }
       REQUIRE(send.Wait() == 0);
       const std::string image = ObjectBytes(name.str());
       auto dead = [](std::uint32_t) { return false; };
@@ -1261,13 +1277,13 @@ TEST_CASE("tools: the decoder survives every prefix and random corruption of an 
       auto full = decode(image, image.size());
       REQUIRE(full.ok());
       CHECK(full->next_write_seq == 40);
-      CHECK(full->next_read_seq == 10);
-      CHECK(full->frames.size() == 30);
+      CHECK(full->next_read_seq == (broadcast ? 0 : 10));
+      CHECK(full->frames.size() == (broadcast ? 40 : 30));
       // The object shrank under us: bytes end early although fstat said more.
       for (std::size_t len = 0; len < image.size(); len += 8) {
         auto s = decode(std::string_view(image).substr(0, len), image.size());
         if (!s.ok()) continue;
-        CHECK(s->frames.size() <= 30);
+        CHECK(s->frames.size() <= 40);
       }
       // Random corruption: never a crash; frames stay within what was asked.
       std::mt19937 rng(11);
@@ -1283,6 +1299,284 @@ TEST_CASE("tools: the decoder survives every prefix and random corruption of an 
       }
     }
   }
+}
+
+// ---- broadcast channels ----
+
+// Subscribers: how many broadcast subscribers shm-inspect sees attached and alive.
+std::size_t LiveSubscribers(const std::string& name) {
+  const Ran r = Inspect({name, "--json"});
+  if (r.code != 0) return 0;
+  const Json j = ParseJson(r.out);  // kept: the loop below refers into it
+  std::size_t n = 0;
+  for (const Json& s : j["subscribers"].array) n += s["alive"].b ? 1 : 0;
+  return n;
+}
+
+// NumberedLines: "0\n" .. "<n-1>\n".
+std::string NumberedLines(int n) {
+  std::string input;
+  for (int i = 0; i < n; ++i) absl::StrAppend(&input, i, "\n");
+  return input;
+}
+
+// MissedIn: the frames a recv reported missed on stderr ("missed N frames"), summed.
+std::uint64_t MissedIn(const std::string& err) {
+  std::uint64_t missed = 0;
+  for (const std::string& line : Lines(err)) {
+    const std::size_t at = line.find("missed ");
+    if (at != std::string::npos) missed += std::stoull(line.substr(at + 7));
+  }
+  return missed;
+}
+
+// CheckGappedStream: lines received from a numbered stream of `total` lines, of which `missed`
+// were reported missed: strictly increasing, never torn, and received + missed == total.
+void CheckGappedStream(const std::string& out, std::uint64_t missed, int total) {
+  const std::vector<std::string> got = Lines(out);
+  INFO("received " << got.size() << ", missed " << missed << " of " << total);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    REQUIRE(got[i] == std::to_string(std::stoi(got[i])));  // a whole number: not torn
+    if (i > 0) REQUIRE(std::stoi(got[i]) > std::stoi(got[i - 1]));
+  }
+  CHECK(got.size() + missed == static_cast<std::uint64_t>(total));
+}
+
+TEST_CASE("tools: broadcast create options and usage errors", "[tools]") {
+  ScopedName name("bcast-create");
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"create", name.str(), "--overflow", "block"},  // not a broadcast channel
+           {"create", name.str(), "--kind", "mpmc", "--max-subscribers", "4"},
+           {"create", name.str(), "--kind", "broadcast", "--overflow", "drop"},
+           {"create", name.str(), "--kind", "broadcast", "--overflow", "overwrite", "--evict-after",
+            "1"},
+           {"create", name.str(), "--kind", "broadcast", "--evict-after", "soon"},
+           {"create", name.str(), "--kind", "broadcast", "--max-subscribers", "0"},
+           {"create", name.str(), "--kind", "broadcast", "--slots", "8"},
+           {"recv", name.str(), "--from", "newest"},
+       }) {
+    const Ran r = Cat(args);
+    CHECK(r.code == 1);
+    CHECK(OneLine(r.err));
+  }
+  CHECK(!Exists(name.str()));
+  REQUIRE(Cat({"create", name.str(), "--kind", "broadcast", "--capacity", "64K", "--evict-after",
+               "0.5", "--max-subscribers", "8"})
+              .code == 0);
+  Json j = ParseJson(Inspect({name.str(), "--json"}).out);
+  CHECK(j["kind"].s == "broadcast");
+  CHECK(j["capacity"].U() == 65536);
+  CHECK(j["capacity_unit"].s == "bytes");
+  CHECK(j["overflow"].s == "block");
+  CHECK(j["evict_after_ns"].U() == 500000000);
+  CHECK(j["subscribers"].array.empty());
+  CHECK(j["publisher"].type == Json::Type::kNull);
+  CHECK(j.Has("fill_bytes"));
+  ScopedName lossy("bcast-lossy");
+  REQUIRE(Cat({"create", lossy.str(), "--kind", "broadcast", "--overflow", "overwrite"}).code == 0);
+  j = ParseJson(Inspect({lossy.str(), "--json"}).out);
+  CHECK(j["overflow"].s == "overwrite");
+  ScopedName never("bcast-never");
+  REQUIRE(Cat({"create", never.str(), "--kind", "broadcast", "--evict-after", "never"}).code == 0);
+  CHECK(ParseJson(Inspect({never.str(), "--json"}).out)["evict_after_ns"].type ==
+        Json::Type::kNull);
+  // --from on a channel of another kind: a usage error once the kind is known.
+  ScopedName spsc("bcast-spsc");
+  REQUIRE(Cat({"create", spsc.str()}).code == 0);
+  const Ran r = Cat({"recv", spsc.str(), "--from", "oldest"});
+  CHECK(r.code == 1);
+  CHECK(OneLine(r.err));
+}
+
+TEST_CASE("tools: broadcast send reaches every recv process, byte-exact", "[tools]") {
+  ScopedName name("bcast-fan");
+  REQUIRE(Cat({"create", name.str(), "--kind", "broadcast", "--capacity", "8K"}).code == 0);
+  std::vector<std::unique_ptr<Process>> receivers;
+  for (int i = 0; i < 3; ++i) {
+    receivers.push_back(std::make_unique<Process>(
+        ShmCat(), std::vector<std::string>{"recv", name.str(), "--lines"}, ""));
+  }
+  // --from latest (the default): every receiver must be attached before the first line.
+  REQUIRE(Eventually([&] { return LiveSubscribers(name.str()) == 3; }));
+  constexpr int kTotal = 20000;  // far more than the 8 KiB ring holds: the publisher waits
+  const std::string input = NumberedLines(kTotal);
+  Process send(ShmCat(), {"send", name.str(), "--lines", "--close"}, input);
+  CHECK(send.Wait() == 0);
+  for (auto& r : receivers) {
+    CHECK(r->Wait() == 0);
+    CHECK(r->out() == input);
+    CHECK(r->err().empty());
+  }
+  // A late subscriber replays what the ring still holds, then sees the end of the stream.
+  const Ran late = Cat({"recv", name.str(), "--lines", "--from", "oldest"});
+  CHECK(late.code == 0);
+  const std::vector<std::string> tail = Lines(late.out);
+  REQUIRE(!tail.empty());
+  CHECK(tail.back() == std::to_string(kTotal - 1));
+  CheckGappedStream(late.out, static_cast<std::uint64_t>(kTotal) - tail.size(), kTotal);
+}
+
+TEST_CASE("tools: broadcast overwrite: a stopped recv reports exactly what it missed", "[tools]") {
+  ScopedName name("bcast-lap");
+  REQUIRE(Cat({"create", name.str(), "--kind", "broadcast", "--overflow", "overwrite", "--capacity",
+               "4K"})
+              .code == 0);
+  Process slow(ShmCat(), {"recv", name.str(), "--lines"}, "");
+  REQUIRE(Eventually([&] { return LiveSubscribers(name.str()) == 1; }));
+  kill(slow.pid(), SIGSTOP);
+  constexpr int kTotal = 5000;  // ~80 laps of the 4 KiB ring
+  REQUIRE(Cat({"send", name.str(), "--lines", "--close"}, NumberedLines(kTotal)).code == 0);
+  const Json j = ParseJson(Inspect({name.str(), "--json"}).out);
+  REQUIRE(j["subscribers"].array.size() == 1);
+  CHECK(j["subscribers"].array[0]["behind"].b);  // lapped while stopped
+  CHECK(j["subscribers"].array[0]["lag_frames"].U() > 0);
+  kill(slow.pid(), SIGCONT);
+  CHECK(slow.Wait() == 4);  // the stream ended, with a gap
+  const std::uint64_t missed = MissedIn(slow.err());
+  CHECK(missed > 0);
+  CHECK(slow.err().find("lapped") != std::string::npos);
+  CheckGappedStream(slow.out(), missed, kTotal);
+}
+
+TEST_CASE("tools: broadcast block: a stopped recv is evicted, the others miss nothing", "[tools]") {
+  ScopedName name("bcast-evict");
+  REQUIRE(
+      Cat({"create", name.str(), "--kind", "broadcast", "--capacity", "4K", "--evict-after", "0.2"})
+          .code == 0);
+  Process stopped(ShmCat(), {"recv", name.str(), "--lines"}, "");
+  Process reader(ShmCat(), {"recv", name.str(), "--lines"}, "");
+  REQUIRE(Eventually([&] { return LiveSubscribers(name.str()) == 2; }));
+  kill(stopped.pid(), SIGSTOP);
+  constexpr int kTotal = 3000;
+  const std::string input = NumberedLines(kTotal);
+  Process send(ShmCat(), {"send", name.str(), "--lines", "--close"}, input);
+  CHECK(send.Wait() == 0);  // not held forever by the stopped subscriber
+  CHECK(reader.Wait() == 0);
+  CHECK(reader.out() == input);
+  const Json j = ParseJson(Inspect({name.str(), "--json"}).out);
+  CHECK(j["publisher"].type == Json::Type::kNull);  // the sender detached
+  CHECK(j["counters"]["evicted"].U() >= 1);
+  kill(stopped.pid(), SIGCONT);
+  CHECK(stopped.Wait() == 4);
+  CHECK(stopped.err().find("evicted") != std::string::npos);
+  CheckGappedStream(stopped.out(), MissedIn(stopped.err()), kTotal);
+}
+
+TEST_CASE("tools: inspect shows the broadcast publisher and every subscriber", "[tools]") {
+  ScopedName name("bcast-inspect");
+  REQUIRE(Cat({"create", name.str(), "--kind", "broadcast", "--capacity", "8K"}).code == 0);
+  auto publisher = BroadcastPublisher::Attach(name.str());
+  REQUIRE(publisher.ok());
+  auto ahead = BroadcastSubscriber::Attach(name.str());
+  auto behind = BroadcastSubscriber::Attach(name.str());
+  REQUIRE(ahead.ok());
+  REQUIRE(behind.ok());
+  for (int i = 0; i < 5; ++i) {
+    const std::string p = absl::StrCat("tick", i);  // 5 bytes: a 32-byte frame
+    REQUIRE(publisher->try_send(std::as_bytes(std::span(p))) == Result::kOk);
+  }
+  std::byte buffer[64];
+  for (int i = 0; i < 3; ++i) REQUIRE(ahead->try_receive(buffer).ok());
+  REQUIRE(behind->try_receive(buffer).ok());
+  // A subscriber in another process, killed while attached.
+  Pipe attached;
+  Child child([&] {
+    auto s = BroadcastSubscriber::Attach(name.str());
+    attached.Signal();  // either way: a failed attach shows in the counts below
+    if (!s.ok()) return 1;
+    pause();
+    return 0;
+  });
+  REQUIRE(attached.Await());
+  const pid_t dead_pid = child.pid();
+  child.Kill(SIGKILL);
+  REQUIRE(child.Wait() == 128 + SIGKILL);
+
+  Ran r = Inspect({name.str(), "--json", "--frames", "10"});
+  REQUIRE(r.code == 0);
+  const Json j = ParseJson(r.out);
+  CHECK(j["kind"].s == "broadcast");
+  CHECK(j["next_write_seq"].U() == 5);
+  CHECK(j["write_position"].U() == 5 * 32);
+  CHECK(j["oldest_seq"].U() == 0);
+  CHECK(j["publisher"]["pid"].U() == static_cast<std::uint64_t>(getpid()));
+  CHECK(j["publisher"]["alive"].b);
+  CHECK(j["publisher"]["frames"].U() == 5);
+  std::map<std::uint64_t, const Json*> by_lag;
+  int dead = 0;
+  for (const Json& s : j["subscribers"].array) {
+    if (!s["alive"].b) {
+      ++dead;
+      CHECK(s["pid"].U() == static_cast<std::uint64_t>(dead_pid));
+      continue;
+    }
+    by_lag[s["lag_frames"].U()] = &s;
+  }
+  CHECK(dead == 1);
+  REQUIRE(by_lag.size() == 2);
+  REQUIRE(by_lag.count(2) == 1);  // read 3 of 5
+  REQUIRE(by_lag.count(4) == 1);  // read 1 of 5
+  CHECK((*by_lag[2])["cursor_seq"].U() == 3);
+  CHECK((*by_lag[2])["lag_bytes"].U() == 2 * 32);
+  CHECK((*by_lag[2])["frames"].U() == 3);
+  CHECK((*by_lag[4])["cursor_seq"].U() == 1);
+  CHECK((*by_lag[4])["cursor_position"].U() == 32);
+  CHECK(!(*by_lag[4])["behind"].b);
+  CHECK((*by_lag[4])["missed"].U() == 0);
+  CHECK(j["counters"]["missed"].U() == 0);
+  REQUIRE(j["frames"].array.size() == 5);  // every frame still held, from the oldest
+  CHECK(j["frames"].array[0]["preview_hex"].s == "7469636b30");  // "tick0"
+  // The text report: policy, publisher, the subscriber table.
+  r = Inspect({name.str()});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("broadcast") != std::string::npos);
+  CHECK(r.out.find("policy    block") != std::string::npos);
+  CHECK(r.out.find("publisher pid") != std::string::npos);
+  CHECK(r.out.find("subscribers 3") != std::string::npos);
+  CHECK(r.out.find("DEAD") != std::string::npos);
+  // The listing.
+  r = Inspect({});
+  REQUIRE(r.code == 0);
+  bool listed = false;
+  for (const std::string& line : Lines(r.out)) {
+    if (line.rfind(name.str() + " ", 0) == 0) {
+      listed = true;
+      CHECK(line.find("broadcast") != std::string::npos);
+    }
+  }
+  CHECK(listed);
+}
+
+TEST_CASE("tools: gc removes a broadcast segment whose endpoints all died", "[tools]") {
+  ScopedName stale("bcast-gc-stale");
+  ScopedName live("bcast-gc-live");
+  for (const ScopedName* n : {&stale, &live}) {
+    REQUIRE(Cat({"create", n->str(), "--kind", "broadcast", "--capacity", "4K"}).code == 0);
+  }
+  auto subscriber = BroadcastSubscriber::Attach(live.str());  // stays attached
+  REQUIRE(subscriber.ok());
+  Pipe attached;
+  Child child([&] {
+    auto p = BroadcastPublisher::Attach(stale.str());
+    auto s = BroadcastSubscriber::Attach(stale.str());
+    attached.Signal();
+    if (!p.ok() || !s.ok()) return 1;
+    pause();
+    return 0;
+  });
+  REQUIRE(attached.Await());
+  child.Kill(SIGKILL);
+  REQUIRE(child.Wait() == 128 + SIGKILL);
+  const std::string prefix = testing::TestPrefix();
+  Ran r = Cat({"gc", "--dry-run", "--prefix", prefix});
+  REQUIRE(r.code == 0);
+  const std::vector<std::string> listed = Lines(r.out);
+  CHECK(std::count(listed.begin(), listed.end(), stale.str()) == 1);
+  CHECK(std::count(listed.begin(), listed.end(), live.str()) == 0);
+  r = Cat({"gc", "--prefix", stale.str()});
+  REQUIRE(r.code == 0);
+  CHECK(!Exists(stale.str()));
+  CHECK(Exists(live.str()));
 }
 
 }  // namespace

@@ -21,6 +21,9 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 1;
 inline constexpr int kExitRuntime = 2;
 inline constexpr int kExitTimeout = 3;
+// shm-cat recv of a broadcast channel: the stream ended (or --count frames arrived), but frames
+// were missed (lapped or evicted; each lap reported on stderr with its count).
+inline constexpr int kExitMissed = 4;
 
 // ExitCodeOf maps a Status to the tools' exit code by its code: DeadlineExceeded -> timeout,
 // InvalidArgument -> usage (a bad name or an impossible geometry), anything else -> runtime.

@@ -70,17 +70,15 @@ int Fail(const std::string& message) {
   return shmring::tools::kExitRuntime;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"shm-bridge: carry a shmring channel across hosts through RabbitMQ (AMQP 0-9-1)"};
-  app.require_subcommand(1);
+// CommonFlags: the options both subcommands share (broker, TLS, --declare, --progress).
+struct CommonFlags {
   std::string url_text;
   shmring::bridge::TlsOptions tls;
   bool declare = false;
   bool progress = false;
   double progress_interval = 1.0;
-  auto add_connection = [&](CLI::App* cmd) {
+
+  void AddTo(CLI::App* cmd) {
     cmd->add_option("--amqp", url_text,
                     "broker URL amqp://user:password@host:port/vhost (amqps:// for TLS); "
                     "default $SHMRING_AMQP_URL")
@@ -94,44 +92,68 @@ int main(int argc, char** argv) {
     cmd->add_option("--progress-interval", progress_interval,
                     "seconds between --progress lines (default 1)")
         ->check(CLI::Range(0.01, 3600.0));
-  };
+  }
+};
 
-  shmring::bridge::OutOptions out;
-  CLI::App* out_cmd = app.add_subcommand(
+// AddOutCommand: `shm-bridge out`, its options into `out` and `drop_unroutable`.
+CLI::App* AddOutCommand(CLI::App& app, CommonFlags& common, shmring::bridge::OutOptions& out,
+                        bool& drop_unroutable) {
+  CLI::App* cmd = app.add_subcommand(
       "out", "consume CHANNEL and publish every frame to an exchange, with publisher confirms");
-  out_cmd->add_option("CHANNEL", out.channel, "shmring channel to consume")->required();
-  add_connection(out_cmd);
-  out_cmd->add_option("--exchange", out.exchange, "exchange to publish to")->required();
-  out_cmd->add_option("--routing-key", out.routing_key, "routing key (default empty)");
-  out_cmd->add_option("--exchange-type", out.exchange_type, "with --declare (default direct)");
-  out_cmd->add_flag("--persistent", out.persistent, "persistent messages (delivery mode 2)");
-  out_cmd->add_option("--window", out.window, "most unconfirmed messages (default 256)")
+  cmd->add_option("CHANNEL", out.channel, "shmring channel to consume")->required();
+  common.AddTo(cmd);
+  cmd->add_option("--exchange", out.exchange, "exchange to publish to")->required();
+  cmd->add_option("--routing-key", out.routing_key, "routing key (default empty)");
+  cmd->add_option("--exchange-type", out.exchange_type, "with --declare (default direct)");
+  cmd->add_flag("--persistent", out.persistent, "persistent messages (delivery mode 2)");
+  cmd->add_option("--window", out.window, "most unconfirmed messages (default 256)")
       ->check(CLI::Range(1u, 1u << 20));
-  out_cmd
-      ->add_option("--mpmc-holders", out.mpmc_holders,
-                   "MPMC channels: consumer endpoints holding the window (default 32)")
+  cmd->add_option("--mpmc-holders", out.mpmc_holders,
+                  "MPMC channels: consumer endpoints holding the window (default 32)")
       ->check(CLI::Range(1u, 4096u));
-  bool drop_unroutable = false;
-  out_cmd->add_flag("--drop-unroutable", drop_unroutable,
-                    "let the broker drop messages no queue is bound for (default: keep them "
-                    "and publish again every second until a queue takes them)");
-  out_cmd->add_option("--origin-host", out.origin_host, "x-shmring-host (default the host name)");
+  cmd->add_flag("--drop-unroutable", drop_unroutable,
+                "let the broker drop messages no queue is bound for (default: keep them "
+                "and publish again every second until a queue takes them)");
+  cmd->add_option("--origin-host", out.origin_host, "x-shmring-host (default the host name)");
+  return cmd;
+}
 
-  shmring::bridge::InOptions in;
-  CLI::App* in_cmd = app.add_subcommand(
+// AddInCommand: `shm-bridge in`, its options into `in` and `keep_duplicates`.
+CLI::App* AddInCommand(CLI::App& app, CommonFlags& common, shmring::bridge::InOptions& in,
+                       bool& keep_duplicates) {
+  CLI::App* cmd = app.add_subcommand(
       "in", "consume QUEUE and commit every message as a frame into CHANNEL, acking after commit");
-  in_cmd->add_option("QUEUE", in.queue, "queue to consume")->required();
-  in_cmd->add_option("CHANNEL", in.channel, "shmring channel to produce into")->required();
-  add_connection(in_cmd);
-  in_cmd->add_option("--prefetch", in.prefetch, "most unacked messages (default 256)")
+  cmd->add_option("QUEUE", in.queue, "queue to consume")->required();
+  cmd->add_option("CHANNEL", in.channel, "shmring channel to produce into")->required();
+  common.AddTo(cmd);
+  cmd->add_option("--prefetch", in.prefetch, "most unacked messages (default 256)")
       ->check(CLI::Range(1, 65535));
-  in_cmd->add_option("--exchange", in.exchange, "bind the queue to this exchange");
-  in_cmd->add_option("--routing-key", in.routing_key, "binding key (default empty)");
-  in_cmd->add_option("--exchange-type", in.exchange_type, "with --declare (default direct)");
-  bool keep_duplicates = false;
-  in_cmd->add_flag("--keep-duplicates", keep_duplicates,
-                   "commit every message, also those the duplicate rule drops");
+  cmd->add_option("--exchange", in.exchange, "bind the queue to this exchange");
+  cmd->add_option("--routing-key", in.routing_key, "binding key (default empty)");
+  cmd->add_option("--exchange-type", in.exchange_type, "with --declare (default direct)");
+  cmd->add_flag("--keep-duplicates", keep_duplicates,
+                "commit every message, also those the duplicate rule drops");
+  return cmd;
+}
 
+// Progress: the --progress callback printing through `printer`, or none.
+shmring::bridge::ProgressFn Progress(const CommonFlags& common, ProgressPrinter& printer) {
+  return common.progress ? shmring::bridge::ProgressFn(std::ref(printer))
+                         : shmring::bridge::ProgressFn();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"shm-bridge: carry a shmring channel across hosts through RabbitMQ (AMQP 0-9-1)"};
+  app.require_subcommand(1);
+  CommonFlags common;
+  shmring::bridge::OutOptions out;
+  bool drop_unroutable = false;
+  CLI::App* out_cmd = AddOutCommand(app, common, out, drop_unroutable);
+  shmring::bridge::InOptions in;
+  bool keep_duplicates = false;
+  AddInCommand(app, common, in, keep_duplicates);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -141,32 +163,28 @@ int main(int argc, char** argv) {
     return shmring::tools::kExitUsage;
   }
 
-  auto url = shmring::bridge::ParseAmqpUrl(url_text);
+  auto url = shmring::bridge::ParseAmqpUrl(common.url_text);
   if (!url.ok()) {
     return Fail(std::string(url.status().message()));
   }
   InstallSignals();
   shmring::bridge::ConnectionOptions connection;
   connection.url = *url;
-  connection.tls = tls;
-  connection.declare = declare;
-  connection.progress_period = absl::Seconds(progress_interval);
+  connection.tls = common.tls;
+  connection.declare = common.declare;
+  connection.progress_period = absl::Seconds(common.progress_interval);
 
   absl::Status status;
   if (out_cmd->parsed()) {
     out.connection = connection;
     out.mandatory = !drop_unroutable;
     ProgressPrinter printer(absl::StrFormat("out %s", out.channel));
-    status = shmring::bridge::RunOut(
-        out, g_stop,
-        progress ? shmring::bridge::ProgressFn(std::ref(printer)) : shmring::bridge::ProgressFn());
+    status = shmring::bridge::RunOut(out, g_stop, Progress(common, printer));
   } else {
     in.connection = connection;
     in.drop_duplicates = !keep_duplicates;
     ProgressPrinter printer(absl::StrFormat("in %s", in.channel));
-    status = shmring::bridge::RunIn(
-        in, g_stop,
-        progress ? shmring::bridge::ProgressFn(std::ref(printer)) : shmring::bridge::ProgressFn());
+    status = shmring::bridge::RunIn(in, g_stop, Progress(common, printer));
   }
   if (!status.ok()) return Fail(std::string(status.message()));
   return shmring::tools::kExitOk;

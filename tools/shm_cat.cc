@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "cli.h"
 #include "inspect.h"  // the tools' inspection interface (gc, rm, naming helpers)
+#include "shmring/broadcast.h"
 #include "shmring/channel.h"
 #include "shmring/mpmc.h"
 #include "shmring/spsc.h"
@@ -41,7 +42,8 @@ namespace {
 
 constexpr char kFooter[] =
     "Sizes take K/M/G suffixes (powers of two). NAME with or without the leading '/'.\n"
-    "Exit codes: 0 success, 1 usage error, 2 runtime error, 3 timeout. See docs/tools.md.";
+    "Exit codes: 0 success, 1 usage error, 2 runtime error, 3 timeout, 4 frames missed\n"
+    "(recv of a broadcast channel: lapped or evicted). See docs/tools.md.";
 
 // Usage reports a usage error in one line (docs/tools.md: exit 1).
 int Usage(std::string_view message) {
@@ -109,6 +111,62 @@ absl::StatusOr<Kind> DetectKind(const std::string& name, bool shared) {
 
 // ---- create ----
 
+// BroadcastOptions takes create's broadcast options (--overflow, --evict-after,
+// --max-subscribers) into `options`; returns the usage error, or "" (also when none was given).
+std::string BroadcastOptions(const Args& a, ChannelOptions* options) {
+  const bool broadcast = options->kind == Kind::kBroadcast;
+  for (const char* flag : {"overflow", "evict-after", "max-subscribers"}) {
+    if (Flag(a, flag) != nullptr && !broadcast) {
+      return absl::StrCat("--", flag, " applies to --kind broadcast only");
+    }
+  }
+  if (const std::string* v = Flag(a, "overflow")) {
+    if (*v == "block") {
+      options->overflow = OverflowPolicy::kBlock;
+    } else if (*v == "overwrite") {
+      options->overflow = OverflowPolicy::kOverwrite;
+    } else {
+      return absl::StrCat("--overflow must be block or overwrite, not '", *v, "'");
+    }
+  }
+  if (const std::string* v = Flag(a, "evict-after")) {
+    if (options->overflow != OverflowPolicy::kBlock) {
+      return "--evict-after applies to --overflow block only";
+    }
+    const std::optional<double> seconds =
+        *v == "never" ? std::optional<double>() : ParseSeconds(*v);
+    if (*v != "never" && !seconds) {
+      return absl::StrCat("bad --evict-after '", *v, "' (SECONDS or never)");
+    }
+    options->evict_after = seconds ? absl::Seconds(*seconds) : absl::InfiniteDuration();
+  }
+  if (const std::string* v = Flag(a, "max-subscribers")) {
+    const std::optional<std::uint64_t> n = ParseCount(*v);
+    if (!n || *n == 0 || *n > UINT32_MAX) return absl::StrCat("bad --max-subscribers '", *v, "'");
+    options->max_endpoints = static_cast<std::uint32_t>(*n);
+  }
+  return "";
+}
+
+// MpmcSlots sets an MPMC channel's slot count: --slots, or as many power-of-two slots of
+// max_frame (default kDefaultMpmcMaxFrame) payload bytes as fit in --capacity bytes. Returns the
+// usage error, or "".
+std::string MpmcSlots(const Args& a, std::uint64_t capacity_bytes, ChannelOptions* options) {
+  const std::uint64_t stride =
+      MpmcSlotBytes(options->max_frame != 0 ? options->max_frame : kDefaultMpmcMaxFrame);
+  std::uint64_t slots = std::bit_floor(capacity_bytes / stride);
+  if (const std::string* v = Flag(a, "slots")) {
+    auto n = ParseSize(*v);
+    if (!n) return absl::StrCat("bad --slots '", *v, "'");
+    slots = *n;
+  } else if (slots < 2) {
+    return absl::StrCat("--capacity ", capacity_bytes, " bytes holds fewer than 2 slots of ",
+                        stride, " bytes");
+  }
+  options->capacity = slots;
+  return "";
+}
+
 int Create(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
@@ -119,9 +177,14 @@ int Create(const Args& a) {
       options.kind = Kind::kSpsc;
     } else if (*v == "mpmc") {
       options.kind = Kind::kMpmc;
+    } else if (*v == "broadcast") {
+      options.kind = Kind::kBroadcast;
     } else {
-      return Usage(absl::StrCat("--kind must be spsc or mpmc, not '", *v, "'"));
+      return Usage(absl::StrCat("--kind must be spsc, mpmc or broadcast, not '", *v, "'"));
     }
+  }
+  if (const std::string error = BroadcastOptions(a, &options); !error.empty()) {
+    return Usage(error);
   }
   std::uint64_t capacity_bytes = std::uint64_t{1} << 20;
   if (const std::string* v = Flag(a, "capacity")) {
@@ -144,25 +207,11 @@ int Create(const Args& a) {
     }
     options.mode = static_cast<mode_t>(mode);
   }
-  if (options.kind == Kind::kSpsc) {
+  if (options.kind != Kind::kMpmc) {
     if (Flag(a, "slots") != nullptr) return Usage("--slots applies to --kind mpmc only");
     options.capacity = capacity_bytes;
-  } else {
-    // --capacity is the size of the slot array in bytes: as many power-of-two slots of
-    // max_frame (default kDefaultMpmcMaxFrame) payload bytes as fit. --slots gives the count
-    // directly.
-    const std::uint64_t stride =
-        MpmcSlotBytes(options.max_frame != 0 ? options.max_frame : kDefaultMpmcMaxFrame);
-    std::uint64_t slots = std::bit_floor(capacity_bytes / stride);
-    if (const std::string* v = Flag(a, "slots")) {
-      auto n = ParseSize(*v);
-      if (!n) return Usage(absl::StrCat("bad --slots '", *v, "'"));
-      slots = *n;
-    } else if (slots < 2) {
-      return Usage(absl::StrCat("--capacity ", capacity_bytes,
-                                " bytes holds fewer than 2 slots of ", stride, " bytes"));
-    }
-    options.capacity = slots;
+  } else if (const std::string error = MpmcSlots(a, capacity_bytes, &options); !error.empty()) {
+    return Usage(error);
   }
   if (absl::Status s = CreateChannel(name, options); !s.ok()) return Fail(s);
   return kExitOk;
@@ -265,6 +314,11 @@ int Send(const Args& a) {
     if (!producer.ok()) return Fail(producer.status());
     return SendWith(*producer, name, lines, frame_size, close_at_eof);
   }
+  if (*kind == Kind::kBroadcast) {
+    auto publisher = BroadcastPublisher::Attach(name, Endpoint(shared));
+    if (!publisher.ok()) return Fail(publisher.status());
+    return SendWith(*publisher, name, lines, frame_size, close_at_eof);
+  }
   auto producer = MpmcProducer::Attach(name, Endpoint(shared));
   if (!producer.ok()) return Fail(producer.status());
   return SendWith(*producer, name, lines, frame_size, close_at_eof);
@@ -334,6 +388,49 @@ int RecvWith(Consumer& consumer, const std::string& name, bool lines,
   return kExitOk;
 }
 
+// RecvBroadcast: a subscriber copies each frame out and validates it (receive) before writing it:
+// a frame the publisher overwrote meanwhile is never written. Each lap or eviction is one line on
+// stderr with the exact count; the exit code is then kExitMissed (the stream went on).
+int RecvBroadcast(BroadcastSubscriber& subscriber, const std::string& name, bool lines,
+                  std::optional<std::uint64_t> count, std::optional<double> timeout) {
+  const std::unique_ptr<std::byte[]> buffer =
+      std::make_unique_for_overwrite<std::byte[]>(std::max<std::size_t>(1, subscriber.max_frame()));
+  const std::span<std::byte> space(buffer.get(), std::max<std::size_t>(1, subscriber.max_frame()));
+  std::uint64_t missed = 0;
+  for (std::uint64_t received = 0; !count || received < *count;) {
+    const absl::Time deadline =
+        timeout ? absl::Now() + absl::Seconds(*timeout) : absl::InfiniteFuture();
+    const Received r = subscriber.receive(space, deadline);
+    if (r.result == Result::kLapped) {
+      missed += r.missed;
+      std::fprintf(stderr, "shm-cat: %s: missed %llu frames (sequence %llu to %llu): %s\n",
+                   name.c_str(), static_cast<unsigned long long>(r.missed),
+                   static_cast<unsigned long long>(r.sequence),
+                   static_cast<unsigned long long>(r.sequence + r.missed - 1),
+                   subscriber.overflow() == OverflowPolicy::kOverwrite
+                       ? "lapped by the publisher"
+                       : "evicted for blocking the publisher");
+      continue;
+    }
+    if (r.result == Result::kClosed) break;
+    if (r.result == Result::kTimeout) {
+      return Fail(absl::StrCat(internal::Prefix(name), "timed out after ", *timeout,
+                               " s waiting for a frame"),
+                  kExitTimeout);
+    }
+    if (!r.ok()) {
+      return Fail(
+          absl::StrCat(internal::Prefix(name), "read failed: ", internal::AV(ToString(r.result))));
+    }
+    if (!WriteFrame(space.first(r.size), lines)) {
+      return Fail(absl::StrCat(internal::Prefix(name), "cannot write to stdout: ",
+                               std::strerror(errno), " (frame ", r.sequence, ")"));
+    }
+    ++received;
+  }
+  return missed == 0 ? kExitOk : kExitMissed;
+}
+
 int Recv(const Args& a) {
   std::string name, error;
   if (!OneName(a, &name, &error)) return Usage(error);
@@ -347,10 +444,27 @@ int Recv(const Args& a) {
     timeout = ParseSeconds(*v);
     if (!timeout) return Usage(absl::StrCat("bad --timeout '", *v, "'"));
   }
+  std::optional<StartAt> from;
+  if (const std::string* v = Flag(a, "from")) {
+    if (*v == "latest") {
+      from = StartAt::kLatest;
+    } else if (*v == "oldest") {
+      from = StartAt::kOldest;
+    } else {
+      return Usage(absl::StrCat("--from must be latest or oldest, not '", *v, "'"));
+    }
+  }
   const bool lines = Flag(a, "lines") != nullptr;
   const bool shared = Flag(a, "shared") != nullptr;
   absl::StatusOr<Kind> kind = DetectKind(name, shared);
   if (!kind.ok()) return Fail(kind.status());
+  if (from && *kind != Kind::kBroadcast) return Usage("--from applies to broadcast channels only");
+  if (*kind == Kind::kBroadcast) {
+    auto subscriber =
+        BroadcastSubscriber::Attach(name, from.value_or(StartAt::kLatest), Endpoint(shared));
+    if (!subscriber.ok()) return Fail(subscriber.status());
+    return RecvBroadcast(*subscriber, name, lines, count, timeout);
+  }
   if (*kind == Kind::kSpsc) {
     auto consumer = SpscConsumer::Attach(name, Endpoint(shared));
     if (!consumer.ok()) return Fail(consumer.status());
@@ -425,11 +539,16 @@ struct Command {
 const Command kCommands[] = {
     {"create",
      "create a channel",
-     {{"kind", "spsc (default) or mpmc"},
-      {"capacity", "BYTES: SPSC ring size / MPMC slot array size (default 1M)"},
+     {{"kind", "spsc (default), mpmc or broadcast"},
+      {"capacity", "BYTES: SPSC/broadcast ring size / MPMC slot array size (default 1M)"},
       {"max-frame", "BYTES: largest frame"},
       {"mode", "OCTAL: permission bits (default 0600)"},
-      {"slots", "N: MPMC slot count (instead of --capacity)"}},
+      {"slots", "N: MPMC slot count (instead of --capacity)"},
+      {"overflow", "broadcast: block (default, lossless) or overwrite (lossy)"},
+      {"evict-after",
+       "SECONDS|never: broadcast block: evict a subscriber that blocks the "
+       "publisher this long (default 1)"},
+      {"max-subscribers", "N: broadcast: subscribers attached at once (default 64)"}},
      {},
      Create},
     {"send",
@@ -441,7 +560,11 @@ const Command kCommands[] = {
      Send},
     {"recv",
      "receive frames to stdout",
-     {{"count", "N: stop after N frames"}, {"timeout", "SECONDS: give up waiting (exit 3)"}},
+     {{"count", "N: stop after N frames"},
+      {"timeout", "SECONDS: give up waiting (exit 3)"},
+      {"from",
+       "broadcast: latest (default: frames published from now on) or oldest (replay the "
+       "frames the ring still holds)"}},
      {{"lines", "a newline after each frame"}, {"shared", "accept a shared-mode channel"}},
      Recv},
     {"close", "mark end-of-stream", {}, {{"shared", "accept a shared-mode channel"}}, Close},

@@ -73,8 +73,9 @@ std::string Dump(const Json& j) {
   return j.dump(-1, ' ', /*ensure_ascii=*/true, Json::error_handler_t::replace) + "\n";
 }
 
-// With `channel`, the channel totals also get the frames/bytes split by role.
-Json CountersJson(const CounterValues& c, const Snapshot* channel = nullptr) {
+// With `channel`, the channel totals also get the frames/bytes split by role. `broadcast` adds the
+// broadcast counters (missed, lapped, evicted).
+Json CountersJson(const CounterValues& c, bool broadcast, const Snapshot* channel = nullptr) {
   Json j;
   j["frames"] = c.frames;
   j["bytes"] = c.bytes;
@@ -89,6 +90,11 @@ Json CountersJson(const CounterValues& c, const Snapshot* channel = nullptr) {
   j["abandoned"] = c.abandoned;
   j["takeovers"] = c.takeovers;
   j["redelivered"] = c.redelivered;
+  if (broadcast) {
+    j["missed"] = c.missed;
+    j["lapped"] = c.lapped;
+    j["evicted"] = c.evicted;
+  }
   return j;
 }
 
@@ -133,37 +139,92 @@ Rates ComputeRates(const Snapshot& before, const Snapshot& now, double seconds) 
   // the previous sample (the whole value if the entry was re-attached meanwhile).
   std::map<std::uint32_t, const EndpointSnapshot*> previous;
   for (const EndpointSnapshot& e : before.endpoints) previous[e.index] = &e;
-  std::uint64_t in = 0, out = 0;
+  std::uint64_t in = 0, out = 0, delivered = 0;
   for (const EndpointSnapshot& e : now.endpoints) {
-    std::uint64_t grown = e.counters.bytes;
+    CounterValues grown = e.counters;
     if (auto it = previous.find(e.index);
         it != previous.end() && it->second->generation == e.generation) {
-      grown = e.counters.bytes >= it->second->counters.bytes
-                  ? e.counters.bytes - it->second->counters.bytes
-                  : 0;
+      const CounterValues& was = it->second->counters;
+      grown.bytes = e.counters.bytes >= was.bytes ? e.counters.bytes - was.bytes : 0;
+      grown.frames = e.counters.frames >= was.frames ? e.counters.frames - was.frames : 0;
     }
-    if (e.role == static_cast<std::uint32_t>(internal::Role::kProducer)) in += grown;
-    if (e.role == static_cast<std::uint32_t>(internal::Role::kConsumer)) out += grown;
+    if (e.role == static_cast<std::uint32_t>(internal::Role::kProducer)) in += grown.bytes;
+    if (e.role == static_cast<std::uint32_t>(internal::Role::kConsumer)) {
+      out += grown.bytes;
+      delivered += grown.frames;
+    }
   }
+  // Broadcast: frames out are the frames every subscriber read (the oldest held frame only says
+  // how fast the ring is recycled).
+  if (now.geometry.kind == Kind::kBroadcast) r.frames_out = PerSecond(delivered, 0, seconds);
   r.bytes_in = seconds > 0 ? static_cast<double>(in) / seconds : 0;
   r.bytes_out = seconds > 0 ? static_cast<double>(out) / seconds : 0;
   return r;
 }
 
-Json EndpointJson(const EndpointSnapshot& e) {
+bool IsBroadcast(const Snapshot& s) { return s.geometry.kind == Kind::kBroadcast; }
+
+// EndpointHead: the keys every endpoint object starts with (`role` only in `endpoints`).
+Json EndpointHead(const EndpointSnapshot& e, bool with_role) {
   Json j;
   j["index"] = e.index;
-  j["role"] = internal::RoleName(e.role);
+  if (with_role) j["role"] = internal::RoleName(e.role);
   j["pid"] = e.pid;
   j["alive"] = e.alive;
   j["generation"] = e.generation;
   j["attach_time_ns"] = e.attach_time_ns;
   j["sleeping"] = e.sleeping;
+  return j;
+}
+
+Json EndpointJson(const EndpointSnapshot& e, bool broadcast) {
+  Json j = EndpointHead(e, /*with_role=*/true);
   j["claim_ticket"] = e.claim_ticket ? Json(*e.claim_ticket) : Json(nullptr);
   j["held_ticket"] = e.held_ticket ? Json(*e.held_ticket) : Json(nullptr);
   j["finished"] = e.finished;
-  j["counters"] = CountersJson(e.counters);
+  j["counters"] = CountersJson(e.counters, broadcast);
   return j;
+}
+
+// SubscriberJson: a broadcast subscriber's entry (docs/tools.md, "subscribers").
+Json SubscriberJson(const Snapshot& s, const EndpointSnapshot& e) {
+  const Snapshot::Lag lag = s.LagOf(e);
+  Json j = EndpointHead(e, /*with_role=*/false);
+  j["cursor_position"] = e.cursor_position.value_or(0);
+  j["cursor_seq"] = e.cursor_seq.value_or(0);
+  j["lag_frames"] = lag.frames;
+  j["lag_bytes"] = lag.bytes;
+  j["behind"] = s.Behind(e);
+  j["frames"] = e.counters.frames;
+  j["bytes"] = e.counters.bytes;
+  j["missed"] = e.counters.missed;
+  j["lapped"] = e.counters.lapped;
+  return j;
+}
+
+// BroadcastJson: the broadcast keys of the report: the policy, the publisher and every subscriber.
+void AddBroadcastJson(const Snapshot& s, Json& j) {
+  j["overflow"] = internal::OverflowName(s.overflow);
+  j["evict_after_ns"] =
+      s.evict_after_ns == internal::kNeverEvict ? Json(nullptr) : Json(s.evict_after_ns);
+  j["oldest_position"] = s.read_position;
+  j["oldest_seq"] = s.next_read_seq;
+  j["publisher_waits_for"] = s.publisher_waits_for ? Json(*s.publisher_waits_for) : Json(nullptr);
+  j["publisher"] = nullptr;
+  j["subscribers"] = Json::array();
+  for (const EndpointSnapshot& e : s.endpoints) {
+    if (e.role == static_cast<std::uint32_t>(internal::Role::kProducer)) {
+      j["publisher"] = {{"index", e.index},
+                        {"pid", e.pid},
+                        {"alive", e.alive},
+                        {"sleeping", e.sleeping},
+                        {"frames", e.counters.frames},
+                        {"bytes", e.counters.bytes},
+                        {"evicted", e.counters.evicted}};
+    } else if (e.role == static_cast<std::uint32_t>(internal::Role::kConsumer)) {
+      j["subscribers"].push_back(SubscriberJson(s, e));
+    }
+  }
 }
 
 Json FramesJson(const Snapshot& s) {
@@ -193,9 +254,23 @@ Json RatesJson(const Rates& r) {
   return j;
 }
 
+// ClosedByName: ControlBlock::closed as the JSON's `closed_by` (docs/tools.md).
+const char* ClosedByName(std::uint32_t closed_by) {
+  switch (closed_by) {
+    case internal::kOpen:
+      return "none";
+    case internal::kClosedByClose:
+      return "close";
+    case internal::kClosedByFinish:
+      return "finish";
+    default:
+      return "unknown";
+  }
+}
+
 std::string SnapshotJson(const Snapshot& s, bool with_frames, const std::optional<Rates>& rates) {
   const internal::Geometry& g = s.geometry;
-  const bool spsc = g.kind == Kind::kSpsc;
+  const bool spsc = g.kind != Kind::kMpmc;  // a byte ring (SPSC, broadcast)
   Json j;
   j["name"] = s.name;
   j["kind"] = internal::KindName(g.kind);
@@ -219,10 +294,7 @@ std::string SnapshotJson(const Snapshot& s, bool with_frames, const std::optiona
   j["fill_ratio"] = g.capacity ? static_cast<double>(s.fill) / g.capacity : 0.0;
   j["closed"] = s.closed;
   j["close_time_ns"] = s.close_time_ns;
-  j["closed_by"] = s.closed_by == internal::kClosedByClose    ? "close"
-                   : s.closed_by == internal::kClosedByFinish ? "finish"
-                   : s.closed_by == internal::kOpen           ? "none"
-                                                              : "unknown";
+  j["closed_by"] = ClosedByName(s.closed_by);
   j["finishing"] = s.finishing;
   j["frames_held"] = s.frames_held;
   j["waiters"] = s.waiters;
@@ -231,9 +303,12 @@ std::string SnapshotJson(const Snapshot& s, bool with_frames, const std::optiona
   j["endpoints_alive"] = s.endpoints_alive;
   j["endpoints_dead"] = s.endpoints_dead;
   j["endpoints"] = Json::array();
-  for (const EndpointSnapshot& e : s.endpoints) j["endpoints"].push_back(EndpointJson(e));
-  j["retired"] = CountersJson(s.retired);
-  j["counters"] = CountersJson(s.counters, &s);
+  for (const EndpointSnapshot& e : s.endpoints) {
+    j["endpoints"].push_back(EndpointJson(e, IsBroadcast(s)));
+  }
+  j["retired"] = CountersJson(s.retired, IsBroadcast(s));
+  j["counters"] = CountersJson(s.counters, IsBroadcast(s), &s);
+  if (IsBroadcast(s)) AddBroadcastJson(s, j);
   if (with_frames) {
     j["frames"] = FramesJson(s);
     j["frames_note"] = s.frames_note;
@@ -316,9 +391,17 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
+// Drained: nothing left to dequeue and (MPMC) no frame held, live or dead; broadcast: every live
+// subscriber read everything.
+bool Drained(const Snapshot& s) {
+  if (s.geometry.kind != Kind::kBroadcast) return s.fill == 0 && s.frames_held == 0;
+  return std::all_of(s.endpoints.begin(), s.endpoints.end(), [&](const EndpointSnapshot& e) {
+    return !e.alive || !e.cursor_position || s.LagOf(e).frames == 0;
+  });
+}
+
 std::string StateOf(const Snapshot& s) {
-  // Drained: nothing left to dequeue and (MPMC) no frame held, live or dead.
-  if (s.closed) return s.fill == 0 && s.frames_held == 0 ? "closed, drained" : "closed";
+  if (s.closed) return Drained(s) ? "closed, drained" : "closed";
   if (s.endpoints_alive == 0 && s.endpoints_dead > 0) return "stale";
   if (s.endpoints_alive == 0) return "idle";
   return "open";
@@ -342,6 +425,7 @@ std::string EndpointsTable(const Snapshot& s) {
       std::string ticket = "-";
       if (e.claim_ticket) ticket = absl::StrCat("claim ", *e.claim_ticket);
       if (e.held_ticket) ticket = absl::StrCat("held ", *e.held_ticket);
+      if (e.finished) ticket = ticket == "-" ? "finished" : absl::StrCat(ticket, ", finished");
       t.Add({absl::StrCat(e.index), internal::RoleName(e.role), absl::StrCat(e.pid),
              e.alive ? "alive" : "DEAD", absl::StrCat(e.generation), e.sleeping ? "yes" : "-",
              absl::StrCat(e.counters.frames), absl::StrCat(e.counters.bytes),
@@ -351,6 +435,57 @@ std::string EndpointsTable(const Snapshot& s) {
     }
     absl::StrAppend(&out, t.Render("    "));
   }
+  return out;
+}
+
+// PolicyLine: a broadcast channel's overflow policy and eviction bound.
+std::string PolicyLine(const Snapshot& s) {
+  std::string evict;
+  if (s.overflow == internal::kOverflowBlock) {
+    evict = s.evict_after_ns == internal::kNeverEvict
+                ? ", never evicts"
+                : absl::StrCat(", evicts a subscriber that blocks it for ",
+                               absl::FormatDuration(absl::Nanoseconds(s.evict_after_ns)));
+  }
+  return absl::StrCat("  policy    ", internal::OverflowName(s.overflow), evict, "\n");
+}
+
+// SubscribersTable: a broadcast channel's publisher and subscribers, with each subscriber's
+// cursor, lag and losses.
+std::string SubscribersTable(const Snapshot& s) {
+  std::string out = "  publisher ";
+  bool publisher = false;
+  for (const EndpointSnapshot& e : s.endpoints) {
+    if (e.role != static_cast<std::uint32_t>(internal::Role::kProducer)) continue;
+    publisher = true;
+    absl::StrAppend(&out, "pid ", e.pid, " ", e.alive ? "alive" : "DEAD", ", evicted ",
+                    e.counters.evicted, " subscribers");
+  }
+  if (!publisher) out += "none";
+  if (s.publisher_waits_for) {
+    absl::StrAppend(&out, ", blocked on subscriber #", *s.publisher_waits_for);
+  }
+  out += "\n";
+  Table t({"#", "PID", "STATE", "CURSOR", "LAG", "LAG BYTES", "BEHIND", "FRAMES", "MISSED",
+           "LAPPED", "SLEEP"},
+          {true, true, false, true, true, true, false, true, true, true, false});
+  int subscribers = 0;
+  for (const EndpointSnapshot& e : s.endpoints) {
+    if (e.role != static_cast<std::uint32_t>(internal::Role::kConsumer)) continue;
+    ++subscribers;
+    const Snapshot::Lag lag = s.LagOf(e);
+    const char* behind = !s.Behind(e)                             ? "-"
+                         : s.overflow == internal::kOverflowBlock ? "evicted"
+                                                                  : "lapped";
+    t.Add({absl::StrCat(e.index), absl::StrCat(e.pid), e.alive ? "alive" : "DEAD",
+           absl::StrCat(e.cursor_seq.value_or(0)), absl::StrCat(lag.frames),
+           absl::StrCat(lag.bytes), behind, absl::StrCat(e.counters.frames),
+           absl::StrCat(e.counters.missed), absl::StrCat(e.counters.lapped),
+           e.sleeping ? "yes" : "-"});
+  }
+  absl::StrAppend(&out, "  subscribers ", subscribers,
+                  " (cursor = next sequence to read; lag in frames)\n");
+  if (subscribers > 0) absl::StrAppend(&out, t.Render("    "));
   return out;
 }
 
@@ -373,14 +508,36 @@ std::string FramesTable(const Snapshot& s) {
   return out;
 }
 
+// CloseLine: how the stream ended (closed_by, when) or is ending (MPMC finishing); "" while
+// open.
+std::string CloseLine(const Snapshot& s) {
+  if (s.closed) {
+    const std::string how = s.closed_by == internal::kClosedByClose ? "by close()"
+                            : s.closed_by == internal::kClosedByFinish
+                                ? "by finish (every producer finished or died)"
+                                : absl::StrCat("by an unknown value ", s.closed_by);
+    return absl::StrCat("  closed    at ", WallTime(s.close_time_ns), " ", how, "\n");
+  }
+  if (s.finishing) {
+    return "  closed    not yet: finishing (a producer called finish(); the stream ends when the "
+           "others have finished or died)\n";
+  }
+  return "";
+}
+
 std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rates>& rates) {
   const internal::Geometry& g = s.geometry;
-  const bool spsc = g.kind == Kind::kSpsc;
+  const bool spsc = g.kind != Kind::kMpmc;  // a byte ring (SPSC, broadcast)
   std::string out;
   absl::StrAppend(&out, s.name, "  ", internal::KindName(g.kind), "  abi ", s.abi_version, "  ",
                   StateOf(s), "  created ", WallTime(g.creation_time_ns), " by pid ", g.creator_pid,
                   " uid ", g.creator_uid, "\n");
-  if (spsc) {
+  if (g.kind == Kind::kBroadcast) {
+    absl::StrAppend(&out, "  ring      ", HumanBytes(static_cast<double>(g.capacity)),
+                    " byte ring, max frame ", g.max_frame, " B, ", g.max_endpoints - 1,
+                    " subscriber entries, object ", g.total_size, " B\n");
+    absl::StrAppend(&out, PolicyLine(s));
+  } else if (spsc) {
     absl::StrAppend(&out, "  ring      ", HumanBytes(static_cast<double>(g.capacity)),
                     " byte ring, max frame ", g.max_frame, " B, object ", g.total_size, " B\n");
   } else {
@@ -389,7 +546,8 @@ std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rate
                     g.total_size, " B\n");
   }
   absl::StrAppend(&out, "  cursors   write seq ", s.next_write_seq, " (pos ", s.write_position,
-                  ")  read seq ", s.next_read_seq, " (pos ", s.read_position, ")  unread ",
+                  IsBroadcast(s) ? ")  oldest held seq " : ")  read seq ", s.next_read_seq,
+                  " (pos ", s.read_position, IsBroadcast(s) ? ")  held " : ")  unread ",
                   s.next_write_seq - s.next_read_seq, " frames\n");
   const double ratio = g.capacity ? static_cast<double>(s.fill) / g.capacity : 0.0;
   absl::StrAppend(&out, "  fill      ",
@@ -401,7 +559,7 @@ std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rate
                   " (word ", s.data_ready_word, ")  space_ready ",
                   s.space_ready_waiting ? "WAITING" : "-", " (word ", s.space_ready_word,
                   ")  sleepers ", s.waiters, "\n");
-  if (s.closed) absl::StrAppend(&out, "  closed    at ", WallTime(s.close_time_ns), "\n");
+  absl::StrAppend(&out, CloseLine(s));
   absl::StrAppend(&out, "  frames    produced ", s.frames_produced, " (", s.bytes_produced,
                   " B)  consumed ", s.frames_consumed, " (", s.bytes_consumed, " B)\n");
   absl::StrAppend(&out, "  counters  ", CountersLine(s.counters), "\n");
@@ -413,6 +571,7 @@ std::string Report(const Snapshot& s, bool with_frames, const std::optional<Rate
   }
   absl::StrAppend(&out, "  endpoints ", s.endpoints_alive, " alive, ", s.endpoints_dead, " dead\n");
   absl::StrAppend(&out, EndpointsTable(s));
+  if (IsBroadcast(s)) absl::StrAppend(&out, SubscribersTable(s));
   if (with_frames) absl::StrAppend(&out, FramesTable(s));
   return out;
 }
@@ -434,7 +593,7 @@ int List(bool all, bool json) {
     absl::StatusOr<Snapshot> s = absl::InvalidArgumentError("name not valid for shmring");
     if (ValidateName(entry).ok()) s = internal::InspectChannel(name);
     if (s.ok()) {
-      const bool spsc = s->geometry.kind == Kind::kSpsc;
+      const bool spsc = s->geometry.kind != Kind::kMpmc;  // a byte ring
       const double ratio =
           s->geometry.capacity ? static_cast<double>(s->fill) / s->geometry.capacity : 0.0;
       t.Add({name, std::string(internal::KindName(s->geometry.kind)),

@@ -31,6 +31,10 @@ enum class Result : std::uint8_t {
                     // of bounds); nothing was read or written
   kAbandoned = 6,   // MPMC producer: the claim was declared abandoned (this endpoint was taken
                     // for dead); the frame was not published
+  kLapped = 7,      // broadcast subscriber: the publisher overwrote frames this subscriber had
+                    // not read (overwrite policy, or evicted under the block policy); the exact
+                    // count is reported (Received::missed, BroadcastSubscriber::last_missed())
+                    // and reading continues at the oldest frame still held
 };
 
 // ToString returns the enumerator's name without the leading 'k', e.g. "WouldBlock".
@@ -38,7 +42,8 @@ std::string_view ToString(Result result);
 
 // ToStatus turns a Result into an absl::Status for code that propagates errors as Status: kOk ->
 // OK, kWouldBlock -> Unavailable, kTimeout -> DeadlineExceeded, kClosed -> OutOfRange (end of
-// stream), kTooLarge -> InvalidArgument, kCorrupted -> DataLoss, kAbandoned -> Aborted. The
+// stream), kTooLarge -> InvalidArgument, kCorrupted -> DataLoss, kAbandoned -> Aborted,
+// kLapped -> DataLoss (frames were skipped; the message says "Lapped"). The
 // message is "shmring: <ToString(result)>". Allocates only for a non-OK result.
 absl::Status ToStatus(Result result);
 
@@ -69,6 +74,8 @@ struct Claim {
 // `redelivered` is true when this frame may have been handed out before: a consumer that read it
 // died (or detached) without releasing it. Whatever that consumer did with it may have happened
 // (a worker should make such side effects idempotent, or deduplicate by `sequence`).
+// Broadcast, with kLapped: `sequence` is the first frame this subscriber missed; how many it
+// missed is BroadcastSubscriber::last_missed() (the Frame stays 32 bytes; see below).
 // (`redelivered` sits in the padding after `result`: a Frame stays 32 bytes, which the data
 // path's latency depends on — 40 bytes cost ~20 ns per SPSC round trip.)
 struct Frame {
@@ -86,6 +93,10 @@ struct Received {
   std::size_t size = 0;
   std::uint64_t sequence = 0;
   bool redelivered = false;  // as Frame::redelivered
+  // Broadcast, with kLapped: exactly how many frames this subscriber skipped (sequence numbers
+  // `sequence` .. `sequence + missed - 1`); the next receive returns frame `sequence + missed`
+  // (or a later lap). 0 otherwise.
+  std::uint64_t missed = 0;
   bool ok() const { return result == Result::kOk; }
 };
 

@@ -1,7 +1,8 @@
 // shmring.h — umbrella header: lock-free shared-memory channels between processes.
 //
 // A channel is a POSIX shm object holding a ring: SPSC (one producer, one consumer, variable-length
-// frames) or MPMC (many producers, competing consumers, fixed-size slots). The data path is a few
+// frames), MPMC (many producers, competing consumers, fixed-size slots) or broadcast (one
+// publisher, many subscribers that each read every frame). The data path is a few
 // loads and stores in shared memory; idle endpoints sleep on a futex in the segment and every
 // blocking call takes a deadline. Every frame carries a sequence number.
 //
@@ -31,10 +32,11 @@
 #ifndef SHMRING_SHMRING_H_
 #define SHMRING_SHMRING_H_
 
-#include "shmring/channel.h"  // IWYU pragma: export
-#include "shmring/mpmc.h"     // IWYU pragma: export
-#include "shmring/result.h"   // IWYU pragma: export
-#include "shmring/spsc.h"     // IWYU pragma: export
-#include "shmring/typed.h"    // IWYU pragma: export
+#include "shmring/broadcast.h"  // IWYU pragma: export
+#include "shmring/channel.h"    // IWYU pragma: export
+#include "shmring/mpmc.h"       // IWYU pragma: export
+#include "shmring/result.h"     // IWYU pragma: export
+#include "shmring/spsc.h"       // IWYU pragma: export
+#include "shmring/typed.h"      // IWYU pragma: export
 
 #endif  // SHMRING_SHMRING_H_
