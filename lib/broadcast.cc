@@ -49,6 +49,18 @@ namespace shmring {
 namespace internal {
 
 namespace {
+// Fence: std::atomic_thread_fence, except under ThreadSanitizer, which does not model fences (GCC
+// refuses them: -Wtsan). There the fences keep only their compiler barrier: the thread test runs
+// the block policy, where every frame a subscriber reads is ordered by the acquire/seq_cst pairs
+// above without them, and x86 keeps loads, and stores, in program order by itself.
+inline void Fence(std::memory_order order) {
+#if SHMRING_TSAN
+  std::atomic_signal_fence(order);
+#else
+  std::atomic_thread_fence(order);
+#endif
+}
+
 // An entry's role. Acquire: pairs with the release store of `role` at attach, so the generation
 // and the kNoTicket cursor written before it are seen.
 Role RoleOf(const EndpointEntry* e) {
@@ -113,11 +125,11 @@ void BroadcastPublisherState::StoreTail(std::uint64_t position, std::uint64_t se
     // after it, so a subscriber whose copy saw any of them sees this value after its acquire
     // fence [S3].
     ring.control->oldest_position.store(position, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
+    Fence(std::memory_order_release);
   } else {
     // [B3] as above; seq_cst and a seq_cst fence, because [B4] (a load) must not pass it.
     ring.control->oldest_position.store(position, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    Fence(std::memory_order_seq_cst);
   }
 }
 
@@ -412,7 +424,7 @@ bool BroadcastSubscriberState::Lap(Frame* out) {
     } else {
       const DecodedFrame f = DecodeFrameAt(ring.data, ring.capacity, ring.max_frame, oldest, write);
       // [S3] acquire fence, then the tail again: the header copy above is intact if unchanged.
-      std::atomic_thread_fence(std::memory_order_acquire);
+      Fence(std::memory_order_acquire);
       if (control->oldest_position.load(std::memory_order_relaxed) != oldest) continue;
       if (f.kind == DecodedFrame::Kind::kCorrupted) {
         *out = {Result::kCorrupted, false, {}, 0};
@@ -473,7 +485,7 @@ Frame BroadcastSubscriberState::TryRead() {
     // [S3] acquire fence, then the tail: the header copied above is intact if the tail has not
     // passed the cursor. (More than a ring ahead means the tail passed it, or corruption, which
     // Lap tells apart.)
-    std::atomic_thread_fence(std::memory_order_acquire);
+    Fence(std::memory_order_acquire);
     if (control->oldest_position.load(std::memory_order_relaxed) > cursor ||
         cached_write - cursor > ring.capacity) {
       if (Lap(&out)) return out;
@@ -501,7 +513,7 @@ Frame BroadcastSubscriberState::TryRead() {
 bool BroadcastSubscriberState::Intact() const {
   if (!holding) return false;
   // [S3] acquire fence: every read of the frame's bytes before it is validated by the tail load.
-  std::atomic_thread_fence(std::memory_order_acquire);
+  Fence(std::memory_order_acquire);
   return ring.control->oldest_position.load(std::memory_order_relaxed) <= cursor;
 }
 

@@ -539,6 +539,27 @@ TEST_CASE("overwrite with a slow subscriber: received + missed == published, no 
   CHECK(slow.Wait(absl::Minutes(5)) == 0);
 }
 
+TEST_CASE("CloseChannel and ReadChannelCounters from outside a broadcast channel") {
+  ScopedName name("outside");
+  ChannelOptions options;
+  options.capacity = 4096;
+  ChannelWith(name, options);
+  auto pub = BroadcastPublisher::Attach(name);
+  auto sub = BroadcastSubscriber::Attach(name);
+  REQUIRE((pub.ok() && sub.ok()));
+  REQUIRE(Publish(*pub, 0, 40, absl::Now()) == Result::kOk);
+  REQUIRE(CloseChannel(name).ok());
+  CHECK(pub->try_claim(8).result == Result::kClosed);
+  Frame f = sub->read(kGenerous);
+  REQUIRE(f.ok());  // drained first
+  CHECK(sub->release() == Result::kOk);
+  CHECK(sub->read(kGenerous).result == Result::kClosed);
+  absl::StatusOr<ChannelCounters> c = ReadChannelCounters(name);
+  REQUIRE(c.ok());
+  CHECK(c->producers.frames == 1);
+  CHECK(c->consumers.frames == 1);
+}
+
 TEST_CASE("reclaim_stale and gc see through a broadcast channel's dead endpoints") {
   ScopedName name("stale");
   ChannelOptions options;
