@@ -54,6 +54,27 @@ EndpointOptions Wait(WaitMode mode) {
   return o;
 }
 
+// ConsumeAndCheck reads until end-of-stream and checks that exactly `count` frames came, each with
+// the next sequence number, size_of(seq) bytes and bytes that check(seq, bytes) accepts.
+template <typename SizeFn, typename CheckFn>
+void ConsumeAndCheck(SpscConsumer& consumer, std::uint64_t count, SizeFn size_of, CheckFn check) {
+  std::uint64_t seq = 0, bad_size = 0, bad_bytes = 0, bad_seq = 0;
+  for (;;) {
+    Frame f = consumer.read(absl::Now() + kGenerous);
+    if (f.result == Result::kClosed) break;
+    REQUIRE(f.result == Result::kOk);
+    bad_seq += f.sequence != seq;
+    bad_size += f.data.size() != size_of(seq);
+    bad_bytes += !check(seq, f.data);
+    consumer.release();
+    ++seq;
+  }
+  CHECK(seq == count);
+  CHECK(bad_seq == 0);
+  CHECK(bad_size == 0);
+  CHECK(bad_bytes == 0);
+}
+
 // Producer process: `count` frames of random sizes 0..max, zero-copy, then close().
 int Produce(const std::string& name, std::uint64_t count, EndpointOptions options) {
   auto producer = SpscProducer::Attach(name, options);
@@ -86,21 +107,8 @@ TEST_CASE("10 million frames of random sizes through a small ring, two processes
   auto consumer = SpscConsumer::Attach(name, Wait(mode));
   REQUIRE(consumer.ok());
   const std::size_t max = consumer->max_frame();
-  std::uint64_t seq = 0, bad_size = 0, bad_bytes = 0, bad_seq = 0;
-  for (;;) {
-    Frame f = consumer->read(absl::Now() + kGenerous);
-    if (f.result == Result::kClosed) break;
-    REQUIRE(f.result == Result::kOk);
-    bad_seq += f.sequence != seq;
-    bad_size += f.data.size() != SizeOf(seq, max);
-    bad_bytes += !Check(seq, f.data);
-    consumer->release();
-    ++seq;
-  }
-  CHECK(seq == count);
-  CHECK(bad_seq == 0);
-  CHECK(bad_size == 0);
-  CHECK(bad_bytes == 0);
+  ConsumeAndCheck(
+      *consumer, count, [&](std::uint64_t seq) { return SizeOf(seq, max); }, Check);
   CHECK(producer.Wait() == 0);
 }
 
@@ -393,21 +401,7 @@ TEST_CASE("payloads that look like frame headers never pass for frames in a late
   });
   auto consumer = SpscConsumer::Attach(name, Wait(mode));
   REQUIRE(consumer.ok());
-  std::uint64_t seq = 0, bad_seq = 0, bad_size = 0, bad_bytes = 0;
-  for (;;) {
-    Frame f = consumer->read(absl::Now() + kGenerous);
-    if (f.result == Result::kClosed) break;
-    REQUIRE(f.result == Result::kOk);
-    bad_seq += f.sequence != seq;
-    bad_size += f.data.size() != size_of(seq);
-    bad_bytes += !CheckFakeHeaders(seq, f.data);
-    consumer->release();
-    ++seq;
-  }
-  CHECK(seq == count);
-  CHECK(bad_seq == 0);
-  CHECK(bad_size == 0);
-  CHECK(bad_bytes == 0);
+  ConsumeAndCheck(*consumer, count, size_of, CheckFakeHeaders);
   CHECK(producer.Wait() == 0);
 }
 
