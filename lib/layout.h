@@ -253,9 +253,10 @@ static_assert(offsetof(FrameHeader, sequence) == 8);
 // value, sequence-number-like ones included). So before the producer commits a frame [P, E):
 //   1. if E < read_position + capacity (its cached copy), the slot [E, E + 16) is free room and it
 //      stores kFrameNotReady into E's ready word (relaxed). Otherwise E == cached read position +
-//      capacity (the frame fills the ring): the slot at E holds the header the producer wrote at
-//      position E - capacity, one lap before (frame boundaries at or after the read position are
-//      the producer's own headers), whose lap parity is the other one: not ready at E either.
+//      capacity (the frame fills the ring): E - capacity is then the cached read position, where
+//      a committed frame starts (one claim never fills a whole ring: the largest frame is half
+//      of it), so the last write to the slot at E was that frame's header, one lap before, whose
+//      lap parity is the other one: not ready at E either.
 //   2. it writes the frame (and, when the frame wrapped, the padding frame before it, after the
 //      frame), each ready word last with a release store.
 //   The consumer reaches E only after reading the frame that ends there, with an acquire load
