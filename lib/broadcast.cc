@@ -278,7 +278,8 @@ Claim BroadcastPublisherState::TryClaim(std::size_t size) {
   std::uint64_t position = write_position;
   if (frame > to_end) {
     const FrameHeader pad{static_cast<std::uint32_t>(to_end - sizeof(FrameHeader)),
-                          kFrameFlagPadding, next_sequence};
+                          kFrameFlagPadding,
+                          ReadyWordFor(next_sequence, write_position, ring.capacity)};
     std::memcpy(ring.data + offset, &pad, sizeof(pad));
     position += to_end;
   }
@@ -293,7 +294,10 @@ void BroadcastPublisherState::Commit(std::size_t size, bool publish) {
   if (!claimed) return;
   if (size > claim_size) size = claim_size;
   claimed = false;
-  const FrameHeader header{static_cast<std::uint32_t>(size), 0, next_sequence};
+  // The SPSC frame format, ready word included (subscribers learn of frames from write_position;
+  // the lap bit keeps the bytes identical to an SPSC ring's for shm-inspect and the decoder).
+  const FrameHeader header{static_cast<std::uint32_t>(size), 0,
+                           ReadyWordFor(next_sequence, claim_position, ring.capacity)};
   std::memcpy(ring.data + (claim_position & ring.mask), &header, sizeof(header));
   write_position = claim_position + FrameBytes(size);
   ++next_sequence;

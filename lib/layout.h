@@ -18,10 +18,15 @@
 //
 //    0                   4                   8                                  16
 //   +-------------------+-------------------+-----------------------------------+
-//   | length (payload)  | flags             | sequence number (0, 1, 2, ...)    |
+//   | length (payload)  | flags             | sequence number: the READY word   |
 //   +-------------------+-------------------+-----------------------------------+
 //   | payload: `length` bytes, then padding up to the next 16-byte boundary     |
 //   +---------------------------------------------------------------------------+
+//
+// Writing the ready word (the sequence number and the position's lap parity in bit 63; release,
+// last) commits the frame: the consumer polls the ready word at its read position and never needs
+// the producer's write position on its hot path (one cache line less per hop). Why a stale value
+// can never pass for a new frame is argued at kFrameLapBit below.
 //
 // Broadcast (one publisher, many subscribers) uses the SPSC byte ring and frame format:
 //
@@ -73,7 +78,10 @@ inline constexpr std::uint64_t kMaxMpmcSlots = std::uint64_t{1} << 24;
 inline constexpr std::uint64_t kMagic = 0x31474E4952'4D4853ULL;  // "SHMRING1" little-endian
 // 2: EndpointEntry::finished, ControlBlock::finishing, and end-of-stream waits for held frames
 // (lib/mpmc.cc) — a version-1 consumer would report kClosed past a frame another consumer holds.
-// 3: broadcast channels (kKindBroadcast): SegmentHeader::overflow/evict_after_ns,
+// 3: the SPSC frame's sequence number is its ready word (consumers poll it, not write_position);
+// its bit 63 is the lap parity of the frame's position, and the header slot after each committed
+// frame is invalidated (kFrameNotReady). Also in 3: broadcast channels (kKindBroadcast):
+// SegmentHeader::overflow/evict_after_ns,
 // ControlBlock::oldest_position/oldest_seq/publisher_waits_for, the subscriber cursor in
 // EndpointEntry, Counters::missed/lapped/evicted (Counters and EndpointEntry grew).
 inline constexpr std::uint32_t kAbiVersion = 3;
@@ -290,10 +298,48 @@ inline constexpr std::size_t kFrameAlign = 16;
 struct FrameHeader {
   std::uint32_t length;
   std::uint32_t flags;
-  std::uint64_t sequence;
+  std::uint64_t sequence;  // the ready word (kFrameLapBit): stored last, release, as an atomic
 };
 static_assert(std::is_standard_layout_v<FrameHeader>);
 static_assert(sizeof(FrameHeader) == kFrameAlign);
+static_assert(offsetof(FrameHeader, sequence) == 8);
+
+// The ready word of the header slot at byte position X (an SPSC frame or padding frame starts at
+// X) holds the frame's sequence number with bit 63 set to the LAP PARITY of X (bit
+// log2(capacity) of X: even laps 0, odd laps 1); sequence numbers stay below 2^63.
+// kFrameNotReady: the ready word of a slot that holds no frame (yet); never a frame's word.
+// ReadyAt(X) <=> word != kFrameNotReady && its bit 63 == the lap parity of X.
+//
+// Why a stale word can never pass for a new frame. The consumer's read position X is a frame
+// boundary it reached by following committed frames; the bytes at X may be left over from an
+// earlier lap: an old frame header, or PAYLOAD of an old frame (a user payload may hold any
+// value, sequence-number-like ones included). So before the producer commits a frame [P, E):
+//   1. if E < read_position + capacity (its cached copy), the slot [E, E + 16) is free room and it
+//      stores kFrameNotReady into E's ready word (relaxed). Otherwise E == cached read position +
+//      capacity (the frame fills the ring): E - capacity is then the cached read position, where
+//      a committed frame starts (one claim never fills a whole ring: the largest frame is half
+//      of it), so the last write to the slot at E was that frame's header, one lap before, whose
+//      lap parity is the other one: not ready at E either.
+//   2. it writes the frame (and, when the frame wrapped, the padding frame before it, after the
+//      frame), each ready word last with a release store.
+//   The consumer reaches E only after reading the frame that ends there, with an acquire load
+//   of that frame's ready word, so it sees the state of step 1 (or the genuine header written at
+//   E later), never older bytes. The ring starts zeroed: the creator stores kFrameNotReady at
+//   position 0. commit_deferred keeps the first frame of a batch at kFrameNotReady until the
+//   batch is published (flush(), commit(), ...), so no deferred frame is reachable before.
+//   A producer dying anywhere in 1-2 leaves its frontier not ready; frames it made ready but did
+//   not publish in write_position are adopted by the next producer (it follows ready frames from
+//   the published write_position), so nobody rewrites a frame a consumer may be reading. The
+//   test needs no expected sequence number, so neither a consumer nor a producer taking over
+//   depends on next_read_seq / next_write_seq being in step with the positions.
+// Hostile input: the ready word only says "committed"; every header is still decoded by
+// DecodeFrameAt against the data area and the consumer's window [read_position, read_position +
+// capacity), so no header can make the reader leave the region the producer may have written.
+// write_position stays the producer's published end (for wake-ups, a new producer, shm-inspect):
+// a consumer that finds no frame ready loads it at end-of-stream and every 256 empty polls (a
+// published frame that is not ready is kCorrupted).
+inline constexpr std::uint64_t kFrameLapBit = std::uint64_t{1} << 63;
+inline constexpr std::uint64_t kFrameNotReady = ~std::uint64_t{0};
 
 // MPMC slot header (see the diagram above).
 // turn: for the slot of ticket t (t % capacity == index):

@@ -567,6 +567,10 @@ internal::SegmentHeader* InitializeSegment(std::byte* bytes, const internal::Geo
       auto* slot = new (bytes + g.data_offset + i * g.slot_stride) internal::MpmcSlotHeader{};
       slot->turn.store(i, std::memory_order_relaxed);  // free for ticket i
     }
+  } else {
+    // The ring starts zeroed and 0 is the first sequence number: the first header slot must say
+    // "no frame" (layout.h, kFrameNotReady). Published by the init_state release store.
+    new (bytes + g.data_offset) internal::FrameHeader{0, 0, internal::kFrameNotReady};
   }
   return header;
 }

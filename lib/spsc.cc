@@ -3,32 +3,44 @@
 // Ordering protocol
 // -----------------
 // Shared fields (lib/layout.h), positions are byte counts that only grow (offset = pos & mask):
-//   control.write_position  written by the producer only, release store in Publish() [P1]
-//                           (from commit(), flush(), a claim that finds the ring full, close());
-//                           read by the consumer with acquire [C1].
-//   control.next_write_seq  producer, relaxed, before [P1] (for a producer taking over, and
+//   frame ready word        FrameHeader::sequence. Written by the producer only: kFrameNotReady
+//                           into the slot after the frame (relaxed, [P0]), then the frame's
+//                           header with its ready word last, release store in Commit() [P1];
+//                           read by the consumer with acquire [C1] on its hot path (it polls
+//                           until IsReadyWord (spsc_frame.h); layout.h, kFrameLapBit, says why
+//                           a stale word can never pass for a frame).
+//   control.write_position  written by the producer only, release store in Publish() [P4]
+//                           (from commit(), flush(), a claim that finds the ring full, close()),
+//                           after the ready words of the frames it covers; read by the consumer
+//                           with acquire [C4] only when the ring looks empty and it must tell
+//                           closed or corrupted from empty (and by a producer taking over).
+//   control.next_write_seq  producer, relaxed, before [P4] (for a producer taking over, and
 //                           shm-inspect).
 //   control.read_position   written by the consumer only, release store in release() [C2];
 //                           read by the producer with acquire [P2].
 //   control.next_read_seq   consumer, relaxed, before [C2].
 //   control.closed          producer, release store in close() [P3]; consumer acquire [C3].
 //   frames in the data area plain bytes: the producer writes a frame (header + payload) before
-//                           [P1]; the consumer reads it after [C1] and stops touching it before
-//                           [C2]; the producer overwrites it only after [P2] saw [C2].
-// Pairs: P1→C1 (frame contents visible), C2→P2 (room is really free), P3→C3 then a reload of
-// write_position (everything committed before close() is seen before end-of-stream).
-// Each side keeps a cached copy of the other side's position and reloads it only when the cached
-// value says full/empty, so the other side's line moves between cores at most once per batch.
-// Wake-ups: after [P1] the producer calls Notify(data_ready); after [C2] the consumer calls
-// Notify(space_ready) (the Dekker handshake on the wake word is described in endpoint.h).
-// Batched publication: commit_deferred() advances only the producer's local write position; the
-// frames (and next_write_seq) are published by the next [P1] (at the latest once a quarter of the
-// ring is deferred), which one release store and one
-// Notify handshake cover for the whole batch. A claim that finds the ring full publishes first (the
-// consumer can only free room it can see), and so do close() and the producer's destructor.
-// The consumer's release_deferred() is the mirror image: read_position (and next_read_seq) are
-// published by the next [C2] — release(), or a read that finds the ring empty (the producer can
-// only fill room it can see), or the consumer's destructor.
+//                           its [P1]; the consumer reads it after [C1] and stops touching it
+//                           before [C2]; the producer overwrites it only after [P2] saw [C2].
+// Pairs: P1→C1 (frame contents visible), P4→C4 (every frame before write_position is ready),
+// C2→P2 (room is really free), P3→C3 then a reload of write_position (everything committed before
+// close() is seen before end-of-stream).
+// The producer keeps a cached copy of read_position and reloads it only when the cached value
+// says full, so the consumer's line moves between cores at most once per batch; the consumer
+// does not read the producer's line at all while frames keep coming.
+// Wake-ups: after [P4] the producer calls Notify(data_ready); after [C2] the consumer calls
+// Notify(space_ready) (the Dekker handshake on the wake word is described in endpoint.h; the
+// waiter's re-check polls the ready word, which [P1] stored before the waker's RMW).
+// Batched publication: commit_deferred() writes the frame but keeps the ready word of the first
+// frame of the batch at kFrameNotReady, and advances only the producer's local write position;
+// the next Publish() stores that one ready word ([P1] for the whole batch) and then
+// write_position (and next_write_seq) [P4] (at the latest once a quarter of the ring is
+// deferred): one release store of each and one Notify handshake cover the whole batch. A claim that
+// finds the ring full publishes first (the consumer can only free room it can see), and so do
+// close() and the producer's destructor. The consumer's release_deferred() is the mirror image:
+// read_position (and next_read_seq) are published by the next [C2] — release(), or a read that
+// finds the ring empty (the producer can only fill room it can see), or the consumer's destructor.
 // release_held() pins the publishable read position at the first held frame: every [C2] above
 // then publishes at most the pin, which only publish_release(mark) moves (a consumer-local
 // decision: the producer and a successor see an ordinary, smaller read_position).
@@ -52,6 +64,10 @@ namespace internal {
 // "producer fills, consumer drains" with no overlap.
 inline constexpr std::uint64_t kDeferredLimitDivisor = 4;
 
+// A consumer that finds no frame ready checks the producer's published end (write_position)
+// once per this many polls, and at end-of-stream.
+inline constexpr std::uint32_t kEmptyPollsPerCheck = 256;
+
 struct RingView {
   ControlBlock* control;
   std::byte* data;
@@ -73,8 +89,13 @@ struct SpscProducerState {
   std::uint64_t published_position;  // == control.write_position: what the consumer may see
   std::uint64_t cached_read_position;
   std::uint64_t next_sequence;
+  // commit_deferred: the first frame of the unpublished batch (at published_position) was written
+  // with its ready word at kFrameNotReady; Publish() stores `withheld_ready` there.
+  bool withheld = false;
+  std::uint64_t withheld_ready = 0;
   // Outstanding claim.
   bool claimed = false;
+  std::uint64_t pad_position = 0;    // where the padding frame goes, == claim_position if none
   std::uint64_t claim_position = 0;  // where the claimed frame's header goes
   std::uint64_t claim_size = 0;
 
@@ -87,11 +108,33 @@ struct SpscProducerState {
         published_position(write_position),
         cached_read_position(ring.control->read_position.load(std::memory_order_acquire)),
         next_sequence(ring.control->next_write_seq.load(std::memory_order_relaxed)) {
+    AdoptReadyFrames();
     // The free region, if the cursors make sense (TryClaim reports them corrupted otherwise).
     const std::uint64_t used = write_position - cached_read_position;
     const std::uint64_t free_bytes =
         cached_read_position <= write_position && used <= ring.capacity ? ring.capacity - used : 0;
     PrefaultDataArea(ring.data, ring.capacity, /*for_writing=*/true, write_position, free_bytes);
+    Publish();
+  }
+
+  // AdoptReadyFrames: a predecessor that died between making frames ready ([P1]) and publishing
+  // write_position ([P4]) left frames the consumer may be reading. Continue after them — never
+  // rewrite them — and publish them (a committed frame is never lost). Stops at the first slot
+  // that is not ready, or at anything implausible (the cursors are then left for TryClaim).
+  void AdoptReadyFrames() {
+    const std::uint64_t read = cached_read_position;
+    if (read > write_position || write_position - read > ring.capacity) return;
+    while (write_position - read < ring.capacity && write_position % kFrameAlign == 0) {
+      // Acquire: pairs with the dead producer's [P1]; its frame's header and payload are visible.
+      const std::uint64_t word =
+          FrameReadyWord(ring.data, write_position & ring.mask).load(std::memory_order_acquire);
+      if (!IsReadyWord(word, write_position, ring.capacity)) return;
+      const DecodedFrame f = DecodeFrameAt(ring.data, ring.capacity, ring.max_frame, write_position,
+                                           read + ring.capacity);
+      if (f.kind == DecodedFrame::Kind::kCorrupted) return;
+      if (f.kind == DecodedFrame::Kind::kFrame) next_sequence = f.sequence + 1;
+      write_position = f.next_position;
+    }
   }
 
   Claim TryClaim(std::size_t size) {
@@ -99,6 +142,9 @@ struct SpscProducerState {
     if (ring.control->closed.load(std::memory_order_relaxed) != 0) return {Result::kClosed, {}, 0};
     if (size > ring.max_frame) return {Result::kTooLarge, {}, 0};
     if (claimed) claimed = false;  // a claim made while one is outstanding replaces it (spsc.h)
+    // Our position is ours, but it started as the segment's (hostile) write_position: the ready
+    // words we store must be aligned.
+    if (write_position % kFrameAlign != 0) return {Result::kCorrupted, {}, 0};
     const std::uint64_t frame = FrameBytes(size);
     const std::uint64_t offset = write_position & ring.mask;
     const std::uint64_t to_end = ring.capacity - offset;
@@ -116,16 +162,11 @@ struct SpscProducerState {
         return {Result::kWouldBlock, {}, 0};
       }
     }
-    std::uint64_t position = write_position;
-    if (frame > to_end) {
-      // The frame would wrap: fill the end with a padding frame, published together with the
-      // claimed frame by commit().
-      FrameHeader pad{static_cast<std::uint32_t>(to_end - sizeof(FrameHeader)), kFrameFlagPadding,
-                      next_sequence};
-      std::memcpy(ring.data + offset, &pad, sizeof(pad));
-      position += to_end;
-    }
+    // The frame would wrap: commit() fills the end with a padding frame (written only then, so an
+    // aborted claim leaves nothing the consumer could follow).
+    const std::uint64_t position = frame > to_end ? write_position + to_end : write_position;
     claimed = true;
+    pad_position = write_position;
     claim_position = position;
     claim_size = size;
     std::byte* payload = ring.data + (position & ring.mask) + sizeof(FrameHeader);
@@ -137,9 +178,34 @@ struct SpscProducerState {
     if (!claimed) return;
     if (size > claim_size) size = claim_size;
     claimed = false;
-    const FrameHeader header{static_cast<std::uint32_t>(size), 0, next_sequence};
-    std::memcpy(ring.data + (claim_position & ring.mask), &header, sizeof(header));
-    write_position = claim_position + FrameBytes(size);
+    const std::uint64_t end = claim_position + FrameBytes(size);
+    // [P0] relaxed: the slot after this frame says "no frame" before this frame can be followed
+    // to it; unless the frame fills the ring up to the (cached) read position, where the slot
+    // holds our header of one lap before, which the lap parity already rules out (layout.h,
+    // kFrameLapBit). Ordered before the consumer's reads of that slot by [P1].
+    if (end - cached_read_position < ring.capacity) {
+      FrameReadyWord(ring.data, end & ring.mask).store(kFrameNotReady, std::memory_order_relaxed);
+    }
+    // The first frame (or padding) of a deferred batch stays unreachable until Publish().
+    const bool withhold = !publish && pad_position == published_position;
+    const std::uint64_t ready = ReadyWordFor(next_sequence, claim_position, ring.capacity);
+    // [P1] release (in StoreFrameHeader): commits the frame (header, payload and [P0]). Pairs
+    // with the consumer's acquire load of the ready word [C1].
+    StoreFrameHeader(ring.data, ring.capacity, claim_position, static_cast<std::uint32_t>(size), 0,
+                     withhold && pad_position == claim_position ? kFrameNotReady : ready);
+    if (pad_position != claim_position) {
+      // [P1] for the padding, after its frame: the consumer that skips it finds the frame ready.
+      StoreFrameHeader(
+          ring.data, ring.capacity, pad_position,
+          static_cast<std::uint32_t>(claim_position - pad_position - sizeof(FrameHeader)),
+          kFrameFlagPadding,
+          withhold ? kFrameNotReady : ReadyWordFor(next_sequence, pad_position, ring.capacity));
+    }
+    if (withhold) {
+      withheld = true;
+      withheld_ready = ReadyWordFor(next_sequence, pad_position, ring.capacity);
+    }
+    write_position = end;
     ++next_sequence;
     endpoint->CountFrame(size);
     if (publish || write_position - published_position >= ring.capacity / kDeferredLimitDivisor) {
@@ -150,11 +216,17 @@ struct SpscProducerState {
   // Publish makes every committed frame visible to the consumer and wakes it if it sleeps.
   void Publish() {
     if (published_position == write_position) return;
+    if (withheld) {
+      // [P1] for a deferred batch: its first frame becomes reachable, and through it the rest.
+      withheld = false;
+      FrameReadyWord(ring.data, published_position & ring.mask)
+          .store(withheld_ready, std::memory_order_release);
+    }
     published_position = write_position;
-    // Relaxed: ordered before [P1] below, read after [C1] / by a successor after its acquire.
+    // Relaxed: ordered before [P4] below, read after [C4] / by a successor after its acquire.
     ring.control->next_write_seq.store(next_sequence, std::memory_order_relaxed);
-    // [P1] release: publishes the frames (and any padding before them) up to write_position.
-    // Pairs with [C1].
+    // [P4] release: every frame before write_position is ready (their [P1] came first). Pairs
+    // with [C4] and with a successor's acquire load.
     ring.control->write_position.store(write_position, std::memory_order_release);
     endpoint->Notify(ring.control->data_ready, 1);
   }
@@ -178,8 +250,8 @@ struct SpscConsumerState {
   RingView ring;
   std::uint64_t read_position;            // local; published by release() [C2]
   std::uint64_t published_read_position;  // == control.read_position
-  std::uint64_t cached_write_position;
   std::uint64_t next_sequence;
+  std::uint32_t empty_polls = 0;  // polls that found no frame, for the periodic [C4]
   // The frame handed out by the last successful read, until release().
   bool holding = false;
   Frame held;
@@ -197,7 +269,6 @@ struct SpscConsumerState {
         ring(*endpoint),
         read_position(ring.control->read_position.load(std::memory_order_acquire)),
         published_read_position(read_position),
-        cached_write_position(read_position),
         next_sequence(ring.control->next_read_seq.load(std::memory_order_relaxed)) {
     PrefaultDataArea(ring.data, ring.capacity, /*for_writing=*/false);
     // A dead consumer's record of the last frame it read (see TryRead). The role starts at the
@@ -232,33 +303,25 @@ struct SpscConsumerState {
   Frame TryRead() {
     if (holding) return held;
     for (;;) {
-      if (read_position == cached_write_position) {
-        // [C1] acquire: pairs with [P1]; the frames before write_position are complete.
-        const std::uint64_t write = ring.control->write_position.load(std::memory_order_acquire);
-        if (write < read_position || write - read_position > ring.capacity) {
-          return {Result::kCorrupted, false, {}, 0};
-        }
-        cached_write_position = write;
-        if (write == read_position) {
-          // Empty: deferred releases must become visible, or the producer could never use the
-          // room they freed.
-          PublishDeferred();
-          // [C3] acquire: pairs with [P3]. Then reload write_position: frames committed before
-          // close() must be drained before end-of-stream is reported.
-          if (ring.control->closed.load(std::memory_order_acquire) == 0) {
-            return {Result::kWouldBlock, false, {}, 0};
-          }
-          const std::uint64_t last = ring.control->write_position.load(std::memory_order_acquire);
-          if (last == read_position) return {Result::kClosed, false, {}, 0};
-          if (last < read_position || last - read_position > ring.capacity) {
-            return {Result::kCorrupted, false, {}, 0};
-          }
-          cached_write_position = last;
-        }
+      // read_position is ours, but it started as the segment's (hostile) read_position: the
+      // ready word we poll must be aligned and inside the ring.
+      if (read_position % kFrameAlign != 0) return {Result::kCorrupted, false, {}, 0};
+      // [C1] acquire: pairs with the producer's [P1]; the frame's header and payload (and the
+      // slot after it, [P0]) are visible once its ready word is set.
+      const std::uint64_t word =
+          FrameReadyWord(ring.data, read_position & ring.mask).load(std::memory_order_acquire);
+      if (!IsReadyWord(word, read_position, ring.capacity)) {
+        const Result r = NoFrameReady();
+        if (r != Result::kOk) return {r, false, {}, 0};
+        continue;  // a frame became ready
       }
       const DecodedFrame frame = DecodeFrameAt(ring.data, ring.capacity, ring.max_frame,
-                                               read_position, cached_write_position);
-      if (frame.kind == DecodedFrame::Kind::kCorrupted) return {Result::kCorrupted, false, {}, 0};
+                                               read_position, read_position + ring.capacity);
+      // Another sequence number now: the peer rewrote the header since [C1].
+      if (frame.kind == DecodedFrame::Kind::kCorrupted ||
+          frame.sequence != (word & ~kFrameLapBit)) {
+        return {Result::kCorrupted, false, {}, 0};
+      }
       if (frame.kind == DecodedFrame::Kind::kPadding) {
         read_position = frame.next_position;
         // Publish at once: the producer may need exactly this room to place its next frame.
@@ -279,6 +342,35 @@ struct SpscConsumerState {
       holding = true;
       return out;
     }
+  }
+
+  // NoFrameReady decides what a poll that found no frame at read_position means: kWouldBlock
+  // (empty), kClosed (empty and closed), kCorrupted (the producer's published end says a frame
+  // should be here), or kOk (a frame is ready after all: poll again).
+  Result NoFrameReady() {
+    // Empty: deferred releases must become visible, or the producer could never use the room
+    // they freed.
+    PublishDeferred();
+    // [C3] acquire: pairs with [P3]; write_position loaded below is then the final one.
+    const bool closed = ring.control->closed.load(std::memory_order_acquire) != 0;
+    // The producer's line is read only at end-of-stream and every kEmptyPollsPerCheck polls (to
+    // notice a peer that publishes write_position but no ready words), so a spinning consumer
+    // does not pull it away from the producer on every poll.
+    if (!closed && ++empty_polls % kEmptyPollsPerCheck != 0) return Result::kWouldBlock;
+    // [C4] acquire: pairs with [P4]; every frame before write_position is ready.
+    const std::uint64_t write = ring.control->write_position.load(std::memory_order_acquire);
+    if (write == read_position) return closed ? Result::kClosed : Result::kWouldBlock;
+    if (write - read_position <= ring.capacity) {
+      // Published: the frame at read_position must be ready now. Acquire: as [C1].
+      const bool ready = IsReadyWord(
+          FrameReadyWord(ring.data, read_position & ring.mask).load(std::memory_order_acquire),
+          read_position, ring.capacity);
+      return ready ? Result::kOk : Result::kCorrupted;
+    }
+    // Behind us: we read frames between their [P1] and the [P4] that covers them (or a dead
+    // producer's, which its successor publishes); never after close(), which publishes first.
+    if (!closed && read_position - write <= ring.capacity) return Result::kWouldBlock;
+    return Result::kCorrupted;
   }
 
   // Release frees the held frame; `publish` false defers the publication (release_deferred).

@@ -10,6 +10,7 @@
 #include "segment.h"
 #include "shmring/channel.h"
 #include "shmring/spsc.h"
+#include "spsc_frame.h"
 #include "test_util.h"
 
 namespace shmring {
@@ -164,6 +165,74 @@ TEST_CASE(
   REQUIRE(f.ok());
   CHECK(f.sequence == 3);
   CHECK(IntactSeq(3, f.data));
+}
+
+TEST_CASE(
+    "producer SIGKILLed after its frame became ready, before it published write_position: the "
+    "next producer adopts the frame and never overwrites it") {
+  ScopedName name("adopt");
+  ChannelOptions options;
+  options.capacity = 4096;
+  REQUIRE(CreateChannel(name, options).ok());
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE(consumer.ok());
+  Pipe committed;
+  Child producer([&] {
+    auto p = SpscProducer::Attach(name.str());
+    if (!p.ok()) return 10;
+    std::byte frame[100];
+    for (std::uint64_t i = 0; i < 3; ++i) {
+      FillSeq(i, frame);
+      if (p->try_send(frame) != Result::kOk) return 11;
+    }
+    if (!committed.Signal()) return 12;
+    pause();
+    return 0;
+  });
+  REQUIRE(committed.Await());
+  producer.Kill(SIGKILL);
+  CHECK(producer.Wait() == 128 + SIGKILL);
+  // What the producer would have left had it died between [P1] and [P4] of frame 3 (lib/spsc.cc):
+  // frame 3 written and ready after the published write_position, which still says 3 frames.
+  {
+    auto seg = internal::Segment::Open(name.str(), {});
+    REQUIRE(seg.ok());
+    std::byte* data = (*seg)->data();
+    const std::uint64_t at = (*seg)->control()->write_position.load();
+    REQUIRE(at == 3 * internal::FrameBytes(100));
+    std::byte payload[100];
+    FillSeq(3, payload);
+    std::memcpy(data + at + sizeof(internal::FrameHeader), payload, sizeof(payload));
+    const std::uint64_t end = at + internal::FrameBytes(100);
+    internal::FrameReadyWord(data, end).store(internal::kFrameNotReady);
+    internal::StoreFrameHeader(data, 4096, at, sizeof(payload), 0,
+                               internal::ReadyWordFor(3, at, 4096));
+  }
+  // The consumer sees frame 3 already (it polls ready words, not write_position).
+  for (std::uint64_t i = 0; i < 4; ++i) {
+    Frame f = consumer->try_read();
+    REQUIRE(f.ok());
+    CHECK(f.sequence == i);
+    CHECK(IntactSeq(i, f.data));
+    if (i < 3) consumer->release();
+  }
+  // A new producer continues after frame 3 while the consumer still holds it.
+  auto next = SpscProducer::Attach(name);
+  REQUIRE(next.ok());
+  CHECK(next->next_sequence() == 4);
+  std::byte frame[100];
+  FillSeq(4, frame);
+  REQUIRE(next->try_send(frame) == Result::kOk);
+  Frame held = consumer->try_read();
+  CHECK(held.sequence == 3);
+  CHECK(IntactSeq(3, held.data));
+  consumer->release();
+  Frame f = consumer->try_read();
+  REQUIRE(f.ok());
+  CHECK(f.sequence == 4);
+  CHECK(IntactSeq(4, f.data));
+  consumer->release();
+  CHECK(consumer->try_read().result == Result::kWouldBlock);
 }
 
 TEST_CASE(

@@ -3,8 +3,11 @@
 // Input: 8 bytes read_position, 8 bytes write_position, then the ring's bytes. They are written
 // into a real segment; a freshly attached consumer then reads and releases frames until it gets
 // anything but kOk. It must never touch memory outside the ring (ASan), never loop forever, and
-// every frame it hands out must lie inside the data area. The decoder is also driven directly
-// over the same bytes.
+// every frame it hands out must lie inside the data area. The consumer follows ready words (any
+// value but kFrameNotReady) from read_position without loading write_position, except every 256
+// empty polls and at end-of-stream (the input's low bit closes the stream). The decoder is also
+// driven directly over the same bytes, and a producer then attaches (it adopts the frames marked
+// ready past write_position) and sends a few frames.
 #include <unistd.h>
 
 #include <cstddef>
@@ -75,20 +78,35 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
     }
   }
 
-  // 2. A real consumer attached to the hostile segment.
   shmring::EndpointOptions options;
   options.wait = shmring::WaitMode::kSpin;
-  auto consumer = shmring::SpscConsumer::Attach(Name(), options);
-  if (!consumer.ok()) std::abort();
-  for (int i = 0; i < 1000; ++i) {  // at most kCapacity / 16 frames can be published
-    shmring::Frame f = consumer->try_read();
-    if (!f.ok()) break;
-    const std::byte* begin = f.data.data();
-    if (begin < ring || begin + f.data.size() > ring + kCapacity) std::abort();
-    unsigned sum = 0;
-    for (std::byte b : f.data) sum += static_cast<unsigned>(b);  // ASan checks every byte
-    if (sum == 0xFFFFFFFFu) std::abort();  // keeps the loop from being optimised away
-    consumer->release();
+  {
+    // 2. A real consumer attached to the hostile segment.
+    auto consumer = shmring::SpscConsumer::Attach(Name(), options);
+    if (!consumer.ok()) std::abort();
+    for (int i = 0; i < 1000; ++i) {  // at most kCapacity / 16 frames can be published
+      shmring::Frame f = consumer->try_read();
+      if (!f.ok()) break;
+      const std::byte* begin = f.data.data();
+      if (begin < ring || begin + f.data.size() > ring + kCapacity) std::abort();
+      unsigned sum = 0;
+      for (std::byte b : f.data) sum += static_cast<unsigned>(b);  // ASan checks every byte
+      if (sum == 0xFFFFFFFFu) std::abort();  // keeps the loop from being optimised away
+      consumer->release();
+    }
+  }  // the consumer detaches
+
+  // 3. A producer attached to what is left: it walks the frames marked ready past
+  // write_position, then sends into the ring it finds.
+  auto producer = shmring::SpscProducer::Attach(Name(), options);
+  if (!producer.ok()) std::abort();
+  for (std::size_t i = 0; i < 4; ++i) {
+    const std::size_t n = (size > i ? input[i] : 0) * 4;
+    shmring::Claim c = producer->try_claim(n);
+    if (!c.ok()) break;
+    if (c.data.data() < ring || c.data.data() + c.data.size() > ring + kCapacity) std::abort();
+    std::memset(c.data.data(), 0xA5, c.data.size());
+    producer->commit();
   }
   return 0;
 }
