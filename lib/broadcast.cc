@@ -380,10 +380,21 @@ bool BroadcastSubscriberState::Reposition() {
   return ring.control->oldest_position.load(std::memory_order_seq_cst) <= cursor;
 }
 
+// ReportLap records `missed` frames, the first of them `first`, and returns the kLapped frame.
+Frame BroadcastSubscriberState::ReportLap(std::uint64_t missed, std::uint64_t first) {
+  last_missed = missed;
+  missed_total += missed;
+  endpoint->Count(&Counters::missed, missed);
+  endpoint->Count(&Counters::lapped);
+  return {Result::kLapped, false, {}, first};
+}
+
 // Lap handles a cursor the tail passed: resumes at the oldest frame still held and reports how
 // many frames were skipped. True with *out set when the caller should return *out; false when
 // reading may go on (nothing was missed: the subscriber had read nothing yet, or the tail only
-// passed a padding frame).
+// passed a padding frame). Longer than most functions here on purpose: it is one bounded retry
+// loop over the tail (a seqlock read), and its exits and the ordering labels [S3]-[S5] read in
+// execution order only when kept together.
 bool BroadcastSubscriberState::Lap(Frame* out) {
   const std::uint64_t first = expected;
   const bool was_synced = synced;
@@ -407,11 +418,7 @@ bool BroadcastSubscriberState::Lap(Frame* out) {
       cursor = held_end;
       expected = held.sequence + 1;
       PublishCursor();
-      last_missed = 1;
-      ++missed_total;
-      endpoint->Count(&Counters::missed);
-      endpoint->Count(&Counters::lapped);
-      *out = {Result::kLapped, false, {}, first};
+      *out = ReportLap(1, first);
       return true;
     }
     std::uint64_t resume_seq;
@@ -448,11 +455,7 @@ bool BroadcastSubscriberState::Lap(Frame* out) {
     lap_pending = false;
     const std::uint64_t missed = was_synced ? resume_seq - first : 0;
     if (missed == 0) return false;
-    last_missed = missed;
-    missed_total += missed;
-    endpoint->Count(&Counters::missed, missed);
-    endpoint->Count(&Counters::lapped);
-    *out = {Result::kLapped, false, {}, first};
+    *out = ReportLap(missed, first);
     return true;
   }
   lap_pending = true;

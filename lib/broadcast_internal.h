@@ -112,6 +112,7 @@ struct BroadcastSubscriberState {
 
  private:
   bool Lap(Frame* out);
+  Frame ReportLap(std::uint64_t missed, std::uint64_t first);
   bool Reposition();
   void PublishCursor();
 };
