@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_channel.h"
 #include "segment.h"
 #include "shmring/broadcast.h"
 #include "shmring/channel.h"
@@ -23,25 +24,13 @@ namespace {
 
 constexpr std::uint64_t kCapacity = 4096;
 
-std::string& Name() {
-  static std::string name = "/shmring-fuzz-broadcast-" + std::to_string(getpid());
-  return name;
-}
-
 shmring::internal::Segment& Channel() {
-  static std::unique_ptr<shmring::internal::Segment> segment = [] {
-    shmring::ChannelOptions options;
-    options.kind = shmring::Kind::kBroadcast;
-    options.capacity = kCapacity;
-    options.max_endpoints = 2;
-    options.overflow = shmring::OverflowPolicy::kOverwrite;
-    if (!shmring::CreateChannel(Name(), options).ok()) std::abort();
-    std::atexit([] { (void)shmring::RemoveChannel(Name()); });
-    auto seg = shmring::internal::Segment::Open(Name(), {});
-    if (!seg.ok()) std::abort();
-    return std::move(*seg);
-  }();
-  return *segment;
+  shmring::ChannelOptions options;
+  options.kind = shmring::Kind::kBroadcast;
+  options.capacity = kCapacity;
+  options.max_endpoints = 2;
+  options.overflow = shmring::OverflowPolicy::kOverwrite;
+  return shmring::fuzz::FuzzChannel("broadcast", options);
 }
 
 std::uint64_t Take64(const std::uint8_t*& input, std::size_t& size) {
@@ -80,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
   shmring::EndpointOptions options;
   options.wait = shmring::WaitMode::kSpin;
   const auto start = (flags & 2) != 0 ? shmring::StartAt::kOldest : shmring::StartAt::kLatest;
-  auto sub = shmring::BroadcastSubscriber::Attach(Name(), start, options);
+  auto sub = shmring::BroadcastSubscriber::Attach(shmring::fuzz::ChannelName(), start, options);
   if (!sub.ok()) std::abort();
   std::vector<std::byte> buffer(sub->max_frame());
   for (int i = 0; i < 1000; ++i) {  // at most kCapacity / 16 frames fit, plus laps

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <string>
 
+#include "fuzz_channel.h"
 #include "mpmc_internal.h"
 #include "segment.h"
 #include "shmring/channel.h"
@@ -29,25 +30,13 @@ constexpr std::uint64_t kSlots = 8;
 constexpr std::uint32_t kMaxFrame = 64;
 constexpr std::uint32_t kEndpoints = 4;
 
-std::string& Name() {
-  static std::string name = "/shmring-fuzz-mpmc-" + std::to_string(getpid());
-  return name;
-}
-
 shmring::internal::Segment& Channel() {
-  static std::unique_ptr<shmring::internal::Segment> segment = [] {
-    shmring::ChannelOptions options;
-    options.kind = shmring::Kind::kMpmc;
-    options.capacity = kSlots;
-    options.max_frame = kMaxFrame;
-    options.max_endpoints = kEndpoints;
-    if (!shmring::CreateChannel(Name(), options).ok()) std::abort();
-    std::atexit([] { (void)shmring::RemoveChannel(Name()); });
-    auto seg = shmring::internal::Segment::Open(Name(), {});
-    if (!seg.ok()) std::abort();
-    return std::move(*seg);
-  }();
-  return *segment;
+  shmring::ChannelOptions options;
+  options.kind = shmring::Kind::kMpmc;
+  options.capacity = kSlots;
+  options.max_frame = kMaxFrame;
+  options.max_endpoints = kEndpoints;
+  return shmring::fuzz::FuzzChannel("mpmc", options);
 }
 
 // Take: copies up to `n` bytes of the input into `out` (zero-filling the rest).
@@ -86,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
   shmring::EndpointOptions options;
   options.wait = shmring::WaitMode::kSpin;
   {
-    auto consumer = shmring::MpmcConsumer::Attach(Name(), options);
+    auto consumer = shmring::MpmcConsumer::Attach(shmring::fuzz::ChannelName(), options);
     // Every entry may look taken: then ResourceExhausted is the right answer.
     if (consumer.ok()) {
       for (int i = 0, idle = 0; i < 64 && idle < static_cast<int>(2 * kStallPolls); ++i) {
@@ -109,7 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
     }
   }
   {
-    auto producer = shmring::MpmcProducer::Attach(Name(), options);
+    auto producer = shmring::MpmcProducer::Attach(shmring::fuzz::ChannelName(), options);
     if (producer.ok()) {
       for (int i = 0; i < 16; ++i) {
         shmring::Claim c = producer->try_claim(kMaxFrame);

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <string>
 
+#include "fuzz_channel.h"
 #include "segment.h"
 #include "shmring/channel.h"
 #include "shmring/spsc.h"
@@ -25,22 +26,10 @@ namespace {
 
 constexpr std::uint64_t kCapacity = 4096;
 
-std::string& Name() {
-  static std::string name = "/shmring-fuzz-" + std::to_string(getpid());
-  return name;
-}
-
 shmring::internal::Segment& Channel() {
-  static std::unique_ptr<shmring::internal::Segment> segment = [] {
-    shmring::ChannelOptions options;
-    options.capacity = kCapacity;
-    if (!shmring::CreateChannel(Name(), options).ok()) std::abort();
-    std::atexit([] { (void)shmring::RemoveChannel(Name()); });
-    auto seg = shmring::internal::Segment::Open(Name(), {});
-    if (!seg.ok()) std::abort();
-    return std::move(*seg);
-  }();
-  return *segment;
+  shmring::ChannelOptions options;
+  options.capacity = kCapacity;
+  return shmring::fuzz::FuzzChannel("spsc", options);
 }
 
 }  // namespace
@@ -82,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
   options.wait = shmring::WaitMode::kSpin;
   {
     // 2. A real consumer attached to the hostile segment.
-    auto consumer = shmring::SpscConsumer::Attach(Name(), options);
+    auto consumer = shmring::SpscConsumer::Attach(shmring::fuzz::ChannelName(), options);
     if (!consumer.ok()) std::abort();
     for (int i = 0; i < 1000; ++i) {  // at most kCapacity / 16 frames can be published
       shmring::Frame f = consumer->try_read();
@@ -98,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
 
   // 3. A producer attached to what is left: it walks the frames marked ready past
   // write_position, then sends into the ring it finds.
-  auto producer = shmring::SpscProducer::Attach(Name(), options);
+  auto producer = shmring::SpscProducer::Attach(shmring::fuzz::ChannelName(), options);
   if (!producer.ok()) std::abort();
   for (std::size_t i = 0; i < 4; ++i) {
     const std::size_t n = (size > i ? input[i] : 0) * 4;
