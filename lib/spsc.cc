@@ -137,7 +137,10 @@ struct SpscProducerState {
     }
   }
 
-  Claim TryClaim(std::size_t size) {
+  // Always inlined (here and in TryRead): claim()/read() then build their result in registers;
+  // an out-of-line call returned it through memory, and the caller's wide reload of fields just
+  // stored narrower stalled on store forwarding (a third of read()'s time).
+  [[gnu::always_inline]] Claim TryClaim(std::size_t size) {
     // Relaxed is enough to see a close eventually; ordering with the consumer is via [P3]/[C3].
     if (ring.control->closed.load(std::memory_order_relaxed) != 0) return {Result::kClosed, {}, 0};
     if (size > ring.max_frame) return {Result::kTooLarge, {}, 0};
@@ -254,7 +257,12 @@ struct SpscConsumerState {
   std::uint32_t empty_polls = 0;  // polls that found no frame, for the periodic [C4]
   // The frame handed out by the last successful read, until release().
   bool holding = false;
-  Frame held;
+  // Kept field by field, not as a Frame: assigning a whole Frame made the compiler assemble it on
+  // the stack with narrow stores and reload it 16 bytes at a time, which stalls on store
+  // forwarding (it cost more than the rest of the read).
+  std::span<const std::byte> held_data;
+  std::uint64_t held_sequence = 0;
+  bool held_redelivered = false;
   std::uint64_t held_end = 0;
   // release_held: while `pinned`, [C2] publishes at most `pin`, never read_position.
   bool pinned = false;
@@ -300,8 +308,8 @@ struct SpscConsumerState {
     endpoint->Notify(ring.control->space_ready, 1);
   }
 
-  Frame TryRead() {
-    if (holding) return held;
+  [[gnu::always_inline]] Frame TryRead() {
+    if (holding) return {Result::kOk, held_redelivered, held_data, held_sequence};
     for (;;) {
       // read_position is ours, but it started as the segment's (hostile) read_position: the
       // ready word we poll must be aligned and inside the ring.
@@ -331,16 +339,12 @@ struct SpscConsumerState {
       // Relaxed: the record a consumer taking the role over after our death reads (it flags the
       // frames up to this one as redelivered). Our own line; nobody reads it while we live.
       endpoint->entry()->held_ticket.store(frame.sequence, std::memory_order_relaxed);
-      // Return the local, not `held`: reading back the fields just stored would stall on store
-      // forwarding (a wide load over narrower stores), which cost more than the rest of the read.
-      const Frame out{Result::kOk,
-                      redelivered_through != kNoTicket && frame.sequence <= redelivered_through,
-                      std::span<const std::byte>(ring.data + frame.payload_offset, frame.length),
-                      frame.sequence};
-      held = out;
+      held_redelivered = redelivered_through != kNoTicket && frame.sequence <= redelivered_through;
+      held_data = std::span<const std::byte>(ring.data + frame.payload_offset, frame.length);
+      held_sequence = frame.sequence;
       held_end = frame.next_position;
       holding = true;
-      return out;
+      return {Result::kOk, held_redelivered, held_data, held_sequence};
     }
   }
 
@@ -378,8 +382,8 @@ struct SpscConsumerState {
     if (!holding) return;
     holding = false;
     read_position = held_end;
-    next_sequence = held.sequence + 1;
-    endpoint->CountFrame(held.data.size());
+    next_sequence = held_sequence + 1;
+    endpoint->CountFrame(held_data.size());
     if (publish ||
         read_position - published_read_position >= ring.capacity / kDeferredLimitDivisor) {
       PublishReadPosition();
@@ -429,8 +433,9 @@ SpscProducer::~SpscProducer() = default;
 Claim SpscProducer::try_claim(std::size_t size) { return state_->TryClaim(size); }
 
 Claim SpscProducer::claim(std::size_t size, absl::Time deadline) {
-  return state_->endpoint->Wait(state_->ring.control->space_ready, deadline,
-                                [&] { return state_->TryClaim(size); });
+  return state_->endpoint->Wait(
+      state_->ring.control->space_ready,
+      deadline, [&]() __attribute__((always_inline)) { return state_->TryClaim(size); });
 }
 
 Result SpscProducer::commit() {
@@ -485,8 +490,9 @@ SpscConsumer::~SpscConsumer() = default;
 Frame SpscConsumer::try_read() { return state_->TryRead(); }
 
 Frame SpscConsumer::read(absl::Time deadline) {
-  return state_->endpoint->Wait(state_->ring.control->data_ready, deadline,
-                                [&] { return state_->TryRead(); });
+  return state_->endpoint->Wait(
+      state_->ring.control->data_ready,
+      deadline, [&]() __attribute__((always_inline)) { return state_->TryRead(); });
 }
 
 void SpscConsumer::release() { state_->Release(); }
@@ -508,7 +514,7 @@ Received SpscConsumer::receive(std::span<std::byte> buffer, absl::Time deadline)
 
 std::size_t SpscConsumer::max_frame() const { return state_->ring.max_frame; }
 std::uint64_t SpscConsumer::next_sequence() const {
-  return state_->holding ? state_->held.sequence : state_->next_sequence;
+  return state_->holding ? state_->held_sequence : state_->next_sequence;
 }
 std::string_view SpscConsumer::name() const { return state_->endpoint->name(); }
 
