@@ -177,7 +177,7 @@ struct MpmcProducerState {
     self->claim_ticket.store(kNoTicket, std::memory_order_relaxed);
   }
 
-  Claim TryClaim(std::size_t size) {
+  [[gnu::always_inline]] Claim TryClaim(std::size_t size) {
     // Acquire: pairs with [P8]; a claim racing the end is caught by [P4] below.
     if (finished || ring.control->closed.load(std::memory_order_acquire) != kOpen) {
       return {Result::kClosed, {}, 0};
@@ -332,20 +332,20 @@ void MpmcConsumerState::FreeSlot(std::uint64_t t) {
 }
 
 Frame MpmcConsumerState::Hold(std::uint64_t t, Frame f, bool redelivered) {
-  f.redelivered = redelivered;
   holding = true;
-  held_ticket = t;
-  held = f;
+  held_ticket = t;  // == f.sequence (FrameAt)
+  held_data = f.data;
+  held_redelivered = redelivered;
   announced = false;
   stall.Reset();
   if (recheck_key != kNoTicket) StopRechecking();
-  return f;
+  return Held();
 }
 
 // TryRead, the fast path: take the committed (or abandoned) ticket at the head, or report that
 // there is nothing to take. Every other state of the head slot goes to the recovery unit.
-Frame MpmcConsumerState::TryRead() {
-  if (holding) return held;
+inline Frame MpmcConsumerState::TryRead() {
+  if (holding) return Held();
   for (int retry = 0; retry < kMaxRetries; ++retry) {
     // [C1] acquire: pairs with [C4] of other consumers (their announcements).
     std::uint64_t read = ring.control->read_position.load(std::memory_order_acquire);
@@ -406,7 +406,7 @@ Frame MpmcConsumerState::TryRead() {
 void MpmcConsumerState::Release() {
   if (!holding) return;
   holding = false;
-  endpoint->CountFrame(held.data.size());
+  endpoint->CountFrame(held_data.size());
   FreeSlot(held_ticket);
 }
 
@@ -430,8 +430,9 @@ MpmcProducer::~MpmcProducer() = default;
 Claim MpmcProducer::try_claim(std::size_t size) { return state_->TryClaim(size); }
 
 Claim MpmcProducer::claim(std::size_t size, absl::Time deadline) {
-  return state_->endpoint->Wait(state_->ring.control->space_ready, deadline,
-                                [&] { return state_->TryClaim(size); });
+  return state_->endpoint->Wait(
+      state_->ring.control->space_ready,
+      deadline, [&]() __attribute__((always_inline)) { return state_->TryClaim(size); });
 }
 
 Result MpmcProducer::commit() { return state_->Commit(state_->claim_size); }
@@ -478,8 +479,9 @@ MpmcConsumer::~MpmcConsumer() = default;
 Frame MpmcConsumer::try_read() { return state_->TryRead(); }
 
 Frame MpmcConsumer::read(absl::Time deadline) {
-  return state_->endpoint->Wait(state_->ring.control->data_ready, deadline,
-                                [&] { return state_->TryRead(); });
+  return state_->endpoint->Wait(
+      state_->ring.control->data_ready,
+      deadline, [&]() __attribute__((always_inline)) { return state_->TryRead(); });
 }
 
 void MpmcConsumer::release() { state_->Release(); }

@@ -129,8 +129,12 @@ struct MpmcConsumerState {
   std::uint32_t self_index;
   // The frame handed out by the last successful read, until release().
   bool holding = false;
-  std::uint64_t held_ticket = 0;
-  Frame held;
+  std::uint64_t held_ticket = 0;  // also the held frame's sequence number
+  // The held frame field by field, not as a Frame: assigning and returning a whole Frame made
+  // the compiler assemble it with narrow stores and reload it 16 bytes at a time, which stalls on
+  // store forwarding (as in lib/spsc.cc). Held() rebuilds it in registers.
+  std::span<const std::byte> held_data;
+  bool held_redelivered = false;
   bool announced = false;  // self->held_ticket may hold a ticket we do not hold
   StallGate stall;
   absl::Time last_sweep = absl::InfinitePast();  // of the table, for dead consumers' frames
@@ -145,8 +149,12 @@ struct MpmcConsumerState {
   ~MpmcConsumerState() = default;  // an unreleased frame stays in its slot, orphaned
 
   // ---- data path (lib/mpmc.cc) ----
-  Frame TryRead();
+  // Always inlined into read()/try_read()/try_receive() (all in lib/mpmc.cc): returned through
+  // memory, the frame was reloaded 16 bytes at a time over narrower stores (a store-forwarding
+  // stall that took most of read()'s time).
+  [[gnu::always_inline]] inline Frame TryRead();
   void Release();
+  Frame Held() const { return {Result::kOk, held_redelivered, held_data, held_ticket}; }
   void Announce(std::uint64_t t) {
     // [C3] relaxed: published by the release half of [C4].
     self->held_ticket.store(t, std::memory_order_relaxed);

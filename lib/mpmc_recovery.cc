@@ -59,7 +59,7 @@ MpmcConsumerState::Step MpmcConsumerState::WhenPreviousLap(std::uint64_t read, s
   if (due) {
     const std::uint64_t orphan = read - ring.capacity;
     const Result r = Rescue(orphan, /*wait_for_lock=*/false);
-    if (r == Result::kOk) return held;
+    if (r == Result::kOk) return Held();
     if (r == Result::kCorrupted) return Corrupted();
     if (!TakeableTurn(ring.slot(orphan)->turn.load(std::memory_order_acquire), orphan)) {
       return Step::Retry();  // released meanwhile (by its holder or by us): retry
@@ -110,7 +110,7 @@ MpmcConsumerState::Step MpmcConsumerState::EndOfStream(std::uint64_t read, bool 
         break;  // the expensive checks wait for the stall gate
       }
       const Result r = Rescue(t, /*wait_for_lock=*/false);
-      if (r == Result::kOk) return held;
+      if (r == Result::kOk) return Held();
       if (r == Result::kCorrupted) return Corrupted();
       turn = slot->turn.load(std::memory_order_acquire);  // [E3] again: Rescue may have freed it
       if (!ReleasedTurn(turn, t, ring.capacity)) {
@@ -233,7 +233,7 @@ Frame MpmcConsumerState::SweepDeadHolders(std::uint64_t read) {
     if (t == kNoTicket || t >= read) continue;
     if (!TakeableTurn(ring.slot(t)->turn.load(std::memory_order_acquire), t)) continue;
     const Result r = Rescue(t, /*wait_for_lock=*/false);
-    if (r == Result::kOk) return held;
+    if (r == Result::kOk) return Held();
     if (r == Result::kCorrupted) return Corrupted();
   }
   return Nothing();
