@@ -23,7 +23,7 @@ def run(argv, timeout=300):
 
 def test_there_are_examples():
     names = {os.path.basename(e) for e in EXAMPLES}
-    assert {"pipe.py", "prefork_pool.py", "numpy_arrays.py"} <= names
+    assert {"pipe.py", "prefork_pool.py", "numpy_arrays.py", "broadcast.py"} <= names
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=os.path.basename)
