@@ -5,6 +5,8 @@ timing assertions: generous deadlines and polled conditions only."""
 import multiprocessing
 import os
 import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -152,6 +154,31 @@ def test_block_without_eviction_times_out(broadcast):
         assert [s.recv(timeout=0) for _ in range(sent)] == [b"x" * 1000] * sent
         p.send(b"room again", timeout=0)
         assert s.recv(timeout=5) == b"room again"
+
+
+def test_blocked_subscriber_lets_other_threads_run(broadcast):
+    with shmring.BroadcastPublisher(broadcast) as p, \
+            shmring.BroadcastSubscriber(broadcast, wait="block") as s:
+        received = []
+        reader = threading.Thread(target=lambda: received.append(s.recv(timeout=DEADLINE)))
+        reader.start()
+        # This thread runs Python code while the reader waits (it would not get the GIL if the
+        # reader held it), until it finds the reader inside its blocking recv: then a call of
+        # its own is refused (one thread at a time per endpoint).
+        end = time.monotonic() + DEADLINE
+        while True:
+            try:
+                s.recv(timeout=0)
+            except TimeoutError:  # the reader is not waiting yet
+                assert time.monotonic() < end
+                continue
+            except RuntimeError as busy:
+                assert "another thread" in str(busy)
+                break
+        assert reader.is_alive() and not received
+        p.send(b"wake up", timeout=DEADLINE)
+        reader.join(timeout=DEADLINE)
+        assert received == [b"wake up"]
 
 
 def test_late_joiner_latest_and_oldest_in_one_process(broadcast):
