@@ -1093,26 +1093,22 @@ constexpr const char* kSubscriberInitDoc =
 // `start` only for a broadcast subscriber.
 template <typename T>
 void BindInit(py::class_<T>& cls) {
-  auto options = [](py::handle wait, long long spin_iterations, double open_timeout,
-                    bool allow_shared_mode) {
-    return ParseEndpointOptions(wait, spin_iterations, open_timeout, allow_shared_mode);
-  };
   if constexpr (std::is_same_v<T, Consumer<BroadcastSubscriber>>) {
-    cls.def(
-        py::init([options](const std::string& name, py::handle start, py::handle wait,
-                           long long spin_iterations, double open_timeout, bool allow_shared_mode) {
-          const StartAt at = ParseStart(start);
-          return T::Attach(name, options(wait, spin_iterations, open_timeout, allow_shared_mode),
-                           at);
-        }),
-        py::arg("name"), py::kw_only(), py::arg("start") = "latest", py::arg("wait") = "hybrid",
-        py::arg("spin_iterations") = 20000, py::arg("open_timeout") = 5.0,
-        py::arg("allow_shared_mode") = false, kSubscriberInitDoc);
+    cls.def(py::init([](const std::string& name, py::handle start, py::handle wait,
+                        long long spin_iterations, double open_timeout, bool allow_shared_mode) {
+              const StartAt at = ParseStart(start);
+              return T::Attach(
+                  name,
+                  ParseEndpointOptions(wait, spin_iterations, open_timeout, allow_shared_mode), at);
+            }),
+            py::arg("name"), py::kw_only(), py::arg("start") = "latest", py::arg("wait") = "hybrid",
+            py::arg("spin_iterations") = 20000, py::arg("open_timeout") = 5.0,
+            py::arg("allow_shared_mode") = false, kSubscriberInitDoc);
   } else {
-    cls.def(py::init([options](const std::string& name, py::handle wait, long long spin_iterations,
-                               double open_timeout, bool allow_shared_mode) {
-              return T::Attach(name,
-                               options(wait, spin_iterations, open_timeout, allow_shared_mode));
+    cls.def(py::init([](const std::string& name, py::handle wait, long long spin_iterations,
+                        double open_timeout, bool allow_shared_mode) {
+              return T::Attach(name, ParseEndpointOptions(wait, spin_iterations, open_timeout,
+                                                          allow_shared_mode));
             }),
             py::arg("name"), py::kw_only(), py::arg("wait") = "hybrid",
             py::arg("spin_iterations") = 20000, py::arg("open_timeout") = 5.0,
