@@ -14,7 +14,7 @@ import pytest
 import shmring
 from _workers import (HEADER, broadcast_frame, check_broadcast_frame, fill, payload, publish,
                       scaled, subscribe_all, subscribe_slowly)
-from test_processes import DEADLINE, fork, wait_exit
+from test_processes import DEADLINE, fork, process_state, wait_exit
 
 SMALL = 4096  # the smallest ring: 100-byte frames lap it after about 35 frames
 
@@ -333,6 +333,41 @@ def test_overwrite_slow_subscriber_received_plus_missed_is_published(name):
     assert gaps >= 1 and missed > 0 and total == missed
     counters = shmring.channel_counters(name)["consumers"]
     assert counters["missed"] == missed and counters["lapped"] == gaps
+
+
+def test_stopped_subscriber_is_evicted_and_reports_exactly_what_it_missed(name):
+    """Lossless with an eviction bound: a subscriber process SIGSTOPped mid-stream holds the
+    publisher at most evict_after, then is evicted; resumed, it gets shmring.Lapped with the
+    exact count, and received + missed == published."""
+    shmring.create_channel(name, kind="broadcast", capacity=1 << 14, evict_after=0.2)
+    count = scaled(20_000)
+    ctx = multiprocessing.get_context("fork")
+    go = ctx.Event()
+    go.set()
+    procs, results = _start(ctx, subscribe_slowly, (name, go), 1)
+    pid = procs[0].pid
+    try:
+        with shmring.BroadcastPublisher(name) as p:
+            for i in range(count):
+                if i == count // 2:
+                    os.kill(pid, signal.SIGSTOP)
+                    end = time.monotonic() + DEADLINE
+                    while process_state(pid) != "T":
+                        assert time.monotonic() < end
+                        time.sleep(0.001)
+                if i == count // 2 + 200:  # more than a ring since the stop: it was evicted
+                    os.kill(pid, signal.SIGCONT)
+                p.send(broadcast_frame(i), timeout=DEADLINE)
+            p.close()
+        received, missed, gaps, total = results.get(timeout=DEADLINE)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        codes = _reap(procs)
+    assert codes == [0]
+    assert received + missed == count and gaps >= 1 and total == missed > 0
+    counters = shmring.channel_counters(name)
+    assert counters["producers"]["evicted"] >= 1
+    assert counters["consumers"]["missed"] == missed
 
 
 @pytest.mark.parametrize("start, first", [("latest", 10), ("oldest", 0)])
