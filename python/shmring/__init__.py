@@ -12,6 +12,17 @@
 
 Zero-copy: `with p.claim(n) as claim: claim.data[:] = ...` (commits at exit) and
 `with c.read() as frame: use(frame.data, frame.sequence)` (releases at exit).
+
+Broadcast (every subscriber receives every frame):
+
+    shmring.create_channel("/ticks", kind="broadcast", overflow="overwrite")
+    with shmring.BroadcastPublisher("/ticks") as p:     # one process
+        p.send(b"EURUSD 1.0842")
+    with shmring.BroadcastSubscriber("/ticks", start="oldest") as s:  # each of many others
+        try:
+            print(s.recv(timeout=1))
+        except shmring.Lapped as gap:                   # overwritten before it was read
+            print("lost", gap.missed, "frames from", gap.sequence)
 """
 
 import sys
@@ -46,13 +57,17 @@ from ._errors import (  # noqa: E402
 )
 from ._shmring import (  # noqa: E402
     _close_inherited_descriptors,
+    BroadcastPublisher,
+    BroadcastSubscriber,
     Claim,
     Frame,
     Kind,
     MpmcConsumer,
     MpmcProducer,
+    OverflowPolicy,
     SpscConsumer,
     SpscProducer,
+    StartAt,
     WaitMode,
     channel_counters,
     create_channel,
@@ -66,6 +81,8 @@ _os.register_at_fork(after_in_child=_close_inherited_descriptors)
 
 __all__ = [
     "Abandoned",
+    "BroadcastPublisher",
+    "BroadcastSubscriber",
     "ChannelClosed",
     "Claim",
     "Corrupted",
@@ -77,9 +94,11 @@ __all__ = [
     "MpmcConsumer",
     "MpmcProducer",
     "NoFreeEndpoint",
+    "OverflowPolicy",
     "RoleHeld",
     "SpscConsumer",
     "SpscProducer",
+    "StartAt",
     "WaitMode",
     "channel_counters",
     "create_channel",

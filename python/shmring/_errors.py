@@ -46,12 +46,17 @@ class InheritedEndpoint(Error):
 
 
 class Lapped(Error):
-    """Reserved for broadcast subscribers: the publisher overwrote frames before they were read;
-    `.missed` is how many."""
+    """Broadcast subscriber: frames it had not read were lost — overwritten ('overwrite' policy)
+    or skipped because it was evicted ('block' policy, stuck longer than evict_after). `.missed`
+    is exactly how many, `.sequence` the first of them (sequence numbers .sequence ..
+    .sequence + .missed - 1). The subscriber stays attached: its next receive returns the oldest
+    frame still held. Raised by release() (or the end of a `with sub.read()` block) when the
+    frame held in place was overwritten meanwhile: discard what was read from it."""
 
-    def __init__(self, message: str, missed: int = 0) -> None:
+    def __init__(self, message: str, missed: int = 0, sequence: Optional[int] = None) -> None:
         super().__init__(message)
         self.missed = missed
+        self.sequence = sequence
 
 
 __all__ = [

@@ -20,8 +20,10 @@
 // - One thread at a time per endpoint (the C++ contract): a second thread that calls into an
 //   endpoint while another is blocked in it gets RuntimeError instead of a data race.
 //
-// Adding a channel kind (e.g. broadcast) is one BindProducer/BindConsumer call with its C++ types,
-// plus a Kind value in ParseKind: the templates below only use the calls every kind shares.
+// Adding a channel kind is one BindProducer/BindConsumer call with its C++ types, plus a Kind
+// value in ParseKind: the templates below only use the calls every kind shares, except where a
+// broadcast subscriber differs (`if constexpr (kBroadcast)` in Consumer: laps raise
+// shmring.Lapped, and a copy is returned only once it was validated against the publisher).
 #include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
@@ -37,6 +39,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -71,7 +74,7 @@ inline void Pause() {
 // ---------------------------------------------------------------------------------------------
 // Exceptions. The classes live in shmring/_errors.py; the module keeps a reference to each.
 struct ErrorClasses {
-  py::object error, closed, corrupted, role_held, no_free_endpoint, abandoned, inherited;
+  py::object error, closed, corrupted, role_held, no_free_endpoint, abandoned, inherited, lapped;
 };
 ErrorClasses* errors = nullptr;  // set once at import; lives as long as the process
 
@@ -144,6 +147,17 @@ ErrorClasses* errors = nullptr;  // set once at import; lives as long as the pro
   }
 }
 
+// RaiseLapped raises shmring.Lapped for a broadcast subscriber's gap: `missed` frames, the first
+// of them `first`, were overwritten (or the subscriber was evicted) before it read them.
+[[noreturn]] void RaiseLapped(const std::string& name, std::uint64_t first, std::uint64_t missed) {
+  const std::string message = absl::StrCat(
+      name, ": lapped: missed ", missed, " frame", missed == 1 ? "" : "s", " (sequence ", first,
+      "..", first + missed - 1, "); the next receive continues at the oldest frame still held");
+  py::object e = errors->lapped(message, missed, first);
+  PyErr_SetObject(errors->lapped.ptr(), e.ptr());
+  throw py::error_already_set();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Arguments.
 
@@ -157,19 +171,27 @@ struct Timeout {
   }
 };
 
-Timeout ParseTimeout(py::handle timeout) {
-  if (timeout.is_none()) return {};
-  PyObject* t = timeout.ptr();
+// ParseSeconds: None gives nullopt; otherwise a number of seconds >= 0 (TypeError for a
+// non-number, ValueError for a negative or NaN one, both naming `arg`).
+std::optional<double> ParseSeconds(py::handle value, const char* arg) {
+  if (value.is_none()) return std::nullopt;
+  PyObject* t = value.ptr();
   if (PyBool_Check(t) || (!PyFloat_Check(t) && !PyLong_Check(t))) {
     Raise(PyExc_TypeError,
-          absl::StrCat("timeout must be a number of seconds or None, not ", Py_TYPE(t)->tp_name));
+          absl::StrCat(arg, " must be a number of seconds or None, not ", Py_TYPE(t)->tp_name));
   }
   const double seconds = PyFloat_AsDouble(t);
   if (seconds == -1.0 && PyErr_Occurred()) throw py::error_already_set();
   if (std::isnan(seconds) || seconds < 0) {
-    Raise(PyExc_ValueError, absl::StrCat("timeout must be >= 0 seconds or None, got ", seconds));
+    Raise(PyExc_ValueError, absl::StrCat(arg, " must be >= 0 seconds or None, got ", seconds));
   }
-  return {false, seconds};
+  return seconds;
+}
+
+Timeout ParseTimeout(py::handle timeout) {
+  const std::optional<double> seconds = ParseSeconds(timeout, "timeout");
+  if (!seconds) return {};
+  return {false, *seconds};
 }
 
 std::string Lower(std::string s) {
@@ -177,31 +199,56 @@ std::string Lower(std::string s) {
   return s;
 }
 
-// ParseKind accepts a Kind or its name ("spsc", "mpmc", any case).
-Kind ParseKind(py::handle kind) {
-  if (py::isinstance<Kind>(kind)) return kind.cast<Kind>();
-  if (py::isinstance<py::str>(kind)) {
-    const std::string s = Lower(kind.cast<std::string>());
-    if (s == "spsc") return Kind::kSpsc;
-    if (s == "mpmc") return Kind::kMpmc;
-    Raise(PyExc_ValueError, absl::StrCat("unknown channel kind '", s, "' (spsc or mpmc)"));
+// ParseEnum accepts a value of the bound enum E (shmring.<type>) or one of `names` (any case);
+// ValueError names the `what` and the `choices`, TypeError the argument `arg`.
+template <typename E, std::size_t N>
+E ParseEnum(py::handle value, const char* arg, const char* what, const char* type,
+            const std::array<std::pair<std::string_view, E>, N>& names, const char* choices) {
+  if (py::isinstance<E>(value)) return value.cast<E>();
+  if (py::isinstance<py::str>(value)) {
+    const std::string s = Lower(value.cast<std::string>());
+    for (const auto& [n, e] : names) {
+      if (s == n) return e;
+    }
+    Raise(PyExc_ValueError, absl::StrCat("unknown ", what, " '", s, "' (", choices, ")"));
   }
-  Raise(PyExc_TypeError, absl::StrCat("kind must be a shmring.Kind or a string, not ",
-                                      Py_TYPE(kind.ptr())->tp_name));
+  Raise(PyExc_TypeError, absl::StrCat(arg, " must be a shmring.", type, " or a string, not ",
+                                      Py_TYPE(value.ptr())->tp_name));
+}
+
+// ParseKind accepts a Kind or its name ("spsc", "mpmc", "broadcast", any case).
+Kind ParseKind(py::handle kind) {
+  static constexpr std::array<std::pair<std::string_view, Kind>, 3> kNames = {
+      {{"spsc", Kind::kSpsc}, {"mpmc", Kind::kMpmc}, {"broadcast", Kind::kBroadcast}}};
+  return ParseEnum(kind, "kind", "channel kind", "Kind", kNames, "spsc, mpmc or broadcast");
+}
+
+// ParseOverflow accepts an OverflowPolicy or its name ("block", "overwrite").
+OverflowPolicy ParseOverflow(py::handle overflow) {
+  static constexpr std::array<std::pair<std::string_view, OverflowPolicy>, 2> kNames = {
+      {{"block", OverflowPolicy::kBlock}, {"overwrite", OverflowPolicy::kOverwrite}}};
+  return ParseEnum(overflow, "overflow", "overflow policy", "OverflowPolicy", kNames,
+                   "block or overwrite");
+}
+
+// ParseStart accepts a StartAt or its name ("latest", "oldest").
+StartAt ParseStart(py::handle start) {
+  static constexpr std::array<std::pair<std::string_view, StartAt>, 2> kNames = {
+      {{"latest", StartAt::kLatest}, {"oldest", StartAt::kOldest}}};
+  return ParseEnum(start, "start", "start position", "StartAt", kNames, "latest or oldest");
+}
+
+// ParseEvictAfter: None (never evict) or a number of seconds >= 0 (inf: never).
+absl::Duration ParseEvictAfter(py::handle evict_after) {
+  const std::optional<double> seconds = ParseSeconds(evict_after, "evict_after");
+  return seconds ? absl::Seconds(*seconds) : absl::InfiniteDuration();
 }
 
 // ParseWait accepts a WaitMode or its name ("spin", "block", "hybrid").
 WaitMode ParseWait(py::handle wait) {
-  if (py::isinstance<WaitMode>(wait)) return wait.cast<WaitMode>();
-  if (py::isinstance<py::str>(wait)) {
-    const std::string s = Lower(wait.cast<std::string>());
-    if (s == "spin") return WaitMode::kSpin;
-    if (s == "block") return WaitMode::kBlock;
-    if (s == "hybrid") return WaitMode::kHybrid;
-    Raise(PyExc_ValueError, absl::StrCat("unknown wait mode '", s, "' (spin, block or hybrid)"));
-  }
-  Raise(PyExc_TypeError, absl::StrCat("wait must be a shmring.WaitMode or a string, not ",
-                                      Py_TYPE(wait.ptr())->tp_name));
+  static constexpr std::array<std::pair<std::string_view, WaitMode>, 3> kNames = {
+      {{"spin", WaitMode::kSpin}, {"block", WaitMode::kBlock}, {"hybrid", WaitMode::kHybrid}}};
+  return ParseEnum(wait, "wait", "wait mode", "WaitMode", kNames, "spin, block or hybrid");
 }
 
 EndpointOptions ParseEndpointOptions(py::handle wait, long long spin_iterations,
@@ -458,6 +505,8 @@ class Endpoint {
   const std::string& name() const { return name_; }
   std::size_t max_frame() const { return max_frame_; }
   bool attached() const { return endpoint_ != nullptr; }
+  // Broadcast endpoints only (instantiated only where bound).
+  OverflowPolicy overflow() { return Use().overflow(); }
 
  protected:
   // Use returns the endpoint after checking it may be used here and now.
@@ -775,7 +824,9 @@ class Producer final : public Endpoint<P>, public ClaimOwner {
 class FrameOwner {
  public:
   virtual ~FrameOwner() = default;
-  virtual void ReleaseFrame() = 0;
+  // ReleaseFrame gives the frame back. `report`: raise if the frame turned out overwritten while
+  // it was held (broadcast: shmring.Lapped); otherwise the next read reports that.
+  virtual void ReleaseFrame(bool report) = 0;
 };
 
 class PyFrame {
@@ -796,14 +847,14 @@ class PyFrame {
   void release() {
     if (owner_ == nullptr) return;  // already released: a no-op, like file.close()
     if (!lent_.TryInvalidate()) RaiseStillExported("frame", sequence_);
-    std::exchange(owner_, nullptr)->ReleaseFrame();
+    std::exchange(owner_, nullptr)->ReleaseFrame(/*report=*/true);
   }
 
   // TryRelease releases unless a view is alive. Never raises.
   bool TryRelease() {
     if (owner_ == nullptr) return true;
     if (!lent_.TryInvalidate()) return false;
-    std::exchange(owner_, nullptr)->ReleaseFrame();
+    std::exchange(owner_, nullptr)->ReleaseFrame(/*report=*/false);
     return true;
   }
 
@@ -829,17 +880,27 @@ class PyFrame {
   bool redelivered_;
 };
 
-// Consumer<C>: the reading end of any kind.
+// Consumer<C>: the reading end of any kind. A broadcast subscriber (kBroadcast) differs in three
+// ways: a lap raises shmring.Lapped with the exact count (and the next call continues at the oldest
+// frame still held); a copy (recv, recv_into, iteration) goes through the C++ copying receive,
+// which validates the frame after copying it, so a torn frame is never returned; and releasing a
+// frame read in place raises Lapped if the publisher overwrote it meanwhile.
 template <typename C>
 class Consumer final : public Endpoint<C>, public FrameOwner {
   using Base = Endpoint<C>;
+  static constexpr bool kBroadcast = std::is_same_v<C, BroadcastSubscriber>;
 
  public:
-  static std::unique_ptr<Consumer> Attach(const std::string& name, const EndpointOptions& options) {
+  static std::unique_ptr<Consumer> Attach(const std::string& name, const EndpointOptions& options,
+                                          StartAt start = StartAt::kLatest) {
     absl::StatusOr<C> c;
     {
       py::gil_scoped_release nogil;
-      c = C::Attach(name, options);
+      if constexpr (kBroadcast) {
+        c = C::Attach(name, start, options);
+      } else {
+        c = C::Attach(name, options);
+      }
     }
     if (!c.ok()) RaiseStatus(c.status());
     return std::make_unique<Consumer>(Owned(std::move(*c)), options.wait);
@@ -851,9 +912,16 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
 
   // recv: read in place, one copy into a new bytes object, release.
   py::bytes recv(py::handle timeout_arg) {
-    const Frame f = Read(ParseTimeout(timeout_arg));
-    if (f.result != Result::kOk) RaiseResult(f.result, this->name_, "no frame");
-    return Copy(f);
+    const Timeout timeout = ParseTimeout(timeout_arg);
+    if constexpr (kBroadcast) {
+      py::object message = ReceiveValidated(timeout);
+      if (message.is_none()) RaiseResult(Result::kClosed, this->name_, "no frame");
+      return py::reinterpret_steal<py::bytes>(message.release());
+    } else {
+      const Frame f = Read(timeout);
+      if (f.result != Result::kOk) RaiseResult(f.result, this->name_, "no frame");
+      return Copy(f);
+    }
   }
 
   std::size_t recv_into(py::handle buffer_arg, py::handle timeout_arg) {
@@ -863,6 +931,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
     const std::span<std::byte> out = buffer.bytes();
     const Received r = this->Wait([&] { return c.try_receive(out); }, timeout,
                                   [&](absl::Time deadline) { return c.receive(out, deadline); });
+    if (r.result == Result::kLapped) RaiseLapped(this->name_, r.sequence, r.missed);
     if (r.result == Result::kTooLarge) {
       Raise(PyExc_ValueError, absl::StrCat(this->name_, ": the buffer (", out.size(),
                                            " bytes) is smaller than the next frame (", r.size,
@@ -874,7 +943,7 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
 
   py::object read(py::handle timeout_arg) {
     const Frame f = Read(ParseTimeout(timeout_arg));
-    if (f.result != Result::kOk) RaiseResult(f.result, this->name_, "no frame");
+    if (f.result != Result::kOk) RaiseRead(f);
     auto* frame = new PyFrame(this, f.data, f.sequence, f.redelivered, this->KeepAlive());
     frame_ = py::cast(frame, py::return_value_policy::take_ownership);
     frame_ptr_ = frame;
@@ -883,10 +952,16 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
 
   // next: the iterator protocol — the next message, StopIteration at end-of-stream.
   py::bytes next() {
-    const Frame f = Read(Timeout{});
-    if (f.result == Result::kClosed) throw py::stop_iteration();
-    if (f.result != Result::kOk) RaiseResult(f.result, this->name_, "no frame");
-    return Copy(f);
+    if constexpr (kBroadcast) {
+      py::object message = ReceiveValidated(Timeout{});
+      if (message.is_none()) throw py::stop_iteration();
+      return py::reinterpret_steal<py::bytes>(message.release());
+    } else {
+      const Frame f = Read(Timeout{});
+      if (f.result == Result::kClosed) throw py::stop_iteration();
+      if (f.result != Result::kOk) RaiseResult(f.result, this->name_, "no frame");
+      return Copy(f);
+    }
   }
 
   void detach() {
@@ -903,15 +978,67 @@ class Consumer final : public Endpoint<C>, public FrameOwner {
     return c.next_sequence();
   }
 
-  void ReleaseFrame() override {
+  void ReleaseFrame(bool report) override {
     frame_ = py::none();
     frame_ptr_ = nullptr;
-    if (this->endpoint_ && this->generation_ == fork_generation.load(std::memory_order_relaxed)) {
+    if (!this->endpoint_ || this->generation_ != fork_generation.load(std::memory_order_relaxed)) {
+      return;
+    }
+    if constexpr (kBroadcast) {
+      if (this->endpoint_->release() == Result::kOk || !report) return;
+      // Overwritten while held: the next read reports the lap, this frame included; report it
+      // now instead, so the exception carries the exact count and the next read goes on.
+      const Frame lap = this->endpoint_->try_read();
+      if (lap.result == Result::kLapped || lap.result == Result::kCorrupted) RaiseRead(lap);
+      // The lap is still settling (kWouldBlock): the count comes with the next read.
+      Raise(errors->lapped,
+            absl::StrCat(this->name_,
+                         ": the frame was overwritten while it was held; discard "
+                         "what was read from it (the next read reports the count)"));
+    } else {
       this->endpoint_->release();
     }
   }
 
+  // Broadcast subscribers only.
+  std::uint64_t missed() { return this->Use().missed(); }
+  std::uint64_t last_missed() { return this->Use().last_missed(); }
+
  private:
+  // RaiseRead raises what a read that returned `f` (not kOk) means.
+  [[noreturn]] void RaiseRead(const Frame& f) {
+    if constexpr (kBroadcast) {
+      if (f.result == Result::kLapped) {
+        RaiseLapped(this->name_, f.sequence, this->endpoint_->last_missed());
+      }
+    }
+    RaiseResult(f.result, this->name_, "no frame");
+  }
+
+  // ReceiveValidated (broadcast): the next frame as a new bytes object, copied by the C++
+  // copying receive (validated after the copy: never a torn frame), or None at end-of-stream.
+  // Reading the frame in place first gives its size, so the bytes object is allocated once, at
+  // the exact size; try_receive then copies that same held frame (or reports the lap that
+  // overwrote it meanwhile).
+  py::object ReceiveValidated(const Timeout& timeout) {
+    C& c = Ready();
+    for (;;) {
+      const Frame f = this->Wait([&] { return c.try_read(); }, timeout,
+                                 [&](absl::Time deadline) { return c.read(deadline); });
+      if (f.result == Result::kClosed) return py::none();
+      if (f.result != Result::kOk) RaiseRead(f);
+      PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(f.data.size()));
+      if (bytes == nullptr) throw py::error_already_set();  // the frame stays unread
+      py::object out = py::reinterpret_steal<py::object>(bytes);
+      const Received r = c.try_receive(std::span<std::byte>(
+          reinterpret_cast<std::byte*>(PyBytes_AS_STRING(bytes)), f.data.size()));
+      if (r.result == Result::kOk) return out;
+      if (r.result == Result::kLapped) RaiseLapped(this->name_, r.sequence, r.missed);
+      // kWouldBlock: torn during the copy, and the lap is still settling: read again.
+      if (r.result != Result::kWouldBlock) RaiseResult(r.result, this->name_, "no frame");
+    }
+  }
+
   C& Ready() {
     C& c = this->Use();
     if (!frame_.is_none()) {
@@ -947,22 +1074,53 @@ constexpr const char* kEndpointInitDoc =
     "wait: 'hybrid' (spin, then sleep; default), 'spin' or 'block' (or a shmring.WaitMode).\n"
     "spin_iterations: polls before a hybrid wait sleeps. open_timeout: seconds to wait for a\n"
     "channel still being initialised. allow_shared_mode: accept group/other-writable channels.\n\n"
-    "Raises FileNotFoundError, PermissionError, ValueError (bad name), shmring.RoleHeld (SPSC:\n"
-    "the role is held by a live process, .pid), shmring.NoFreeEndpoint (MPMC: max_endpoints\n"
-    "attached), shmring.Corrupted, shmring.Error (wrong kind, ABI version), TimeoutError.";
+    "Raises FileNotFoundError, PermissionError, ValueError (bad name), shmring.RoleHeld (SPSC,\n"
+    "broadcast publisher: the role is held by a live process, .pid), shmring.NoFreeEndpoint\n"
+    "(MPMC, broadcast subscribers: max_endpoints attached), shmring.Corrupted, shmring.Error\n"
+    "(wrong kind, ABI version), TimeoutError.";
+
+constexpr const char* kSubscriberInitDoc =
+    "Attach a subscriber to the broadcast channel `name` (with or without the leading '/').\n\n"
+    "start: 'latest' (default: the next frame published) or 'oldest' (the oldest frame the\n"
+    "ring still holds: a history replay), or a shmring.StartAt. Other options as every\n"
+    "endpoint: wait ('hybrid', 'spin', 'block'), spin_iterations, open_timeout,\n"
+    "allow_shared_mode.\n\n"
+    "Raises FileNotFoundError, PermissionError, ValueError (bad name or start),\n"
+    "shmring.NoFreeEndpoint (max_endpoints subscribers attached), shmring.Corrupted,\n"
+    "shmring.Error (not a broadcast channel, ABI version), TimeoutError.";
+
+// BindInit binds T(name, *, [start,] wait, spin_iterations, open_timeout, allow_shared_mode);
+// `start` only for a broadcast subscriber.
+template <typename T>
+void BindInit(py::class_<T>& cls) {
+  if constexpr (std::is_same_v<T, Consumer<BroadcastSubscriber>>) {
+    cls.def(py::init([](const std::string& name, py::handle start, py::handle wait,
+                        long long spin_iterations, double open_timeout, bool allow_shared_mode) {
+              const StartAt at = ParseStart(start);
+              return T::Attach(
+                  name,
+                  ParseEndpointOptions(wait, spin_iterations, open_timeout, allow_shared_mode), at);
+            }),
+            py::arg("name"), py::kw_only(), py::arg("start") = "latest", py::arg("wait") = "hybrid",
+            py::arg("spin_iterations") = 20000, py::arg("open_timeout") = 5.0,
+            py::arg("allow_shared_mode") = false, kSubscriberInitDoc);
+  } else {
+    cls.def(py::init([](const std::string& name, py::handle wait, long long spin_iterations,
+                        double open_timeout, bool allow_shared_mode) {
+              return T::Attach(name, ParseEndpointOptions(wait, spin_iterations, open_timeout,
+                                                          allow_shared_mode));
+            }),
+            py::arg("name"), py::kw_only(), py::arg("wait") = "hybrid",
+            py::arg("spin_iterations") = 20000, py::arg("open_timeout") = 5.0,
+            py::arg("allow_shared_mode") = false, kEndpointInitDoc);
+  }
+}
 
 template <typename T>
 void BindEndpointCommon(py::class_<T>& cls) {
-  cls.def(py::init([](const std::string& name, py::handle wait, long long spin_iterations,
-                      double open_timeout, bool allow_shared_mode) {
-            return T::Attach(
-                name, ParseEndpointOptions(wait, spin_iterations, open_timeout, allow_shared_mode));
-          }),
-          py::arg("name"), py::kw_only(), py::arg("wait") = "hybrid",
-          py::arg("spin_iterations") = 20000, py::arg("open_timeout") = 5.0,
-          py::arg("allow_shared_mode") = false, kEndpointInitDoc)
-      // Lambdas, not &T::name: GCC 12's UBSan vptr check fails every call made through a pointer
-      // to a member of the non-polymorphic base Endpoint<E> converted to one of T.
+  BindInit(cls);
+  cls  // Lambdas, not &T::name: GCC 12's UBSan vptr check fails every call made through a pointer
+       // to a member of the non-polymorphic base Endpoint<E> converted to one of T.
       .def_property_readonly(
           "name", [](const T& self) { return self.name(); },
           "The channel's canonical name ('/...').")
@@ -1150,6 +1308,14 @@ void AddFastGetter(py::class_<T>& cls, PyGetSetDef* def) {
   cls.attr(def->name) = py::reinterpret_steal<py::object>(descriptor);
 }
 
+// BindOverflow: the broadcast endpoints' `overflow` property.
+template <typename T>
+void BindOverflow(py::class_<T>& cls) {
+  cls.def_property_readonly(
+      "overflow", [](T& self) { return self.overflow(); },
+      "The channel's shmring.OverflowPolicy (BLOCK or OVERWRITE), fixed at creation.");
+}
+
 template <typename P>
 void BindProducer(py::module_& m, const char* name, const char* doc) {
   using T = Producer<P>;
@@ -1184,6 +1350,9 @@ void BindProducer(py::module_& m, const char* name, const char* doc) {
     cls.def_property_readonly("next_sequence", &T::next_sequence,
                               "The sequence number of the next frame sent.");
   }
+  if constexpr (requires(P & p) { p.overflow(); }) {
+    BindOverflow(cls);
+  }
 }
 
 template <typename C>
@@ -1196,7 +1365,10 @@ void BindConsumer(py::module_& m, const char* name, const char* doc) {
       "recv($self, /, timeout=None)\n--\n\n"
       "Receive the next frame as bytes (one copy). Waits up to `timeout` seconds (None:\n"
       "forever; 0: try once) with the GIL released. Raises TimeoutError,\n"
-      "shmring.ChannelClosed (closed and drained), shmring.Corrupted."};
+      "shmring.ChannelClosed (closed and drained), shmring.Corrupted; broadcast:\n"
+      "shmring.Lapped (.missed frames from .sequence were lost; the next call continues\n"
+      "at the oldest frame still held). A broadcast frame is validated after the copy:\n"
+      "a torn frame is never returned."};
   static PyMethodDef recv_into = {
       "recv_into", AsCFunction<&FastRecvInto<T>>(), kFastFlags,
       "recv_into($self, /, buffer, timeout=None)\n--\n\n"
@@ -1207,10 +1379,14 @@ void BindConsumer(py::module_& m, const char* name, const char* doc) {
       "read", AsCFunction<&FastRead<T>>(), kFastFlags,
       "read($self, /, timeout=None)\n--\n\n"
       "Read the next frame in place: a Frame whose .data is a read-only memoryview into\n"
-      "the ring. `with consumer.read() as f:` releases it at exit. Errors as recv()."};
+      "the ring. `with consumer.read() as f:` releases it at exit. Errors as recv().\n"
+      "Broadcast: the publisher may overwrite the frame while it is held; then release()\n"
+      "(and so the end of the `with` block) raises shmring.Lapped: act on what was read\n"
+      "only after release() returned."};
   static PyMethodDef next = {
       "__next__", AsCFunction<&FastNext<T>>(), kFastFlags,
-      "The next message (bytes); StopIteration once the channel is closed and drained."};
+      "The next message (bytes); StopIteration once the channel is closed and drained.\n"
+      "Broadcast: raises shmring.Lapped on a gap; iterate again to go on."};
   AddFastMethod(cls, &recv);
   AddFastMethod(cls, &recv_into);
   AddFastMethod(cls, &read);
@@ -1220,13 +1396,23 @@ void BindConsumer(py::module_& m, const char* name, const char* doc) {
     cls.def_property_readonly("next_sequence", &T::next_sequence,
                               "The sequence number of the next frame to read.");
   }
+  if constexpr (requires(C & c) { c.missed(); }) {
+    BindOverflow(cls);
+    cls.def_property_readonly("missed", &T::missed,
+                              "Frames skipped by every lap (or eviction) since this subscriber\n"
+                              "attached.");
+    cls.def_property_readonly("last_missed", &T::last_missed,
+                              "Frames the most recent shmring.Lapped skipped (0 before any).");
+  }
 }
 
 void CreateChannelPy(const std::string& name, py::handle kind, long long capacity,
                      long long max_frame, long long max_endpoints, long long mode,
-                     bool reclaim_stale) {
+                     bool reclaim_stale, py::handle overflow, py::handle evict_after) {
   ChannelOptions options;
   options.kind = ParseKind(kind);
+  options.overflow = ParseOverflow(overflow);
+  options.evict_after = ParseEvictAfter(evict_after);
   auto check = [](const char* what, long long v, long long lo, long long hi) {
     if (v < lo || v > hi) {
       Raise(PyExc_ValueError, absl::StrCat(what, " must be in ", lo, "..", hi, ", got ", v));
@@ -1263,6 +1449,9 @@ py::dict RoleCountersDict(const RoleCounters& c) {
   d["abandoned"] = c.abandoned;
   d["takeovers"] = c.takeovers;
   d["redelivered"] = c.redelivered;
+  d["missed"] = c.missed;
+  d["lapped"] = c.lapped;
+  d["evicted"] = c.evicted;
   return d;
 }
 
@@ -1292,6 +1481,7 @@ void InitModule(py::module_& m) {
       errors_module.attr("NoFreeEndpoint"),
       errors_module.attr("Abandoned"),
       errors_module.attr("InheritedEndpoint"),
+      errors_module.attr("Lapped"),
   };
   if (pthread_atfork(nullptr, nullptr, &AfterForkInChild) != 0) {
     throw std::runtime_error("pthread_atfork failed");
@@ -1300,7 +1490,20 @@ void InitModule(py::module_& m) {
 
   py::enum_<Kind>(m, "Kind", "The ring algorithm of a channel, fixed at creation.")
       .value("SPSC", Kind::kSpsc, "one producer, one consumer, variable-length frames")
-      .value("MPMC", Kind::kMpmc, "many producers, competing consumers, fixed-size slots");
+      .value("MPMC", Kind::kMpmc, "many producers, competing consumers, fixed-size slots")
+      .value("BROADCAST", Kind::kBroadcast,
+             "one publisher, many subscribers each reading every frame");
+  py::enum_<OverflowPolicy>(m, "OverflowPolicy",
+                            "What a broadcast publisher does when a subscriber has not read the "
+                            "oldest frame yet.")
+      .value("BLOCK", OverflowPolicy::kBlock,
+             "lossless: wait for it (a live one that holds the publisher for evict_after is "
+             "evicted; a dead one stops counting at once)")
+      .value("OVERWRITE", OverflowPolicy::kOverwrite,
+             "lossy: never wait; a lapped subscriber gets shmring.Lapped with the exact count");
+  py::enum_<StartAt>(m, "StartAt", "Where a new broadcast subscriber starts reading.")
+      .value("LATEST", StartAt::kLatest, "the next frame published after it attached (default)")
+      .value("OLDEST", StartAt::kOldest, "the oldest frame the ring still holds (history replay)");
   py::enum_<WaitMode>(m, "WaitMode", "How a blocking call waits for the other side.")
       .value("SPIN", WaitMode::kSpin, "busy-poll: lowest latency, burns a core")
       .value("BLOCK", WaitMode::kBlock, "sleep on the futex at once")
@@ -1309,18 +1512,26 @@ void InitModule(py::module_& m) {
   m.def("create_channel", &CreateChannelPy, py::arg("name"), py::kw_only(),
         py::arg("kind") = "spsc", py::arg("capacity") = 1 << 20, py::arg("max_frame") = 0,
         py::arg("max_endpoints") = 64, py::arg("mode") = 0600, py::arg("reclaim_stale") = false,
+        py::arg("overflow") = "block", py::arg("evict_after") = 1.0,
         "Create the channel `name` (exclusively) and initialise it; attaches nothing.\n\n"
-        "kind: 'spsc' (default) or 'mpmc'. capacity: SPSC bytes (power of two, >= 4096,\n"
-        "default 1 MiB), MPMC slots (power of two, >= 2). max_frame: largest payload (0: the\n"
-        "largest allowed). max_endpoints: MPMC producers+consumers at once. mode: permission\n"
-        "bits (0o600). reclaim_stale: replace an object whose endpoints are all dead.\n"
-        "Raises ValueError (bad name or geometry), FileExistsError, PermissionError.");
+        "kind: 'spsc' (default), 'mpmc' or 'broadcast'. capacity: SPSC and broadcast bytes\n"
+        "(power of two, >= 4096, default 1 MiB), MPMC slots (power of two, >= 2). max_frame:\n"
+        "largest payload (0: the largest allowed). max_endpoints: MPMC producers+consumers,\n"
+        "broadcast subscribers at once (1..4096). mode: permission bits (0o600).\n"
+        "reclaim_stale: replace an object whose endpoints are all dead.\n"
+        "Broadcast only: overflow: 'block' (lossless, default) or 'overwrite' (lossy, the\n"
+        "publisher never waits), or a shmring.OverflowPolicy; evict_after: seconds a live\n"
+        "subscriber may hold a blocked publisher before it is evicted (it then gets\n"
+        "shmring.Lapped with the count it missed), default 1.0, None: never.\n"
+        "Raises ValueError (bad name, geometry, overflow other than 'block' for another\n"
+        "kind, negative evict_after), TypeError, FileExistsError, PermissionError.");
   m.def("_close_inherited_descriptors", &CloseInheritedDescriptors,
         "Internal: run in the child after fork() (shmring/__init__.py registers it).");
   m.def("channel_counters", &ChannelCountersPy, py::arg("name"),
         "The channel's statistics by role: {'producers': {...}, 'consumers': {...}}, each with\n"
-        "frames, bytes, wakeups, waits, abandoned, takeovers, redelivered (summed over every\n"
-        "endpoint that is or was attached). Read-only; raises as remove_channel.");
+        "frames, bytes, wakeups, waits, abandoned, takeovers, redelivered, missed, lapped,\n"
+        "evicted (summed over every endpoint that is or was attached; a broadcast publisher\n"
+        "counts as a producer, subscribers as consumers). Read-only; raises as remove_channel.");
   m.def("remove_channel", &RemoveChannelPy, py::arg("name"),
         "Unlink the channel `name`; attached endpoints keep working until they detach.\n"
         "Raises FileNotFoundError, ValueError (bad name), PermissionError.");
@@ -1389,6 +1600,17 @@ void InitModule(py::module_& m) {
       m, "MpmcConsumer",
       "One of the competing reading ends of an MPMC channel. A frame held by a consumer that\n"
       "dies is delivered again to another consumer.");
+  BindProducer<BroadcastPublisher>(
+      m, "BroadcastPublisher",
+      "The writing end of a broadcast channel (one at a time per channel; a dead holder's\n"
+      "role is taken over at once and the sequence numbers continue). Every subscriber\n"
+      "receives every frame it sends.");
+  BindConsumer<BroadcastSubscriber>(
+      m, "BroadcastSubscriber",
+      "One of up to max_endpoints reading ends of a broadcast channel, each with its own\n"
+      "cursor: every subscriber reads every frame, in order, from where it started. A gap\n"
+      "(lapped under 'overwrite', evicted under 'block') raises shmring.Lapped with the exact\n"
+      "count; the next call continues at the oldest frame still held.");
 }
 
 }  // namespace shmring::python

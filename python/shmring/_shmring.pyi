@@ -11,6 +11,17 @@ _T = TypeVar("_T")
 class Kind(enum.Enum):
     SPSC: int
     MPMC: int
+    BROADCAST: int
+
+class OverflowPolicy(enum.Enum):
+    """Broadcast: what the publisher does when a subscriber has not read the oldest frame."""
+    BLOCK: int
+    OVERWRITE: int
+
+class StartAt(enum.Enum):
+    """Broadcast: where a new subscriber starts reading."""
+    LATEST: int
+    OLDEST: int
 
 class WaitMode(enum.Enum):
     SPIN: int
@@ -26,12 +37,17 @@ def create_channel(
     max_endpoints: int = 64,
     mode: int = 0o600,
     reclaim_stale: bool = False,
+    overflow: Union[OverflowPolicy, str] = "block",
+    evict_after: Optional[float] = 1.0,
 ) -> None:
-    """Create the channel `name` exclusively. Raises ValueError, FileExistsError, PermissionError."""
+    """Create the channel `name` exclusively (kind 'spsc', 'mpmc' or 'broadcast'; overflow and
+    evict_after (seconds, None: never) apply to broadcast channels). Raises ValueError, TypeError,
+    FileExistsError, PermissionError."""
 
 def channel_counters(name: str) -> Dict[str, Dict[str, int]]:
     """The channel's statistics by role ('producers', 'consumers'): frames, bytes, wakeups,
-    waits, abandoned, takeovers, redelivered. Raises as remove_channel."""
+    waits, abandoned, takeovers, redelivered, missed, lapped, evicted. Raises as
+    remove_channel."""
 
 def remove_channel(name: str) -> None:
     """Unlink the channel `name`. Raises FileNotFoundError, ValueError, PermissionError."""
@@ -120,3 +136,35 @@ class MpmcProducer(_Producer):
 class MpmcConsumer(_Consumer):
     def __enter__(self) -> "MpmcConsumer": ...
     def __iter__(self) -> Iterator[bytes]: ...
+
+class BroadcastPublisher(_Producer):
+    """The one writing end of a broadcast channel: every subscriber receives every frame."""
+    def __enter__(self) -> "BroadcastPublisher": ...
+    @property
+    def next_sequence(self) -> int: ...
+    @property
+    def overflow(self) -> OverflowPolicy: ...
+
+class BroadcastSubscriber(_Consumer):
+    """One of many reading ends of a broadcast channel, each with its own cursor. A gap raises
+    shmring.Lapped (.missed, .sequence); the next call continues at the oldest frame held."""
+    def __init__(
+        self,
+        name: str,
+        *,
+        start: Union[StartAt, str] = "latest",
+        wait: Union[WaitMode, str] = "hybrid",
+        spin_iterations: int = 20000,
+        open_timeout: float = 5.0,
+        allow_shared_mode: bool = False,
+    ) -> None: ...
+    def __enter__(self) -> "BroadcastSubscriber": ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    @property
+    def next_sequence(self) -> int: ...
+    @property
+    def overflow(self) -> OverflowPolicy: ...
+    @property
+    def missed(self) -> int: ...
+    @property
+    def last_missed(self) -> int: ...

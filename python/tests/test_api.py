@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import shmring
+from _workers import fill
 
 
 def test_send_recv_every_buffer_type(spsc):
@@ -177,14 +178,7 @@ def test_timeouts(names):
                 c.read(timeout=timeout)
             with pytest.raises(TimeoutError):
                 c.recv_into(bytearray(10), timeout=timeout)
-        sent = 0
-        with pytest.raises(TimeoutError):
-            while True:
-                p.send(b"x" * 1000, timeout=0.05)
-                sent += 1
-        with pytest.raises(TimeoutError):
-            p.claim(1000, timeout=0)
-        assert sent > 0
+        sent = fill(p, lambda i: b"x" * 1000)
         for _ in range(sent):
             assert c.recv(timeout=0) == b"x" * 1000
         p.send(b"usable")
@@ -420,11 +414,12 @@ def test_stubs_match_the_module():
 
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert functions == {"channel_counters", "create_channel", "remove_channel"}
+    enums = ("Kind", "WaitMode", "OverflowPolicy", "StartAt")
     for name in ["Claim", "Frame", "SpscProducer", "SpscConsumer", "MpmcProducer",
-                 "MpmcConsumer", "Kind", "WaitMode"]:
+                 "MpmcConsumer", "BroadcastPublisher", "BroadcastSubscriber", *enums]:
         runtime = getattr(shmring, name)
         public = {a for a in dir(runtime) if not a.startswith("_")}
-        if name in ("Kind", "WaitMode"):
+        if name in enums:
             public = set(runtime.__members__)
         stub = {m for m in stub_members(name) if not m.startswith("_")}
         assert stub == public, (name, stub ^ public)

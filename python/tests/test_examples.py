@@ -23,7 +23,7 @@ def run(argv, timeout=300):
 
 def test_there_are_examples():
     names = {os.path.basename(e) for e in EXAMPLES}
-    assert {"pipe.py", "prefork_pool.py", "numpy_arrays.py"} <= names
+    assert {"pipe.py", "prefork_pool.py", "numpy_arrays.py", "broadcast.py"} <= names
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=os.path.basename)
@@ -67,20 +67,41 @@ def test_other_interpreter_gets_a_clear_import_error():
         return
 
 
-def test_readme_example_runs():
-    """The Python example in README.md, as shown there (with a unique channel name)."""
+def readme_python_example(channel: str) -> str:
+    """The code of the ```python block of README.md's Python section that uses `channel`."""
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
     section = readme[readme.index("\n## Python\n"):]
-    start = section.index("```python\n") + len("```python\n")
-    code = section[start:section.index("```", start)]
-    assert '"/readme-demo"' in code
+    start = 0
+    while True:
+        start = section.index("```python\n", start) + len("```python\n")
+        code = section[start:section.index("```", start)]
+        if '"%s"' % channel in code:
+            return code
+
+
+def run_readme_example(channel: str):
+    """Runs the README example that uses `channel`, with a unique name instead."""
+    code = readme_python_example(channel)
     name = unique_name("readme")
     try:
-        result = run([sys.executable, "-c", code.replace('"/readme-demo"', repr(name))], timeout=60)
+        result = run([sys.executable, "-c", code.replace('"%s"' % channel, repr(name))],
+                     timeout=60)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.splitlines() == [
-            "b'message 0'", "1 b'message 1'", "b'message 2'", "b'hello'"]
+        return result.stdout.splitlines()
     finally:
         for leftover in glob.glob("/dev/shm" + name):
             shmring.remove_channel(name)
+
+
+def test_readme_example_runs():
+    """The Python examples in README.md, as shown there (with a unique channel name)."""
+    assert run_readme_example("/readme-demo") == [
+        "b'message 0'", "1 b'message 1'", "b'message 2'", "b'hello'"]
+
+
+def test_readme_broadcast_example_runs():
+    lines = run_readme_example("/readme-ticks")
+    assert sorted(lines) == [
+        "0 102",  # the lapped subscriber: received + missed = published
+        "0 [b'tick 0', b'tick 1']", "1 [b'tick 0', b'tick 1']"]
