@@ -13,8 +13,12 @@
 //                            of the frame was overwritten before the copy — the publisher only
 //                            writes positions below oldest_position + capacity, and a frame lies
 //                            in [position, next) with next <= oldest_position + capacity.
-//   entry.cursor_position    subscriber, seq_cst store [S2] at release and when placed anew;
-//                            publisher seq_cst loads in Scan() [B2] (its cached limit).
+//   entry.cursor_position    subscriber, seq_cst store [S2] in PublishCursor(): at release(), and
+//                            for release_deferred() once per batch (the next release(), a read
+//                            that finds no frame, a quarter of the ring deferred), and when placed
+//                            anew; publisher seq_cst loads in Scan() [B2] (its cached limit). The
+//                            subscriber's local cursor may run ahead of it (deferred releases):
+//                            the publisher only ever counts the published one, which is <= it.
 //   control.publisher_waits_for  publisher, seq_cst store before it re-checks and sleeps [B5];
 //                            a subscriber loads it (seq_cst) after [S2] and, if it names its
 //                            entry, wakes the publisher (Dekker: one of the two sees the other).
@@ -357,6 +361,7 @@ BroadcastSubscriberState::~BroadcastSubscriberState() {
 }
 
 void BroadcastSubscriberState::PublishCursor() {
+  published_cursor = cursor;
   // Relaxed: informational (shm-inspect), ordered before [S2].
   endpoint->entry()->cursor_seq.store(expected, std::memory_order_relaxed);
   if (ring.overwrite) {
@@ -477,6 +482,9 @@ Frame BroadcastSubscriberState::TryRead() {
       if (write == cursor) {
         // [S4] acquire: pairs with [B6]; then reload: drain what was committed before close().
         if (control->closed.load(std::memory_order_acquire) == 0) {
+          // Caught up: deferred releases must become visible, or a publisher blocked on them
+          // could never use the room they freed (and would not be woken).
+          PublishDeferred();
           return {Result::kWouldBlock, false, {}, 0};
         }
         const std::uint64_t last = control->write_position.load(std::memory_order_acquire);
@@ -524,8 +532,11 @@ bool BroadcastSubscriberState::Intact() const {
   return ring.control->oldest_position.load(std::memory_order_relaxed) <= cursor;
 }
 
-Result BroadcastSubscriberState::Release() {
-  if (!holding) return Result::kOk;
+Result BroadcastSubscriberState::Release(bool publish) {
+  if (!holding) {
+    if (publish) PublishDeferred();  // release() without a frame: the batch's publication step
+    return Result::kOk;
+  }
   const bool intact = Intact();
   holding = false;
   if (!intact) {
@@ -535,7 +546,9 @@ Result BroadcastSubscriberState::Release() {
   cursor = held_end;
   expected = held.sequence + 1;
   endpoint->CountFrame(held.data.size());
-  PublishCursor();
+  if (publish || cursor - published_cursor >= ring.capacity / kBroadcastDeferredDivisor) {
+    PublishCursor();
+  }
   return Result::kOk;
 }
 
@@ -644,6 +657,7 @@ Frame BroadcastSubscriber::read(absl::Time deadline) {
                                 [&] { return state_->TryRead(); });
 }
 Result BroadcastSubscriber::release() { return state_->Release(); }
+Result BroadcastSubscriber::release_deferred() { return state_->Release(/*publish=*/false); }
 bool BroadcastSubscriber::intact() const { return state_->Intact(); }
 
 Received BroadcastSubscriber::try_receive(std::span<std::byte> buffer) {
