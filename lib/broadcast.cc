@@ -517,11 +517,16 @@ Frame BroadcastSubscriberState::TryRead() {
       PublishCursor();  // the publisher may need exactly this room
       continue;
     }
-    held = {Result::kOk, false, std::span<const std::byte>(ring.data + f.payload_offset, f.length),
-            f.sequence};
+    // Return the local, not `held`: reading back the fields just stored stalls on store
+    // forwarding (a 16-byte load over narrower stores) — measured at two thirds of a read's time
+    // (as in SpscConsumerState::TryRead).
+    const Frame frame{Result::kOk, false,
+                      std::span<const std::byte>(ring.data + f.payload_offset, f.length),
+                      f.sequence};
+    held = frame;
     held_end = f.next_position;
     holding = true;
-    return held;
+    return frame;
   }
 }
 
