@@ -369,7 +369,15 @@ void BroadcastSubscriberState::PublishCursor() {
     endpoint->entry()->cursor_position.store(cursor, std::memory_order_release);
     return;
   }
-  // [S2] seq_cst: pairs with [B2]; then the load below pairs with [B5] (Dekker).
+  // [S2] seq_cst: pairs with [B2]; then the load below pairs with [B5] (Dekker). In the single
+  // total order of seq_cst operations either [S2] comes before the publisher's rescan [B2] after
+  // [B5] — the rescan sees this cursor and the publisher does not sleep on it — or [B5] comes
+  // before the load below, which then names this entry and we wake the publisher. [S2] is the
+  // one locked instruction of a publication (an xchg on x86) and it cannot be a plain store
+  // checked by a plain load of publisher_waits_for first: the load could pass the store (the
+  // store buffer), both sides would read the old values, and the publisher would sleep on free
+  // room until its next recheck. The wake itself (Notify's exchange, FUTEX_WAKE) happens only
+  // when the load names us; release_deferred() pays [S2] once per batch instead of per frame.
   endpoint->entry()->cursor_position.store(cursor, std::memory_order_seq_cst);
   if (ring.control->publisher_waits_for.load(std::memory_order_seq_cst) == endpoint->index()) {
     endpoint->Notify(ring.control->space_ready, 1);
