@@ -300,12 +300,15 @@ class BroadcastFanout final : public Fanout {
   }
   void Flush() override { publisher_->flush(); }
   // Read in place, copy, then release: kOk proves the copy intact (a lossless channel that never
-  // evicts always gives kOk). Each release is published at once (no deferred release).
-  bool ReceiveDownstream(std::byte* message, bool) override {
+  // evicts always gives kOk). Driven exactly as SpscFanout drives its SPSC consumers, so the two
+  // compare the same idiom: in a stream, release_deferred() and a publishing release() every
+  // Config::batch frames (Fanout::Receive decides `release`); in a latency run, release() each.
+  bool ReceiveDownstream(std::byte* message, bool release) override {
     const Frame f = subscriber_->read(config_.deadline);
     if (!f.ok() || f.data.size() != config_.size) return false;
     std::memcpy(message, f.data.data(), config_.size);
-    return subscriber_->release() == Result::kOk;
+    const Result r = release ? subscriber_->release() : subscriber_->release_deferred();
+    return r == Result::kOk;
   }
   void CleanupDownstream() override {
     publisher_.reset();

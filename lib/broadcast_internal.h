@@ -92,7 +92,10 @@ struct BroadcastPublisherState {
 struct BroadcastSubscriberState {
   std::unique_ptr<Endpoint> endpoint;
   BroadcastView ring;
-  std::uint64_t cursor;        // position of the next frame to read (== entry.cursor_position)
+  std::uint64_t cursor;  // position of the next frame to read (local; see published_cursor)
+  // == entry.cursor_position: what the publisher counts. Behind `cursor` by the frames released
+  // with release_deferred() since the last publication (PublishCursor).
+  std::uint64_t published_cursor = kNoTicket;
   std::uint64_t expected;      // its sequence number, once `synced`
   bool synced = false;         // expected is known (the first frame read fixes it)
   std::uint64_t cached_write;  // write_position as last loaded
@@ -106,7 +109,9 @@ struct BroadcastSubscriberState {
   BroadcastSubscriberState(std::unique_ptr<Endpoint> ep, StartAt start);
   ~BroadcastSubscriberState();
   Frame TryRead();
-  Result Release();
+  // Release ends the hold on the read frame; `publish` false defers publishing the cursor
+  // (release_deferred).
+  Result Release(bool publish = true);
   bool Intact() const;
   Received Receive(const Frame& first, std::span<std::byte> buffer);
 
@@ -115,6 +120,10 @@ struct BroadcastSubscriberState {
   Frame ReportLap(std::uint64_t missed, std::uint64_t first);
   bool Reposition();
   void PublishCursor();
+  // PublishDeferred publishes the cursor if deferred releases moved it; nothing otherwise.
+  void PublishDeferred() {
+    if (published_cursor != cursor) PublishCursor();
+  }
 };
 
 }  // namespace shmring::internal

@@ -138,6 +138,11 @@ class Endpoint {
   std::uint64_t bytes_ = 0;
 };
 
+// Every return statement returns `r`, so `r` is the caller's return slot (named return value
+// optimisation) and poll() builds its result there directly. With a second object to return, the
+// result (a 32-byte Frame or Claim) was copied out with 16-byte loads over poll()'s narrower
+// stores — a store-forwarding stall on every read() and claim() that found a frame or room at
+// once, measured at about half of BroadcastSubscriber::read's time.
 template <typename Poll>
 auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltype(poll()) {
   using R = decltype(poll());
@@ -157,7 +162,10 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
       r = poll();
       if (ResultOf(r) != Result::kWouldBlock) return r;
       // Reading the clock costs ~20 ns; do it every 64 polls.
-      if ((i & 63) == 0 && WallNow() >= deadline) return WithResult<R>(Result::kTimeout);
+      if ((i & 63) == 0 && WallNow() >= deadline) {
+        r = WithResult<R>(Result::kTimeout);
+        return r;
+      }
       if (hybrid && spent >= spin_iterations_) break;
     }
   }
@@ -172,7 +180,10 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
     r = poll();
     if (ResultOf(r) != Result::kWouldBlock) return r;
     const absl::Time now = WallNow();
-    if (now >= deadline) return WithResult<R>(Result::kTimeout);
+    if (now >= deadline) {
+      r = WithResult<R>(Result::kTimeout);
+      return r;
+    }
     entry_->sleeping.store(1, std::memory_order_relaxed);  // informational (shm-inspect)
     Count(&Counters::waits);
     FutexWait(&wake.word, seen, std::min(deadline - now, recheck_));

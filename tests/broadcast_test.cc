@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -259,51 +260,121 @@ TEST_CASE("overwrite: exact lap counts, a frame overwritten while held is never 
   r = sub->try_receive(buffer);
   REQUIRE(r.ok());
   CHECK(r.sequence == held + second + 1 + sub->last_missed());
+  // release_deferred validates exactly as release(): a frame overwritten while held is reported,
+  // never counted as delivered, and the lap count stays exact.
+  const std::uint64_t missed_before = sub->missed();
+  f = sub->try_read();
+  REQUIRE(f.ok());
+  const std::uint64_t deferred_held = f.sequence;
+  for (std::uint64_t i = 0; i < 64; ++i) REQUIRE(pub->try_send(payload) == Result::kOk);
+  CHECK(sub->release_deferred() == Result::kLapped);
+  f = sub->try_read();
+  REQUIRE(f.result == Result::kLapped);
+  CHECK(f.sequence == deferred_held);
+  const std::uint64_t third = sub->last_missed();
+  std::uint64_t next = deferred_held + third;
+  for (int i = 0; i < 3; ++i, ++next) {
+    f = sub->try_read();
+    REQUIRE(f.ok());
+    CHECK(f.sequence == next);
+    CHECK(sub->release_deferred() == Result::kOk);
+  }
   const ChannelCounters c = sub->counters();
-  CHECK(c.consumers.lapped == 3);
+  CHECK(c.consumers.lapped == 4);
   CHECK(c.consumers.missed == sub->missed());
+  CHECK(sub->missed() == missed_before + third);
 }
 
-TEST_CASE("1 publisher -> 4 subscriber processes, lossless, random lengths, checksums") {
-  ScopedName name("fanout");
+// FanOut: 1 publisher -> kFanOut subscriber processes on a lossless channel, frames of random
+// length; each subscriber checks every frame (once, in order, byte-exact) and releases it with
+// `release(subscriber s, its frame i)`, waiting as `wait(s)` says.
+constexpr int kFanOut = 4;
+struct FanOut {
+  std::uint64_t capacity;
+  std::uint64_t frames;
+  std::function<Result(BroadcastSubscriber&, int, std::uint64_t)> release;
+  std::function<WaitMode(int)> wait = [](int) { return WaitMode::kHybrid; };
+  WaitMode publisher_wait = WaitMode::kHybrid;
+};
+
+void RunFanOut(const ScopedName& name, const FanOut& run) {
   ChannelOptions options;
-  options.capacity = 1 << 16;
+  options.capacity = run.capacity;
   options.evict_after = absl::InfiniteDuration();  // lossless even on a loaded machine
   ChannelWith(name, options);
   constexpr std::size_t kSpread = 256;
-  const std::uint64_t frames = Scaled(2'000'000);
-  constexpr int kSubscribers = 4;
   std::vector<std::unique_ptr<Pipe>> ready;
   std::vector<std::unique_ptr<Child>> children;
-  for (int s = 0; s < kSubscribers; ++s) {
+  for (int s = 0; s < kFanOut; ++s) {
     ready.push_back(std::make_unique<Pipe>());
     Pipe* signal = ready.back().get();
-    children.push_back(std::make_unique<Child>([&, signal] {
-      auto sub = BroadcastSubscriber::Attach(name);
+    children.push_back(std::make_unique<Child>([&, s, signal] {
+      auto sub =
+          BroadcastSubscriber::Attach(name, StartAt::kLatest, EndpointOptions{.wait = run.wait(s)});
       if (!sub.ok()) return 10;
       if (!signal->Signal()) return 11;
-      for (std::uint64_t i = 0; i < frames; ++i) {
+      for (std::uint64_t i = 0; i < run.frames; ++i) {
         Frame f = sub->read(kGenerous);
         if (!f.ok()) return 12;
         if (f.sequence != i) return 13;
         if (!FrameOk(i, f.data, kSpread)) return 14;
-        if (sub->release() != Result::kOk) return 15;
+        if (run.release(*sub, s, i) != Result::kOk) return 15;
       }
-      return sub->read(kGenerous).result == Result::kClosed ? 0 : 16;
+      return sub->read(kGenerous).result == Result::kClosed && sub->missed() == 0 ? 0 : 16;
     }));
   }
   for (auto& p : ready) REQUIRE(p->Await());
-  auto pub = BroadcastPublisher::Attach(name);
+  auto pub = BroadcastPublisher::Attach(name, EndpointOptions{.wait = run.publisher_wait});
   REQUIRE(pub.ok());
-  for (std::uint64_t i = 0; i < frames; ++i) {
+  for (std::uint64_t i = 0; i < run.frames; ++i) {
     REQUIRE(Publish(*pub, i, kSpread, absl::Now() + kGenerous) == Result::kOk);
   }
   pub->close();
   for (auto& c : children) CHECK(c->Wait(absl::Minutes(10)) == 0);
   const ChannelCounters counters = pub->counters();
-  CHECK(counters.consumers.frames == frames * kSubscribers);
+  CHECK(counters.consumers.frames == run.frames * kFanOut);
   CHECK(counters.consumers.missed == 0);
   CHECK(counters.producers.evicted == 0);
+}
+
+TEST_CASE("1 publisher -> 4 subscriber processes, lossless, random lengths, checksums") {
+  ScopedName name("fanout");
+  RunFanOut(name, {.capacity = 1 << 16,
+                   .frames = Scaled(2'000'000),
+                   .release = [](BroadcastSubscriber& sub, int, std::uint64_t) {
+                     return sub.release();
+                   }});
+}
+
+TEST_CASE("batched release: 4 subscriber processes, lossless, random lengths, checksums") {
+  ScopedName name("batched");
+  // Subscriber s releases: 0 release() each frame; 1 release_deferred() only (published by reads
+  // that find no frame and every quarter of the ring); 2 batches of 32, each ended by release();
+  // 3 batches of random length (1..64), each ended by release() without a held frame. 1 and 3
+  // sleep when they wait, and so does the publisher: the wake-ups are exercised too. (Each
+  // subscriber is a process of its own: `batch_end` is its own copy.)
+  std::uint64_t batch_end = 0;
+  RunFanOut(name, {.capacity = 1 << 14,
+                   .frames = Scaled(500'000),
+                   .release =
+                       [&](BroadcastSubscriber& sub, int s, std::uint64_t i) {
+                         switch (s) {
+                           case 0:
+                             return sub.release();
+                           case 1:
+                             return sub.release_deferred();
+                           case 2:
+                             return i % 32 == 31 ? sub.release() : sub.release_deferred();
+                           default: {
+                             const Result r = sub.release_deferred();
+                             if (r != Result::kOk || i < batch_end) return r;
+                             batch_end = i + 1 + Mix(i) % 64;
+                             return sub.release();  // publishes the batch
+                           }
+                         }
+                       },
+                   .wait = [](int s) { return s % 2 == 1 ? WaitMode::kBlock : WaitMode::kHybrid; },
+                   .publisher_wait = WaitMode::kBlock});
 }
 
 TEST_CASE("one wake-up for all sleeping subscribers, none when nobody sleeps") {
@@ -354,25 +425,36 @@ TEST_CASE("one wake-up for all sleeping subscribers, none when nobody sleeps") {
   CHECK(pub->counters().producers.wakeups == 1);
 }
 
-TEST_CASE("a blocked publisher is woken by the slowest subscriber's release only") {
-  ScopedName name("slowest");
+// StrictSmallChannel: a lossless 4 KiB channel that never evicts: 32 frames of 112 bytes (128
+// with the header) fill it.
+void StrictSmallChannel(const ScopedName& name) {
   ChannelOptions options;
   options.capacity = 4096;
   options.evict_after = absl::InfiniteDuration();
   ChannelWith(name, options);
-  auto slow = BroadcastSubscriber::Attach(name);
-  auto fast = BroadcastSubscriber::Attach(name);
-  REQUIRE((slow.ok() && fast.ok()));
-  Pipe go;
-  Child publisher([&] {
+}
+
+// SleepingPublisher: the body of a publisher process that sends `frames` frames of 112 bytes,
+// sleeping (WaitMode::kBlock) whenever the ring is full.
+std::function<int()> SleepingPublisher(const ScopedName& name, int frames) {
+  return [&name, frames] {
     auto pub = BroadcastPublisher::Attach(name, EndpointOptions{.wait = WaitMode::kBlock});
     if (!pub.ok()) return 10;
     std::vector<std::byte> payload(112);
-    for (int i = 0; i < 40; ++i) {  // 32 fit: the 33rd blocks on `slow`
+    for (int i = 0; i < frames; ++i) {
       if (pub->send(payload, kGenerous) != Result::kOk) return 11;
     }
     return 0;
-  });
+  };
+}
+
+TEST_CASE("a blocked publisher is woken by the slowest subscriber's release only") {
+  ScopedName name("slowest");
+  StrictSmallChannel(name);
+  auto slow = BroadcastSubscriber::Attach(name);
+  auto fast = BroadcastSubscriber::Attach(name);
+  REQUIRE((slow.ok() && fast.ok()));
+  Child publisher(SleepingPublisher(name, 40));  // the 33rd frame blocks on `slow`
   auto seg = OpenReadOnly(name);
   std::uint64_t fast_read = 0;
   auto drain_fast = [&] {
@@ -403,6 +485,61 @@ TEST_CASE("a blocked publisher is woken by the slowest subscriber's release only
   // Only `slow` (entry 1) woke the publisher; `fast` (entry 2) never issued a wake-up.
   CHECK(seg->endpoint(2)->counters.wakeups.load() == 0);
   CHECK(seg->endpoint(1)->counters.wakeups.load() >= 1);
+}
+
+TEST_CASE("a publisher blocked on a batching subscriber is woken when the batch is published") {
+  ScopedName name("batchwake");
+  StrictSmallChannel(name);
+  auto slow = BroadcastSubscriber::Attach(name);
+  REQUIRE(slow.ok());
+  Child publisher(SleepingPublisher(name, 80));  // the 33rd frame blocks on `slow`
+  auto seg = OpenReadOnly(name);
+  internal::ControlBlock* control = seg->control();
+  const internal::EndpointEntry* entry = seg->endpoint(1);  // `slow`, the only subscriber
+  const auto asleep = [&] {
+    return control->publisher_waits_for.load() == 1 && control->space_ready.waiting.load() == 1;
+  };
+  REQUIRE(Eventually(asleep));
+  const std::uint64_t full = control->write_position.load();
+  CHECK(full == 32 * 128);
+  // Deferred releases free nothing for the publisher: it stays asleep, the cursor unpublished.
+  for (std::uint64_t i = 0; i < 5; ++i) {
+    Frame f = slow->read(kGenerous);
+    REQUIRE(f.ok());
+    CHECK(f.sequence == i);
+    REQUIRE(slow->release_deferred() == Result::kOk);
+  }
+  CHECK(slow->next_sequence() == 5);
+  CHECK(entry->cursor_position.load() == 0);
+  CHECK(entry->counters.wakeups.load() == 0);
+  CHECK(control->write_position.load() == full);
+  CHECK(asleep());
+  // release() without a held frame publishes the batch and wakes the publisher it names.
+  REQUIRE(slow->release() == Result::kOk);
+  CHECK(entry->cursor_position.load() == 5 * 128);
+  REQUIRE(Eventually([&] { return control->write_position.load() > full; }));
+  CHECK(entry->counters.wakeups.load() == 1);
+  // A quarter of the ring deferred (8 frames) publishes by itself.
+  REQUIRE(Eventually(asleep));
+  for (std::uint64_t i = 5; i < 13; ++i) {
+    Frame f = slow->read(kGenerous);
+    REQUIRE(f.ok());
+    CHECK(f.sequence == i);
+    REQUIRE(slow->release_deferred() == Result::kOk);
+  }
+  CHECK(entry->cursor_position.load() == 13 * 128);
+  // The rest with release_deferred only: the reads that find no frame publish, so the publisher
+  // always gets its room and finishes; every frame arrives once, in order.
+  for (std::uint64_t i = 13; i < 80; ++i) {
+    Frame f = slow->read(kGenerous);
+    REQUIRE(f.ok());
+    CHECK(f.sequence == i);
+    REQUIRE(slow->release_deferred() == Result::kOk);
+  }
+  CHECK(publisher.Wait() == 0);
+  CHECK(slow->try_read().result == Result::kWouldBlock);  // and publishes the last batch
+  CHECK(entry->cursor_position.load() == control->write_position.load());
+  CHECK(slow->counters().consumers.frames == 80);
 }
 
 TEST_CASE("SIGSTOPped subscriber: evicted after the bound, others miss nothing, exact count") {

@@ -53,7 +53,8 @@
 // per commit (none per subscriber); when the ring's room runs out it rescans the subscribers'
 // cursors once, O(subscribers), and keeps the slowest as a cached limit. Subscriber —
 // try_read/release are a few loads and stores on its own cursor line plus one locked instruction
-// per release. The publisher makes one FUTEX_WAKE for all sleeping subscribers together, and no
+// per release under the block policy (one per batch with release_deferred; none under
+// overwrite). The publisher makes one FUTEX_WAKE for all sleeping subscribers together, and no
 // syscall when none sleeps; a blocked publisher sleeps on the slowest subscriber and only that
 // subscriber's release wakes it.
 #ifndef SHMRING_BROADCAST_H_
@@ -183,8 +184,33 @@ class BroadcastSubscriber {
   // sleeps on this subscriber). kOk: the frame was intact the whole time it was held. kLapped: the
   // publisher started overwriting it meanwhile — discard whatever was read from it; it counts
   // as missed, and the next read returns kLapped with the exact count (this frame included).
-  // Without a held frame: kOk, nothing happens. Cost: one locked instruction.
+  // Without a held frame: kOk; it only publishes deferred releases (release_deferred). Cost: one
+  // locked instruction (under the block policy; none under overwrite), and a FUTEX_WAKE when the
+  // publisher sleeps on this subscriber.
   [[nodiscard]] Result release();
+  // release_deferred ends the hold exactly as release() does — the same validation, the same
+  // result (kOk: the frame was intact; kLapped: discard it), the next read returns the next frame
+  // — but does not publish the cursor to the publisher yet: the next release(), a read that
+  // finds no frame (kWouldBlock), a lap, or a release_deferred that leaves a quarter of the ring
+  // deferred publishes every deferred release at once (one store and one locked instruction for
+  // the batch, as SpscConsumer::release_deferred). Until then, under the block policy, the room
+  // stays taken (the publisher may wait for it, and a publisher sleeping on this subscriber is
+  // woken by that publication), and shm-inspect shows the published cursor. A subscriber that
+  // stops reading with releases deferred holds the publisher back as if it had not released them
+  // (evict_after still applies): call release() for the last frame before going idle.
+  //
+  // clang-format off
+  //   for (int i = 0; i < 32; ++i) {
+  //     shmring::Frame f = subscriber.read(deadline);
+  //     if (!f.ok()) break;
+  //     Quote q = parse(f.data);
+  //     if (subscriber.release_deferred() == shmring::Result::kOk) use(q);
+  //   }
+  //   (void)subscriber.release();  // publishes the batch (kOk without a held frame)
+  // clang-format on
+  //
+  // Cost: a few loads and stores on this subscriber's own lines; no locked instruction.
+  [[nodiscard]] Result release_deferred();
   // intact: true while the held frame has not been overwritten. Call it after reading the bytes
   // you use (it validates everything read before it); false without a held frame.
   [[nodiscard]] bool intact() const;

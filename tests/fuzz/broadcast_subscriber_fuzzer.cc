@@ -2,7 +2,8 @@
 // peer.
 //
 // Input: 8 bytes write_position, 8 bytes oldest_position, 8 bytes next_write_seq, 1 byte of flags
-// (bit 0: closed; bit 1: start at the oldest frame; bit 2: copying receive), then the ring's
+// (bit 0: closed; bit 1: start at the oldest frame; bit 2: copying receive; bit 3: release with
+// release_deferred, publishing every 4th frame with release()), then the ring's
 // bytes. They are written into a real segment; a freshly attached subscriber then reads until it
 // gets anything but kOk or kLapped. It must never touch memory outside the ring (ASan), never loop
 // forever, and every frame it hands out must lie inside the data area.
@@ -87,7 +88,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* input, std::size_t siz
     unsigned sum = 0;
     for (std::byte b : f.data) sum += static_cast<unsigned>(b);  // ASan checks every byte
     if (sum == 0xFFFFFFFFu) std::abort();
-    (void)sub->release();
+    if ((flags & 8) != 0 && (i & 3) != 3) {
+      (void)sub->release_deferred();
+    } else {
+      (void)sub->release();
+    }
   }
   return 0;
 }
