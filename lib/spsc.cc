@@ -4,8 +4,10 @@
 // -----------------
 // Shared fields (lib/layout.h), positions are byte counts that only grow (offset = pos & mask):
 //   frame ready word        FrameHeader::sequence. Written by the producer only: kFrameNotReady
-//                           into the slot after the frame (relaxed, [P0]), then the frame's
-//                           header with its ready word last, release store in Commit() [P1];
+//                           into the slot after the last frame the consumer can reach (relaxed,
+//                           [P0]: per frame, or once per deferred batch in Publish()), then the
+//                           frame's header with its ready word last, release store in Commit()
+//                           [P1];
 //                           read by the consumer with acquire [C1] on its hot path (it polls
 //                           until IsReadyWord (spsc_frame.h); layout.h, kFrameLapBit, says why
 //                           a stale word can never pass for a frame).
@@ -182,15 +184,13 @@ struct SpscProducerState {
     if (size > claim_size) size = claim_size;
     claimed = false;
     const std::uint64_t end = claim_position + FrameBytes(size);
-    // [P0] relaxed: the slot after this frame says "no frame" before this frame can be followed
-    // to it; unless the frame fills the ring up to the (cached) read position, where the slot
-    // holds our header of one lap before, which the lap parity already rules out (layout.h,
-    // kFrameLapBit). Ordered before the consumer's reads of that slot by [P1].
-    if (end - cached_read_position < ring.capacity) {
-      FrameReadyWord(ring.data, end & ring.mask).store(kFrameNotReady, std::memory_order_relaxed);
-    }
     // The first frame (or padding) of a deferred batch stays unreachable until Publish().
     const bool withhold = !publish && pad_position == published_position;
+    // [P0] only where the consumer can follow this frame at once: a frame behind a withheld one
+    // (or withheld itself) is unreachable until Publish(), which stores [P0] once after the last
+    // frame of the batch. So a deferred batch pays one [P0], not one per frame (each of which
+    // dirtied the next frame's line a commit early: the 64 B stream lost ~20% to it).
+    if (!withheld && !withhold) ClearSlotAfter(end);
     const std::uint64_t ready = ReadyWordFor(next_sequence, claim_position, ring.capacity);
     // [P1] release (in StoreFrameHeader): commits the frame (header, payload and [P0]). Pairs
     // with the consumer's acquire load of the ready word [C1].
@@ -216,10 +216,23 @@ struct SpscProducerState {
     }
   }
 
+  // ClearSlotAfter: [P0] relaxed, the slot at `end` (just after the last frame the consumer can
+  // reach) says "no frame" before that frame can be followed to it; unless the frame fills the
+  // ring up to the (cached) read position, where the slot holds our header of one lap before,
+  // which the lap parity already rules out (layout.h, kFrameLapBit). Ordered before the
+  // consumer's reads of that slot by the [P1] that makes the frame reachable.
+  void ClearSlotAfter(std::uint64_t end) {
+    if (end - cached_read_position < ring.capacity) {
+      FrameReadyWord(ring.data, end & ring.mask).store(kFrameNotReady, std::memory_order_relaxed);
+    }
+  }
+
   // Publish makes every committed frame visible to the consumer and wakes it if it sleeps.
   void Publish() {
     if (published_position == write_position) return;
     if (withheld) {
+      // [P0] for the whole batch: its frames were committed without one (Commit).
+      ClearSlotAfter(write_position);
       // [P1] for a deferred batch: its first frame becomes reachable, and through it the rest.
       withheld = false;
       FrameReadyWord(ring.data, published_position & ring.mask)
