@@ -100,7 +100,11 @@ struct BroadcastSubscriberState {
   bool synced = false;         // expected is known (the first frame read fixes it)
   std::uint64_t cached_write;  // write_position as last loaded
   bool holding = false;        // a frame handed out by read, until release
-  Frame held;
+  // The held frame field by field, as SpscConsumerState keeps it (assigning a whole Frame stalls
+  // on store forwarding); Held() rebuilds it.
+  std::span<const std::byte> held_data;
+  std::uint64_t held_sequence = 0;
+  Frame Held() const { return {Result::kOk, false, held_data, held_sequence}; }
   std::uint64_t held_end = 0;
   bool lap_pending = false;  // the held frame was overwritten; the next read reports the lap
   std::uint64_t last_missed = 0;

@@ -277,6 +277,7 @@ struct SpscConsumerState {
   std::uint64_t held_sequence = 0;
   bool held_redelivered = false;
   std::uint64_t held_end = 0;
+  Frame Held() const { return {Result::kOk, held_redelivered, held_data, held_sequence}; }
   // release_held: while `pinned`, [C2] publishes at most `pin`, never read_position.
   bool pinned = false;
   ReleaseMark pin;
@@ -322,7 +323,7 @@ struct SpscConsumerState {
   }
 
   [[gnu::always_inline]] Frame TryRead() {
-    if (holding) return {Result::kOk, held_redelivered, held_data, held_sequence};
+    if (holding) return Held();
     for (;;) {
       // read_position is ours, but it started as the segment's (hostile) read_position: the
       // ready word we poll must be aligned and inside the ring.
@@ -357,7 +358,7 @@ struct SpscConsumerState {
       held_sequence = frame.sequence;
       held_end = frame.next_position;
       holding = true;
-      return {Result::kOk, held_redelivered, held_data, held_sequence};
+      return Held();
     }
   }
 

@@ -67,7 +67,6 @@ class Seed {
     Check(std::fwrite(bytes_.data(), 1, bytes_.size(), f) == bytes_.size(), "short write " + path);
     std::fclose(f);
   }
-  std::size_t size() const { return bytes_.size(); }
 
  private:
   std::vector<std::uint8_t> bytes_;
@@ -113,14 +112,12 @@ void SpscSeed(const std::string& dir, const char* name, int frames, int read, bo
   auto consumer = shmring::SpscConsumer::Attach(ch.name(), kSpin);
   Check(producer.ok() && consumer.ok(), "spsc attach");
   std::vector<std::byte> buf(4096);
-  int sent = 0;
   for (int i = 0; i < frames; ++i) {
     // Read as we go, so long streams wrap around the ring (lap bit, padding).
     while (producer->try_send(Payload(16 + (i * 37) % 200, i)) != shmring::Result::kOk) {
       Check(consumer->try_receive(buf).ok(), "spsc drain");
       --read;
     }
-    ++sent;
   }
   for (int i = 0; i < read; ++i) Check(consumer->try_receive(buf).ok(), "spsc read");
   if (close) producer->close();
@@ -132,7 +129,6 @@ void SpscSeed(const std::string& dir, const char* name, int frames, int read, bo
   s.Put(seg->data(), 4096);
   if (close) s.Put("", 1);  // odd length: the target closes the stream
   s.Write(dir + "/spsc_consumer", name);
-  (void)sent;
 }
 
 // ---- mpmc_consumer: read/write tickets, 4 bytes of flags, the endpoint table, the slots ----
