@@ -525,11 +525,13 @@ Frame BroadcastSubscriberState::TryRead() {
       PublishCursor();  // the publisher may need exactly this room
       continue;
     }
-    held_data = std::span<const std::byte>(ring.data + f.payload_offset, f.length);
+    const std::span<const std::byte> data(ring.data + f.payload_offset, f.length);
+    held_data = data;
     held_sequence = f.sequence;
     held_end = f.next_position;
     holding = true;
-    return Held();
+    // From the locals, not Held(): a reload of held_data just stored stalls (see spsc.cc).
+    return {Result::kOk, false, data, f.sequence};
   }
 }
 
@@ -595,8 +597,9 @@ BroadcastPublisher::~BroadcastPublisher() = default;
 
 Claim BroadcastPublisher::try_claim(std::size_t size) { return state_->TryClaim(size); }
 Claim BroadcastPublisher::claim(std::size_t size, absl::Time deadline) {
-  return state_->endpoint->Wait(state_->ring.control->space_ready, deadline,
-                                [&] { return state_->TryClaim(size); });
+  return state_->endpoint->Wait(
+      state_->ring.control->space_ready,
+      deadline, [&]() __attribute__((always_inline)) { return state_->TryClaim(size); });
 }
 Result BroadcastPublisher::commit() {
   state_->Commit(state_->claim_size, /*publish=*/true);
@@ -661,8 +664,9 @@ BroadcastSubscriber::~BroadcastSubscriber() = default;
 
 Frame BroadcastSubscriber::try_read() { return state_->TryRead(); }
 Frame BroadcastSubscriber::read(absl::Time deadline) {
-  return state_->endpoint->Wait(state_->ring.control->data_ready, deadline,
-                                [&] { return state_->TryRead(); });
+  return state_->endpoint->Wait(
+      state_->ring.control->data_ready,
+      deadline, [&]() __attribute__((always_inline)) { return state_->TryRead(); });
 }
 Result BroadcastSubscriber::release() { return state_->Release(); }
 Result BroadcastSubscriber::release_deferred() { return state_->Release(/*publish=*/false); }

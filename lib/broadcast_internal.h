@@ -76,7 +76,10 @@ struct BroadcastPublisherState {
 
   explicit BroadcastPublisherState(std::unique_ptr<Endpoint> ep);
   ~BroadcastPublisherState();
-  Claim TryClaim(std::size_t size);
+  // TryClaim and TryRead are always inlined into their callers (all in lib/broadcast.cc):
+  // returned through memory, the result was reloaded 16 bytes at a time over narrower stores, a
+  // store-forwarding stall that cost more than the rest of the call (as in lib/spsc.cc).
+  [[gnu::always_inline]] inline Claim TryClaim(std::size_t size);
   void Commit(std::size_t size, bool publish);
   void Publish();
   void Close();
@@ -101,7 +104,8 @@ struct BroadcastSubscriberState {
   std::uint64_t cached_write;  // write_position as last loaded
   bool holding = false;        // a frame handed out by read, until release
   // The held frame field by field, as SpscConsumerState keeps it (assigning a whole Frame stalls
-  // on store forwarding); Held() rebuilds it.
+  // on store forwarding); Held() rebuilds it for a read that finds the frame still held. The read
+  // that takes a frame returns it from its locals: reloading fields it just stored stalls too.
   std::span<const std::byte> held_data;
   std::uint64_t held_sequence = 0;
   Frame Held() const { return {Result::kOk, false, held_data, held_sequence}; }
@@ -112,7 +116,7 @@ struct BroadcastSubscriberState {
 
   BroadcastSubscriberState(std::unique_ptr<Endpoint> ep, StartAt start);
   ~BroadcastSubscriberState();
-  Frame TryRead();
+  [[gnu::always_inline]] inline Frame TryRead();  // see TryClaim
   // Release ends the hold on the read frame; `publish` false defers publishing the cursor
   // (release_deferred).
   Result Release(bool publish = true);

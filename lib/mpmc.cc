@@ -339,7 +339,8 @@ Frame MpmcConsumerState::Hold(std::uint64_t t, Frame f, bool redelivered) {
   announced = false;
   stall.Reset();
   if (recheck_key != kNoTicket) StopRechecking();
-  return Held();
+  // From the arguments, not Held(): a reload of held_data just stored stalls (see spsc.cc).
+  return {Result::kOk, redelivered, f.data, t};
 }
 
 // TryRead, the fast path: take the committed (or abandoned) ticket at the head, or report that

@@ -132,7 +132,8 @@ struct MpmcConsumerState {
   std::uint64_t held_ticket = 0;  // also the held frame's sequence number
   // The held frame field by field, not as a Frame: assigning and returning a whole Frame made
   // the compiler assemble it with narrow stores and reload it 16 bytes at a time, which stalls on
-  // store forwarding (as in lib/spsc.cc). Held() rebuilds it in registers.
+  // store forwarding (as in lib/spsc.cc). Held() rebuilds it for a read that finds it still held;
+  // Hold() returns the frame it takes from its arguments (reloading what it just stored stalls).
   std::span<const std::byte> held_data;
   bool held_redelivered = false;
   bool announced = false;  // self->held_ticket may hold a ticket we do not hold

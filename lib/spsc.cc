@@ -272,7 +272,8 @@ struct SpscConsumerState {
   bool holding = false;
   // Kept field by field, not as a Frame: assigning a whole Frame made the compiler assemble it on
   // the stack with narrow stores and reload it 16 bytes at a time, which stalls on store
-  // forwarding (it cost more than the rest of the read).
+  // forwarding (it cost more than the rest of the read). Held() rebuilds it for a read that finds
+  // it still held; the read that takes a frame returns it from its locals (see TryRead).
   std::span<const std::byte> held_data;
   std::uint64_t held_sequence = 0;
   bool held_redelivered = false;
@@ -353,12 +354,17 @@ struct SpscConsumerState {
       // Relaxed: the record a consumer taking the role over after our death reads (it flags the
       // frames up to this one as redelivered). Our own line; nobody reads it while we live.
       endpoint->entry()->held_ticket.store(frame.sequence, std::memory_order_relaxed);
-      held_redelivered = redelivered_through != kNoTicket && frame.sequence <= redelivered_through;
-      held_data = std::span<const std::byte>(ring.data + frame.payload_offset, frame.length);
+      const bool redelivered =
+          redelivered_through != kNoTicket && frame.sequence <= redelivered_through;
+      const std::span<const std::byte> data(ring.data + frame.payload_offset, frame.length);
+      held_redelivered = redelivered;
+      held_data = data;
       held_sequence = frame.sequence;
       held_end = frame.next_position;
       holding = true;
-      return Held();
+      // Built from the locals, not with Held(): reloading held_data right after storing it is a
+      // store-forwarding stall (the compiler reloads the span 16 bytes at a time).
+      return {Result::kOk, redelivered, data, frame.sequence};
     }
   }
 
