@@ -124,6 +124,10 @@ class Endpoint {
  private:
   Endpoint() = default;
   void WakeSlow(WakeWord& wake, int count);
+  // WaitSlow: Wait after a first poll found nothing; leaves the result in `r` (Wait's return slot).
+  // Out of line, so a poll that succeeds at once does not pay the spin loop's stack frame.
+  template <typename Poll, typename R>
+  [[gnu::noinline]] void WaitSlow(WakeWord& wake, absl::Time deadline, Poll& poll, R& r);
 
   std::unique_ptr<Segment> segment_;
   ControlBlock* control_ = nullptr;
@@ -148,6 +152,12 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
   using R = decltype(poll());
   R r = poll();
   if (ResultOf(r) != Result::kWouldBlock) return r;
+  WaitSlow(wake, deadline, poll, r);
+  return r;
+}
+
+template <typename Poll, typename R>
+void Endpoint::WaitSlow(WakeWord& wake, absl::Time deadline, Poll& poll, R& r) {
   if (mode_ != WaitMode::kBlock) {
     const bool hybrid = mode_ == WaitMode::kHybrid;
     std::uint64_t spent = 0;  // polls, a yielding one counting as kYieldPolls
@@ -160,11 +170,11 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
         ++spent;
       }
       r = poll();
-      if (ResultOf(r) != Result::kWouldBlock) return r;
+      if (ResultOf(r) != Result::kWouldBlock) return;
       // Reading the clock costs ~20 ns; do it every 64 polls.
       if ((i & 63) == 0 && WallNow() >= deadline) {
         r = WithResult<R>(Result::kTimeout);
-        return r;
+        return;
       }
       if (hybrid && spent >= spin_iterations_) break;
     }
@@ -178,11 +188,11 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
     // store + seq_cst fence: same cost on x86, and ThreadSanitizer understands it.)
     wake.waiting.exchange(1, std::memory_order_acq_rel);
     r = poll();
-    if (ResultOf(r) != Result::kWouldBlock) return r;
+    if (ResultOf(r) != Result::kWouldBlock) return;
     const absl::Time now = WallNow();
     if (now >= deadline) {
       r = WithResult<R>(Result::kTimeout);
-      return r;
+      return;
     }
     entry_->sleeping.store(1, std::memory_order_relaxed);  // informational (shm-inspect)
     Count(&Counters::waits);
@@ -192,7 +202,7 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
     // setting it again first would leave it set after we return, costing the peer one futex
     // syscall on its next publication although nobody sleeps.
     r = poll();
-    if (ResultOf(r) != Result::kWouldBlock) return r;
+    if (ResultOf(r) != Result::kWouldBlock) return;
   }
 }
 
