@@ -1502,6 +1502,8 @@ std::vector<Goal> FullGoals(const Options& o) {
        &RunResult::p50, 1.25, true, kDefault},
       {"spin 64 B p99.9 / floor p99.9", "shmring-spsc", "floor", Wait::kSpin, 64, true, 1,
        &RunResult::p999, 2.0, true, kDefault},
+      {"MPMC 1P1C spin 64 B p50 / spsc p50", "shmring-mpmc", "shmring-spsc", Wait::kSpin, 64, true,
+       1, &RunResult::p50, 1.2, true, kDefault},
       {"block 64 B p50 / eventfd p50", "shmring-spsc", "eventfd", Wait::kBlock, 64, true, 1,
        &RunResult::p50, 1.05, true, kDefault},
       {"stream 64 B" + batch + " / naive", "shmring-spsc", "naive", Wait::kSpin, 64, false, o.batch,
