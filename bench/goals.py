@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""goals.py — the issue-5 goal ratios, repeated and reduced to medians.
+"""goals.py — the goal ratios of issues 5, 12 and 13, repeated and reduced to medians.
 
 Each ratio comes from one paired run (shmring-bench ... --against OTHER --json): the same two
 processes alternate between the two transports in blocks, so both sides of a ratio see the same

@@ -530,7 +530,7 @@ Frame BroadcastSubscriberState::TryRead() {
     held_sequence = f.sequence;
     held_end = f.next_position;
     holding = true;
-    // From the locals, not Held(): a reload of held_data just stored stalls (see spsc.cc).
+    // From the locals, not Held(): a reload of held_data just stored stalled (see spsc.cc).
     return {Result::kOk, false, data, f.sequence};
   }
 }

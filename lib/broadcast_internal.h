@@ -78,7 +78,8 @@ struct BroadcastPublisherState {
   ~BroadcastPublisherState();
   // TryClaim and TryRead are always inlined into their callers (all in lib/broadcast.cc):
   // returned through memory, the result was reloaded 16 bytes at a time over narrower stores, a
-  // store-forwarding stall that cost more than the rest of the call (as in lib/spsc.cc).
+  // store-forwarding stall (about half of TryRead's samples, most of TryClaim's; as in
+  // lib/spsc.cc, and before SLP vectorisation was turned off in lib/meson.build).
   [[gnu::always_inline]] inline Claim TryClaim(std::size_t size);
   void Commit(std::size_t size, bool publish);
   void Publish();

@@ -27,7 +27,7 @@ void PublishClose(ControlBlock& control, std::uint32_t how) {
     control.close_time_ns.store(NowRealtimeNs(), std::memory_order_relaxed);
   }
   // Wake unconditionally: close is rare, and nobody may sleep through it. Release: pairs with the
-  // waiter's acquire load of the word (endpoint.cc, Wait).
+  // waiter's acquire load of the word (endpoint.h, WaitSlow).
   control.data_ready.word.fetch_add(1, std::memory_order_release);
   FutexWake(&control.data_ready.word, INT_MAX);
   control.space_ready.word.fetch_add(1, std::memory_order_release);

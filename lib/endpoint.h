@@ -114,7 +114,7 @@ class Endpoint {
   // Cost when nobody sleeps: one atomic exchange on a line that only wakers write while the
   // peer is awake (as expensive as a full fence, which the Dekker handshake needs anyway).
   void Notify(WakeWord& wake, int count) {
-    // [N1] acq_rel RMW; pairs with the waiter's RMW [W1] in Wait. RMWs on `waiting` are totally
+    // [N1] acq_rel RMW; pairs with the waiter's RMW [W1] in WaitSlow. RMWs on `waiting` are totally
     // ordered: if ours comes first, [W1] reads our 0 and synchronises with us, so the waiter's
     // re-check sees what we published; if [W1] comes first, we read its 1 and wake it. Clearing
     // the flag here also bounds what a waiter that died asleep costs us: one wake-up.
@@ -143,7 +143,8 @@ class Endpoint {
 };
 
 // Every return statement returns `r`, so `r` is the caller's return slot (named return value
-// optimisation) and poll() builds its result there directly. With a second object to return, the
+// optimisation) and the first poll() builds its result there directly (WaitSlow's later polls
+// assign through the reference). With a second object to return, the
 // result (a 32-byte Frame or Claim) was copied out with 16-byte loads over poll()'s narrower
 // stores — a store-forwarding stall on every read() and claim() that found a frame or room at
 // once, measured at about half of BroadcastSubscriber::read's time.

@@ -339,7 +339,7 @@ Frame MpmcConsumerState::Hold(std::uint64_t t, Frame f, bool redelivered) {
   announced = false;
   stall.Reset();
   if (recheck_key != kNoTicket) StopRechecking();
-  // From the arguments, not Held(): a reload of held_data just stored stalls (see spsc.cc).
+  // From the arguments, not Held(): a reload of held_data just stored stalled (see spsc.cc).
   return {Result::kOk, redelivered, f.data, t};
 }
 

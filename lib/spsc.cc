@@ -362,8 +362,9 @@ struct SpscConsumerState {
       held_sequence = frame.sequence;
       held_end = frame.next_position;
       holding = true;
-      // Built from the locals, not with Held(): reloading held_data right after storing it is a
-      // store-forwarding stall (the compiler reloads the span 16 bytes at a time).
+      // Built from the locals, not with Held(): reloading held_data right after storing it was a
+      // store-forwarding stall (SLP vectorisation reloaded the span 16 bytes at a time; it is off
+      // in lib/meson.build, and this keeps the code from depending on that flag).
       return {Result::kOk, redelivered, data, frame.sequence};
     }
   }
