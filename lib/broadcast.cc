@@ -105,6 +105,7 @@ BroadcastPublisherState::~BroadcastPublisherState() {
 void BroadcastPublisherState::Publish() {
   if (published_position == write_position) return;
   published_position = write_position;
+  endpoint->FlushFrameCounts();
   // Relaxed: ordered before [B1].
   ring.control->next_write_seq.store(next_sequence, std::memory_order_relaxed);
   // [B1] release: the frames up to write_position are complete. Pairs with [S1].
@@ -305,7 +306,7 @@ void BroadcastPublisherState::Commit(std::size_t size, bool publish) {
   std::memcpy(ring.data + (claim_position & ring.mask), &header, sizeof(header));
   write_position = claim_position + FrameBytes(size);
   ++next_sequence;
-  endpoint->CountFrame(size);
+  endpoint->CountFrameLater(size);  // stored by Publish()
   if (publish || write_position - published_position >= ring.capacity / kBroadcastDeferredDivisor) {
     Publish();
   }
@@ -352,6 +353,7 @@ BroadcastSubscriberState::BroadcastSubscriberState(std::unique_ptr<Endpoint> ep,
 
 BroadcastSubscriberState::~BroadcastSubscriberState() {
   if (!endpoint) return;
+  endpoint->FlushFrameCounts();  // releases counted since the last publication of the cursor
   // The publisher may sleep on us: withdraw the cursor and wake it (the entry becomes free when
   // the endpoint detaches; a free entry does not count). seq_cst: as in PublishCursor.
   if (ring.control->publisher_waits_for.load(std::memory_order_seq_cst) == endpoint->index()) {
@@ -362,6 +364,7 @@ BroadcastSubscriberState::~BroadcastSubscriberState() {
 
 void BroadcastSubscriberState::PublishCursor() {
   published_cursor = cursor;
+  endpoint->FlushFrameCounts();
   // Relaxed: informational (shm-inspect), ordered before [S2].
   endpoint->entry()->cursor_seq.store(expected, std::memory_order_relaxed);
   if (ring.overwrite) {
@@ -555,7 +558,7 @@ Result BroadcastSubscriberState::Release(bool publish) {
   }
   cursor = held_end;
   expected = held_sequence + 1;
-  endpoint->CountFrame(held_data.size());
+  endpoint->CountFrameLater(held_data.size());  // stored by PublishCursor()
   if (publish || cursor - published_cursor >= ring.capacity / kBroadcastDeferredDivisor) {
     PublishCursor();
   }

@@ -95,6 +95,18 @@ class Endpoint {
     entry_->counters.frames.store(++frames_, std::memory_order_relaxed);
     entry_->counters.bytes.store(bytes_ += bytes, std::memory_order_relaxed);
   }
+  // CountFrameLater counts a frame locally and FlushFrameCounts stores the counts: SPSC and
+  // broadcast endpoints flush at each publication of their position (and at detach), so a
+  // deferred batch costs two shared stores, not two per frame, and the segment's counters cover
+  // what the peers can see.
+  void CountFrameLater(std::uint64_t bytes) {
+    ++frames_;
+    bytes_ += bytes;
+  }
+  void FlushFrameCounts() {
+    entry_->counters.frames.store(frames_, std::memory_order_relaxed);
+    entry_->counters.bytes.store(bytes_, std::memory_order_relaxed);
+  }
   void Count(AtomicU64 Counters::*counter, std::uint64_t n = 1) {
     (entry_->counters.*counter).fetch_add(n, std::memory_order_relaxed);
   }

@@ -210,7 +210,7 @@ struct SpscProducerState {
     }
     write_position = end;
     ++next_sequence;
-    endpoint->CountFrame(size);
+    endpoint->CountFrameLater(size);
     if (publish || write_position - published_position >= ring.capacity / kDeferredLimitDivisor) {
       Publish();
     }
@@ -239,6 +239,7 @@ struct SpscProducerState {
           .store(withheld_ready, std::memory_order_release);
     }
     published_position = write_position;
+    endpoint->FlushFrameCounts();
     // Relaxed: ordered before [P4] below, read after [C4] / by a successor after its acquire.
     ring.control->next_write_seq.store(next_sequence, std::memory_order_relaxed);
     // [P4] release: every frame before write_position is ready (their [P1] came first). Pairs
@@ -313,6 +314,7 @@ struct SpscConsumerState {
   }
 
   void PublishReadPosition() {
+    endpoint->FlushFrameCounts();
     const ReleaseMark to = pinned ? pin : ReleaseMark{read_position, next_sequence};
     if (pinned && to.position == published_read_position) return;
     published_read_position = to.position;
@@ -404,7 +406,7 @@ struct SpscConsumerState {
     holding = false;
     read_position = held_end;
     next_sequence = held_sequence + 1;
-    endpoint->CountFrame(held_data.size());
+    endpoint->CountFrameLater(held_data.size());
     if (publish ||
         read_position - published_read_position >= ring.capacity / kDeferredLimitDivisor) {
       PublishReadPosition();

@@ -100,7 +100,8 @@ absl::Status RemoveChannel(std::string_view name);
 // RoleCounters: statistics of the endpoints of one role, summed over every endpoint that is or
 // was attached (those that detached or died are folded in when their entry is reused).
 struct RoleCounters {
-  std::uint64_t frames = 0;       // committed (producers) / released (consumers)
+  std::uint64_t frames = 0;       // committed (producers) / released (consumers); SPSC and
+                                  // broadcast: as of the endpoint's last publication
   std::uint64_t bytes = 0;        // payload bytes of those frames
   std::uint64_t wakeups = 0;      // FUTEX_WAKE calls issued
   std::uint64_t waits = 0;        // futex sleeps (ring empty or full, or end-of-stream pending)
