@@ -9,6 +9,9 @@
 //   /tmp/send_receive_loop spsc      # or mpmc
 // Measured (stop 18, loaded machine, interleaved with the previous build): SPSC through the
 // shared library 81.7-84.5 ns vs 96.9-103.4 ns; MPMC 43.5-57.1 ns vs 60.0-71.8 ns.
+// Stop 19 (quiet machine, static library, best of 3 lines): SPSC 39.4-44.3 ns at its start,
+// 34.5-36.6 ns with the spin loop out of line (WaitSlow), 28-30 ns without SLP vectorisation;
+// MPMC 34-41 ns throughout (noise).
 #include <unistd.h>
 
 #include <chrono>
