@@ -5,6 +5,7 @@
 // instructions of the batched path show (and, under `perf record -e cpu-clock`, where they go).
 // Messages are stamped 8 frames before they are copied: stamping one and copying it at once is a
 // store-forwarding stall of the harness (it was in shmring-bench's throughput loop until stop 19).
+// Build (one command; the comment splits it in two lines):
 //   g++ -O2 -std=c++20 -Iinclude -o /tmp/batch_loop bench/experiments/batch_loop.cpp
 //       build/lib/libshmring.a $(pkg-config --libs absl_status absl_statusor absl_time) -lpthread
 //   /tmp/batch_loop
