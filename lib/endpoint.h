@@ -88,17 +88,13 @@ class Endpoint {
   const PreviousOwner& previous() const { return previous_; }
   const std::string& name() const { return segment_->name(); }
 
-  // Counters, written by this endpoint only. CountFrame (per frame): relaxed stores of a local
-  // copy, no read-modify-write on the data path. Count (rare events: waits, wake-ups,
-  // abandonment, takeovers): a relaxed fetch_add, whose cost does not matter there.
-  void CountFrame(std::uint64_t bytes) {
-    entry_->counters.frames.store(++frames_, std::memory_order_relaxed);
-    entry_->counters.bytes.store(bytes_ += bytes, std::memory_order_relaxed);
-  }
+  // Counters, written by this endpoint only. Frame counts: relaxed stores of a local copy, no
+  // read-modify-write on the data path. Count (rare events: waits, wake-ups, abandonment,
+  // takeovers): a relaxed fetch_add, whose cost does not matter there.
   // CountFrameLater counts a frame locally and FlushFrameCounts stores the counts: SPSC and
   // broadcast endpoints flush at each publication of their position (and at detach), so a
   // deferred batch costs two shared stores, not two per frame, and the segment's counters cover
-  // what the peers can see.
+  // what the peers can see. CountFrame (MPMC, which publishes every frame) does both.
   void CountFrameLater(std::uint64_t bytes) {
     ++frames_;
     bytes_ += bytes;
@@ -106,6 +102,10 @@ class Endpoint {
   void FlushFrameCounts() {
     entry_->counters.frames.store(frames_, std::memory_order_relaxed);
     entry_->counters.bytes.store(bytes_, std::memory_order_relaxed);
+  }
+  void CountFrame(std::uint64_t bytes) {
+    CountFrameLater(bytes);
+    FlushFrameCounts();
   }
   void Count(AtomicU64 Counters::*counter, std::uint64_t n = 1) {
     (entry_->counters.*counter).fetch_add(n, std::memory_order_relaxed);

@@ -446,5 +446,44 @@ TEST_CASE("deferred frames stay invisible until published, also across a wrap") 
   }
 }
 
+// Counters are stored when an endpoint publishes its position (docs/failure-model.md, "Counters"):
+// deferred frames and releases count once a publication, or the consumer's detach, covers them.
+TEST_CASE("frame counters cover deferred commits and releases once they are published") {
+  ScopedName name("counts");
+  REQUIRE(CreateChannel(name, ChannelOptions{}).ok());
+  auto producer = SpscProducer::Attach(name);
+  REQUIRE(producer.ok());
+  const auto counters = [&] {
+    const absl::StatusOr<ChannelCounters> c = ReadChannelCounters(name);
+    REQUIRE(c.ok());
+    return *c;
+  };
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(producer->try_claim(100).ok());
+    producer->commit_deferred();
+  }
+  producer->flush();
+  CHECK(counters().producers.frames == 5);
+  CHECK(counters().producers.bytes == 500);
+  {
+    auto consumer = SpscConsumer::Attach(name);
+    REQUIRE(consumer.ok());
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(consumer->try_read().ok());
+      consumer->release_deferred();
+    }
+    REQUIRE(consumer->try_read().ok());
+    consumer->release();  // publishes the two deferred releases with its own
+    CHECK(counters().consumers.frames == 3);
+    CHECK(counters().consumers.bytes == 300);
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(consumer->try_read().ok());
+      consumer->release_deferred();
+    }
+  }  // detach publishes the rest
+  CHECK(counters().consumers.frames == 5);
+  CHECK(counters().consumers.bytes == 500);
+}
+
 }  // namespace
 }  // namespace shmring
