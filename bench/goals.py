@@ -7,6 +7,7 @@ machine even when a shared VM changes speed from one second to the next. The med
 repetitions damps what is left.
 
   bench/goals.py build/bench/shmring-bench [--reps 7] [--bench OTHER-shmring-bench ...]
+                 [--only LABEL-TEXT ...]
 
 With several binaries (e.g. one built from the commit before a change; it must know --against
 and --capacity, which shmring-bench has had since December 2026), each gets its own rows, run interleaved rep by
@@ -78,20 +79,37 @@ def main():
     parser.add_argument("--bench", dest="more", action="append", default=[],
                         help="another shmring-bench to measure the same way (e.g. a 'before')")
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only the goals whose label contains this text (repeatable)")
     args = parser.parse_args()
+    goals = [g for g in GOALS
+             if not args.only or any(o in label for _, label, _ in g[2] for o in args.only)]
+    if not goals:
+        parser.error("--only matches no goal")
     binaries = [args.bench, *args.more]
-    ratios = {}
+    ratios, absolute = {}, {}
     for _ in range(args.reps):
-        for cmd, against, fields in GOALS:
+        for cmd, against, fields in goals:
             for n, binary in enumerate(binaries):
                 a, b = paired(binary, cmd, against)
                 for field, label, goal in fields:
                     ratios.setdefault((label, goal, n), []).append(a[field] / b[field])
+                    absolute.setdefault((label, n), []).append((a[field], b[field]))
     for (label, goal, n), values in ratios.items():
         runs = " ".join(f"{v:.2f}" for v in values)
         which = f" [{binaries[n]}]" if len(binaries) > 1 else ""
         print(f"{label:32s} goal {goal:8s} median {statistics.median(values):5.2f}x"
               f"   runs {runs}{which}")
+    # The medians of the two sides themselves: a ratio depends on the machine's phase (a shared
+    # VM's two vCPUs close together or far apart move the floor between ~70 and ~260 ns), and
+    # these say which phase a report was measured in.
+    print("absolute medians (shmring side / the other side):")
+    for (label, n), pairs in absolute.items():
+        which = f" [{binaries[n]}]" if len(binaries) > 1 else ""
+        mine = statistics.median(p[0] for p in pairs)
+        other = statistics.median(p[1] for p in pairs)
+        unit = "msgs/s" if "stream" in label or "per sub" in label or "total" in label else "ns"
+        print(f"  {label:32s} {mine:14,.1f} / {other:14,.1f} {unit}{which}")
 
 
 if __name__ == "__main__":
