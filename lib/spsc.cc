@@ -402,7 +402,12 @@ struct SpscConsumerState {
 
   // Release frees the held frame; `publish` false defers the publication (release_deferred).
   void Release(bool publish = true) {
-    if (!holding) return;
+    if (!holding) {
+      // Nothing held: release() still publishes the deferred releases (spsc.h), so a consumer
+      // that ends a batch with release_deferred() can hand the room back without reading again.
+      if (publish) PublishDeferred();
+      return;
+    }
     holding = false;
     read_position = held_end;
     next_sequence = held_sequence + 1;

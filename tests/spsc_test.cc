@@ -448,6 +448,34 @@ TEST_CASE("deferred frames stay invisible until published, also across a wrap") 
 
 // Counters are stored when an endpoint publishes its position (docs/failure-model.md, "Counters"):
 // deferred frames and releases count once a publication, or the consumer's detach, covers them.
+TEST_CASE("release() with no frame held publishes the deferred releases") {
+  ScopedName name("release-deferred");
+  ChannelOptions options;
+  options.capacity = 4096;  // 32 frames of 100 B (128 B each); a quarter is 8 frames
+  REQUIRE(CreateChannel(name, options).ok());
+  auto producer = SpscProducer::Attach(name);
+  auto consumer = SpscConsumer::Attach(name);
+  REQUIRE(producer.ok());
+  REQUIRE(consumer.ok());
+  std::byte payload[100] = {};
+  while (producer->try_send(payload) == Result::kOk) {
+  }
+  for (int i = 0; i < 3; ++i) {  // fewer than a quarter of the ring: nothing is published
+    REQUIRE(consumer->try_read().ok());
+    consumer->release_deferred();
+  }
+  CHECK(producer->try_claim(100).result == Result::kWouldBlock);
+  consumer->release();  // no frame held: publishes the three deferred releases
+  for (int i = 0; i < 3; ++i) CHECK(producer->try_send(payload) == Result::kOk);
+  CHECK(producer->try_claim(100).result == Result::kWouldBlock);
+  consumer->release();  // nothing held, nothing deferred: no effect
+  CHECK(producer->try_claim(100).result == Result::kWouldBlock);
+  // The frames after the released ones are still there, in order.
+  const Frame f = consumer->try_read();
+  REQUIRE(f.ok());
+  CHECK(f.sequence == 3);
+}
+
 TEST_CASE("frame counters cover deferred commits and releases once they are published") {
   ScopedName name("counts");
   REQUIRE(CreateChannel(name, ChannelOptions{}).ok());

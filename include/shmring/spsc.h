@@ -155,7 +155,9 @@ class SpscConsumer {
   // The same, waiting at most `timeout` (absl::InfiniteDuration() waits forever).
   [[nodiscard]] Frame read(absl::Duration timeout) { return read(DeadlineAfter(timeout)); }
   // release frees the frame returned by the last successful read, letting the producer reuse its
-  // room, and wakes a producer sleeping on a full ring.
+  // room, and wakes a producer sleeping on a full ring. It publishes the deferred releases
+  // (release_deferred) with it — also when no frame is held, which is how a batch ended with
+  // release_deferred() is handed back without another read.
   void release();
   // release_deferred frees the frame for this consumer (the next read returns the next frame)
   // without publishing the room to the producer yet: the next release(), or a read that finds the
