@@ -80,7 +80,8 @@ def main():
                         help="another shmring-bench to measure the same way (e.g. a 'before')")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--only", action="append", default=[],
-                        help="run only the goals whose label contains this text (repeatable)")
+                        help="run only the goals with a label containing this text (repeatable); "
+                         "a goal's run reports all its labels")
     args = parser.parse_args()
     goals = [g for g in GOALS
              if not args.only or any(o in label for _, label, _ in g[2] for o in args.only)]

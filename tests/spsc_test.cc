@@ -446,8 +446,6 @@ TEST_CASE("deferred frames stay invisible until published, also across a wrap") 
   }
 }
 
-// Counters are stored when an endpoint publishes its position (docs/failure-model.md, "Counters"):
-// deferred frames and releases count once a publication, or the consumer's detach, covers them.
 TEST_CASE("release() with no frame held publishes the deferred releases") {
   ScopedName name("release-deferred");
   ChannelOptions options;
@@ -458,8 +456,9 @@ TEST_CASE("release() with no frame held publishes the deferred releases") {
   REQUIRE(producer.ok());
   REQUIRE(consumer.ok());
   std::byte payload[100] = {};
-  while (producer->try_send(payload) == Result::kOk) {
-  }
+  int sent = 0;
+  while (producer->try_send(payload) == Result::kOk) ++sent;
+  REQUIRE(sent == 32);
   for (int i = 0; i < 3; ++i) {  // fewer than a quarter of the ring: nothing is published
     REQUIRE(consumer->try_read().ok());
     consumer->release_deferred();
@@ -476,6 +475,8 @@ TEST_CASE("release() with no frame held publishes the deferred releases") {
   CHECK(f.sequence == 3);
 }
 
+// Counters are stored when an endpoint publishes its position (docs/failure-model.md, "Counters"):
+// deferred frames and releases count once a publication, or the consumer's detach, covers them.
 TEST_CASE("frame counters cover deferred commits and releases once they are published") {
   ScopedName name("counts");
   REQUIRE(CreateChannel(name, ChannelOptions{}).ok());

@@ -7,10 +7,12 @@
 //             loads tail and stores head, each receive loads head and stores tail.
 //   idx32   : the same slots, both indices cached and published every 32 messages (the best a
 //             ring without per-frame headers can batch).
-//   frame32 : shmring's layout without the library: 80 B frames [len | flags | ready word |
-//             64 B], the reader polls each frame's ready word, the writer caches the read
-//             position and the reader publishes it every 32 frames (what shmring's b32 stream
-//             does, minus validation, counters, wake checks and calls).
+//   frame32 : shmring's frame layout without the library: 80 B frames [len | flags | ready word
+//             | 64 B], the reader polls each frame's ready word, the writer caches the read
+//             position and the reader publishes it every 32 frames. Simpler than shmring's b32
+//             stream: every frame's ready word is stored at once (shmring withholds the first
+//             of each batch until it publishes), and there is no write_position, no cleared slot
+//             after the last frame, no lap bit, no validation, counters, wake checks or calls.
 //   shmring : the library's SpscProducer/SpscConsumer: claim + copy + commit_deferred, a commit
 //             every 32; read + copy + release_deferred, a release every 32 (shmring-bench's b32
 //             stream idiom).
@@ -209,7 +211,7 @@ void LibProducer() {
   const std::size_t size = g_volatile_size;
   Source src;
   for (std::uint64_t i = 0; i < g_frames; ++i) {
-    shmring::Claim c = p->claim(size, absl::InfiniteFuture());
+    shmring::Claim c = p->claim(size, absl::Now() + absl::Seconds(60));
     if (!c.ok()) std::abort();
     std::memcpy(c.data.data(), src.Next(i), size);
     if ((i + 1) % kBatch == 0) {
@@ -220,16 +222,17 @@ void LibProducer() {
   }
   p->flush();
 }
-bool LibConsumer() {
+bool LibConsumer(double* t0) {
   shmring::EndpointOptions eo;
   eo.wait = shmring::WaitMode::kSpin;
   auto c = shmring::SpscConsumer::Attach(g_name, eo);
   if (!c.ok()) std::abort();
+  *t0 = Now();  // the clock starts after the attach (and its prefault), as for the other rings
   const std::size_t size = g_volatile_size;
   unsigned char out[kMsg];
   bool ok = true;
   for (std::uint64_t i = 0; i < g_frames; ++i) {
-    const shmring::Frame f = c->read(absl::InfiniteFuture());
+    const shmring::Frame f = c->read(absl::Now() + absl::Seconds(60));
     if (!f.ok()) std::abort();
     std::memcpy(out, f.data.data(), size);
     ok &= Check(out, i);
@@ -261,7 +264,7 @@ double Run(Layout layout, Shared* s) {
   if (child == 0) {
     Pin(1);
     s->start.v.store(1);
-    const double t0 = Now();
+    double t0 = Now();
     bool ok = true;
     switch (layout) {
       case kNaive:
@@ -274,7 +277,7 @@ double Run(Layout layout, Shared* s) {
         ok = FrameConsumer(s);
         break;
       default:
-        ok = LibConsumer();
+        ok = LibConsumer(&t0);
         break;
     }
     const double dt = ok ? Now() - t0 : -1;
@@ -316,6 +319,12 @@ int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 7;
   if (argc > 2) g_frames = std::strtoull(argv[2], nullptr, 10);
   if (argc > 3) g_ring = std::strtoull(argv[3], nullptr, 10);
+  // Both index rings publish every 32 frames, so the ring must hold more than 32 frames of 80 B;
+  // the masks need a power of two.
+  if (g_ring < 4096 || (g_ring & (g_ring - 1)) != 0 || rounds < 1 || g_frames < 1) {
+    std::fprintf(stderr, "usage: stream_floor ROUNDS FRAMES RING_BYTES (a power of two >= 4096)\n");
+    return 2;
+  }
   g_name = "/shmring-exp-stream-" + std::to_string(getpid());
   void* mem = mmap(nullptr, sizeof(Shared) + g_ring, PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
