@@ -139,6 +139,36 @@ struct SpscProducerState {
     }
   }
 
+  // TryClaimFast is TryClaim's common case — room by the cached read position, no wrap, no
+  // claim outstanding, open — without a call, so that claim() and send() need no callee-saved
+  // registers (an inlined call on any path made GCC save and restore six on every claim).
+  // Anything else returns kWouldBlock without changing state; the caller then runs TryClaim,
+  // which decides.
+  [[gnu::always_inline]] Claim TryClaimFast(std::size_t size) {
+    // Relaxed: as in TryClaim.
+    if (ring.control->closed.load(std::memory_order_relaxed) != 0 || size > ring.max_frame ||
+        claimed || write_position % kFrameAlign != 0) {
+      return {Result::kWouldBlock, {}, 0};
+    }
+    const std::uint64_t frame = FrameBytes(size);
+    if (frame > ring.capacity - (write_position & ring.mask) ||
+        write_position + frame - cached_read_position > ring.capacity) {
+      return {Result::kWouldBlock, {}, 0};
+    }
+    return Grant(write_position, size);
+  }
+
+  // Grant records the claim of a frame of `size` bytes at `position` (after padding from
+  // write_position, if they differ) and returns it.
+  [[gnu::always_inline]] Claim Grant(std::uint64_t position, std::size_t size) {
+    claimed = true;
+    pad_position = write_position;
+    claim_position = position;
+    claim_size = size;
+    std::byte* payload = ring.data + (position & ring.mask) + sizeof(FrameHeader);
+    return {Result::kOk, std::span<std::byte>(payload, size), next_sequence};
+  }
+
   // Always inlined (here and in TryRead): claim()/read() then build their result in registers;
   // an out-of-line call returned it through memory, and the caller's wide reload of fields just
   // stored narrower stalled on store forwarding (a third of read()'s time).
@@ -169,13 +199,7 @@ struct SpscProducerState {
     }
     // The frame would wrap: commit() fills the end with a padding frame (written only then, so an
     // aborted claim leaves nothing the consumer could follow).
-    const std::uint64_t position = frame > to_end ? write_position + to_end : write_position;
-    claimed = true;
-    pad_position = write_position;
-    claim_position = position;
-    claim_size = size;
-    std::byte* payload = ring.data + (position & ring.mask) + sizeof(FrameHeader);
-    return {Result::kOk, std::span<std::byte>(payload, size), next_sequence};
+    return Grant(frame > to_end ? write_position + to_end : write_position, size);
   }
 
   // Commit commits the claimed frame; `publish` false defers its publication (commit_deferred).
@@ -325,6 +349,56 @@ struct SpscConsumerState {
     endpoint->Notify(ring.control->space_ready, 1);
   }
 
+  // TryReadFast is TryRead's common case — the held frame, or a frame (not padding) ready at
+  // read_position — without a call, so that read() needs no callee-saved registers (see
+  // TryClaimFast). Anything else returns kWouldBlock without changing state; the caller then
+  // runs TryRead, which decides (and validates again: the peer may have rewritten the header).
+  [[gnu::always_inline]] Frame TryReadFast() {
+    if (holding) return Held();
+    const std::uint64_t position = read_position;
+    const std::uint64_t offset = position & ring.mask;
+    if (offset % kFrameAlign != 0) return {Result::kWouldBlock, false, {}, 0};
+    // [C1] acquire, as in TryRead.
+    const std::uint64_t word = FrameReadyWord(ring.data, offset).load(std::memory_order_acquire);
+    if (!IsReadyWord(word, position, ring.capacity)) return {Result::kWouldBlock, false, {}, 0};
+    // A subset of DecodeFrameAt (spsc_frame.h): a frame without flags, its length loaded once,
+    // within max_frame and the end of the data area (the published region, position + capacity,
+    // holds it then). Everything else — padding, flags, a bad length — goes to TryRead.
+    std::uint32_t words[2];  // FrameHeader::length, FrameHeader::flags
+    std::memcpy(words, ring.data + offset, sizeof(words));
+    const std::uint64_t bytes = FrameBytes(words[0]);
+    if (words[1] != 0 || words[0] > ring.max_frame || bytes > ring.capacity - offset) {
+      return {Result::kWouldBlock, false, {}, 0};
+    }
+    DecodedFrame frame;
+    frame.kind = DecodedFrame::Kind::kFrame;
+    frame.payload_offset = offset + sizeof(FrameHeader);
+    frame.length = words[0];
+    frame.sequence = word & ~kFrameLapBit;
+    frame.next_position = position + bytes;
+    return Take(frame);
+  }
+
+  // Take holds the decoded frame (kind kFrame, its sequence checked against its ready word) and
+  // returns it.
+  [[gnu::always_inline]] Frame Take(const DecodedFrame& frame) {
+    // Relaxed: the record a consumer taking the role over after our death reads (it flags the
+    // frames up to this one as redelivered). Our own line; nobody reads it while we live.
+    endpoint->entry()->held_ticket.store(frame.sequence, std::memory_order_relaxed);
+    const bool redelivered =
+        redelivered_through != kNoTicket && frame.sequence <= redelivered_through;
+    const std::span<const std::byte> data(ring.data + frame.payload_offset, frame.length);
+    held_redelivered = redelivered;
+    held_data = data;
+    held_sequence = frame.sequence;
+    held_end = frame.next_position;
+    holding = true;
+    // Built from the locals, not with Held(): reloading held_data right after storing it was a
+    // store-forwarding stall (SLP vectorisation reloaded the span 16 bytes at a time; it is off
+    // in lib/meson.build, and this keeps the code from depending on that flag).
+    return {Result::kOk, redelivered, data, frame.sequence};
+  }
+
   [[gnu::always_inline]] Frame TryRead() {
     if (holding) return Held();
     for (;;) {
@@ -353,21 +427,7 @@ struct SpscConsumerState {
         PublishReadPosition();
         continue;
       }
-      // Relaxed: the record a consumer taking the role over after our death reads (it flags the
-      // frames up to this one as redelivered). Our own line; nobody reads it while we live.
-      endpoint->entry()->held_ticket.store(frame.sequence, std::memory_order_relaxed);
-      const bool redelivered =
-          redelivered_through != kNoTicket && frame.sequence <= redelivered_through;
-      const std::span<const std::byte> data(ring.data + frame.payload_offset, frame.length);
-      held_redelivered = redelivered;
-      held_data = data;
-      held_sequence = frame.sequence;
-      held_end = frame.next_position;
-      holding = true;
-      // Built from the locals, not with Held(): reloading held_data right after storing it was a
-      // store-forwarding stall (SLP vectorisation reloaded the span 16 bytes at a time; it is off
-      // in lib/meson.build, and this keeps the code from depending on that flag).
-      return {Result::kOk, redelivered, data, frame.sequence};
+      return Take(frame);
     }
   }
 
@@ -458,12 +518,38 @@ SpscProducer::SpscProducer(SpscProducer&&) noexcept = default;
 SpscProducer& SpscProducer::operator=(SpscProducer&&) noexcept = default;
 SpscProducer::~SpscProducer() = default;
 
-Claim SpscProducer::try_claim(std::size_t size) { return state_->TryClaim(size); }
+namespace {
+// The paths of claim(), try_claim(), read() and try_read() that are not the common case, out of
+// line (see TryClaimFast and TryReadFast).
+[[gnu::noinline]] Claim TryClaimSlow(internal::SpscProducerState& s, std::size_t size) {
+  return s.TryClaim(size);
+}
+[[gnu::noinline]] Frame TryReadSlow(internal::SpscConsumerState& s) { return s.TryRead(); }
+[[gnu::noinline]] Claim ClaimSlow(internal::SpscProducerState& s, std::size_t size,
+                                  absl::Time deadline) {
+  return s.endpoint->Wait(
+      s.ring.control->space_ready,
+      deadline, [&]() __attribute__((always_inline)) { return s.TryClaim(size); });
+}
+[[gnu::noinline]] Frame ReadSlow(internal::SpscConsumerState& s, absl::Time deadline) {
+  return s.endpoint->Wait(
+      s.ring.control->data_ready,
+      deadline, [&]() __attribute__((always_inline)) { return s.TryRead(); });
+}
+}  // namespace
+
+Claim SpscProducer::try_claim(std::size_t size) {
+  Claim c = state_->TryClaimFast(size);
+  if (c.result != Result::kWouldBlock) [[likely]]
+    return c;
+  return TryClaimSlow(*state_, size);
+}
 
 Claim SpscProducer::claim(std::size_t size, absl::Time deadline) {
-  return state_->endpoint->Wait(
-      state_->ring.control->space_ready,
-      deadline, [&]() __attribute__((always_inline)) { return state_->TryClaim(size); });
+  Claim c = state_->TryClaimFast(size);
+  if (c.result != Result::kWouldBlock) [[likely]]
+    return c;
+  return ClaimSlow(*state_, size, deadline);
 }
 
 Result SpscProducer::commit() {
@@ -480,7 +566,7 @@ void SpscProducer::flush() { state_->Publish(); }
 void SpscProducer::abort() { state_->claimed = false; }
 
 Result SpscProducer::try_send(std::span<const std::byte> payload) {
-  Claim c = state_->TryClaim(payload.size());
+  Claim c = try_claim(payload.size());
   if (!c.ok()) return c.result;
   if (!payload.empty()) std::memcpy(c.data.data(), payload.data(), payload.size());
   state_->Commit(payload.size());
@@ -515,12 +601,18 @@ SpscConsumer::SpscConsumer(SpscConsumer&&) noexcept = default;
 SpscConsumer& SpscConsumer::operator=(SpscConsumer&&) noexcept = default;
 SpscConsumer::~SpscConsumer() = default;
 
-Frame SpscConsumer::try_read() { return state_->TryRead(); }
+Frame SpscConsumer::try_read() {
+  Frame f = state_->TryReadFast();
+  if (f.result != Result::kWouldBlock) [[likely]]
+    return f;
+  return TryReadSlow(*state_);
+}
 
 Frame SpscConsumer::read(absl::Time deadline) {
-  return state_->endpoint->Wait(
-      state_->ring.control->data_ready,
-      deadline, [&]() __attribute__((always_inline)) { return state_->TryRead(); });
+  Frame f = state_->TryReadFast();
+  if (f.result != Result::kWouldBlock) [[likely]]
+    return f;
+  return ReadSlow(*state_, deadline);
 }
 
 void SpscConsumer::release() { state_->Release(); }
@@ -529,7 +621,7 @@ ReleaseMark SpscConsumer::release_held() { return state_->ReleaseHeld(); }
 void SpscConsumer::publish_release(ReleaseMark mark) { state_->PublishRelease(mark); }
 
 Received SpscConsumer::try_receive(std::span<std::byte> buffer) {
-  Received r = internal::CopyOut(state_->TryRead(), buffer);
+  Received r = internal::CopyOut(try_read(), buffer);
   if (r.ok()) state_->Release();
   return r;
 }

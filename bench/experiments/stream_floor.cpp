@@ -209,9 +209,10 @@ void LibProducer() {
   auto p = shmring::SpscProducer::Attach(g_name, eo);
   if (!p.ok()) std::abort();
   const std::size_t size = g_volatile_size;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);  // a hang fails, not waits
   Source src;
   for (std::uint64_t i = 0; i < g_frames; ++i) {
-    shmring::Claim c = p->claim(size, absl::Now() + absl::Seconds(60));
+    shmring::Claim c = p->claim(size, deadline);
     if (!c.ok()) std::abort();
     std::memcpy(c.data.data(), src.Next(i), size);
     if ((i + 1) % kBatch == 0) {
@@ -229,10 +230,11 @@ bool LibConsumer(double* t0) {
   if (!c.ok()) std::abort();
   *t0 = Now();  // the clock starts after the attach (and its prefault), as for the other rings
   const std::size_t size = g_volatile_size;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);  // a hang fails, not waits
   unsigned char out[kMsg];
   bool ok = true;
   for (std::uint64_t i = 0; i < g_frames; ++i) {
-    const shmring::Frame f = c->read(absl::Now() + absl::Seconds(60));
+    const shmring::Frame f = c->read(deadline);
     if (!f.ok()) std::abort();
     std::memcpy(out, f.data.data(), size);
     ok &= Check(out, i);
