@@ -264,6 +264,24 @@ Result BroadcastPublisherState::MakeRoom(std::uint64_t target) {
   }
 }
 
+Claim BroadcastPublisherState::TryClaimFast(std::size_t size) {
+  // Relaxed: as in TryClaim.
+  if (ring.control->closed.load(std::memory_order_relaxed) != 0 || corrupted ||
+      size > ring.max_frame || blocked_since_ns != 0) {
+    return {Result::kWouldBlock, {}, 0};
+  }
+  const std::uint64_t frame = FrameBytes(size);
+  const std::uint64_t offset = write_position & ring.mask;
+  if (frame > ring.capacity - offset || write_position + frame > tail + ring.capacity) {
+    return {Result::kWouldBlock, {}, 0};
+  }
+  claimed = true;  // replaces an outstanding claim, as TryClaim does
+  claim_position = write_position;
+  claim_size = size;
+  std::byte* payload = ring.data + offset + sizeof(FrameHeader);
+  return {Result::kOk, std::span<std::byte>(payload, size), next_sequence};
+}
+
 Claim BroadcastPublisherState::TryClaim(std::size_t size) {
   // Relaxed is enough to see a close eventually; subscribers order it via [B6]/[S4].
   if (ring.control->closed.load(std::memory_order_relaxed) != 0) return {Result::kClosed, {}, 0};
@@ -479,6 +497,39 @@ bool BroadcastSubscriberState::Lap(Frame* out) {
   return true;
 }
 
+Frame BroadcastSubscriberState::TryReadFast() {
+  if (holding) return Held();
+  const std::uint64_t position = cursor;
+  const std::uint64_t available = cached_write - position;
+  const std::uint64_t offset = position & ring.mask;
+  if (lap_pending || !synced || available < sizeof(FrameHeader) || available > ring.capacity ||
+      offset % kFrameAlign != 0) {
+    return {Result::kWouldBlock, false, {}, 0};
+  }
+  // A subset of what TryRead accepts through DecodeFrameAt (spsc_frame.h): the header is copied
+  // once, then [S3] as in TryRead says whether the copy is intact.
+  FrameHeader header;
+  std::memcpy(&header, ring.data + offset, sizeof(header));
+  Fence(std::memory_order_acquire);
+  if (ring.control->oldest_position.load(std::memory_order_relaxed) > position) {
+    return {Result::kWouldBlock, false, {}, 0};  // a lap: TryRead reports it
+  }
+  const std::uint64_t bytes = FrameBytes(header.length);
+  const std::uint64_t sequence = header.sequence & ~kFrameLapBit;
+  if (header.flags != 0 || header.length > ring.max_frame || bytes > ring.capacity - offset ||
+      bytes > available || sequence < expected) {
+    return {Result::kWouldBlock, false, {}, 0};
+  }
+  expected = sequence;
+  const std::span<const std::byte> data(ring.data + offset + sizeof(FrameHeader), header.length);
+  held_data = data;
+  held_sequence = sequence;
+  held_end = position + bytes;
+  holding = true;
+  // From the locals, not Held(): a reload of held_data just stored stalled (see spsc.cc).
+  return {Result::kOk, false, data, sequence};
+}
+
 Frame BroadcastSubscriberState::TryRead() {
   if (holding) return Held();
   Frame out;
@@ -598,11 +649,37 @@ BroadcastPublisher::BroadcastPublisher(BroadcastPublisher&&) noexcept = default;
 BroadcastPublisher& BroadcastPublisher::operator=(BroadcastPublisher&&) noexcept = default;
 BroadcastPublisher::~BroadcastPublisher() = default;
 
-Claim BroadcastPublisher::try_claim(std::size_t size) { return state_->TryClaim(size); }
+namespace {
+// The paths of claim(), try_claim(), read() and try_read() that are not the common case, out of
+// line (see TryClaimFast and TryReadFast).
+[[gnu::noinline]] Claim TryClaimSlow(internal::BroadcastPublisherState& s, std::size_t size) {
+  return s.TryClaim(size);
+}
+[[gnu::noinline]] Claim ClaimSlow(internal::BroadcastPublisherState& s, std::size_t size,
+                                  absl::Time deadline) {
+  return s.endpoint->Wait(
+      s.ring.control->space_ready,
+      deadline, [&]() __attribute__((always_inline)) { return s.TryClaim(size); });
+}
+[[gnu::noinline]] Frame TryReadSlow(internal::BroadcastSubscriberState& s) { return s.TryRead(); }
+[[gnu::noinline]] Frame ReadSlow(internal::BroadcastSubscriberState& s, absl::Time deadline) {
+  return s.endpoint->Wait(
+      s.ring.control->data_ready,
+      deadline, [&]() __attribute__((always_inline)) { return s.TryRead(); });
+}
+}  // namespace
+
+Claim BroadcastPublisher::try_claim(std::size_t size) {
+  Claim c = state_->TryClaimFast(size);
+  if (c.result != Result::kWouldBlock) [[likely]]
+    return c;
+  return TryClaimSlow(*state_, size);
+}
 Claim BroadcastPublisher::claim(std::size_t size, absl::Time deadline) {
-  return state_->endpoint->Wait(
-      state_->ring.control->space_ready,
-      deadline, [&]() __attribute__((always_inline)) { return state_->TryClaim(size); });
+  Claim c = state_->TryClaimFast(size);
+  if (c.result != Result::kWouldBlock) [[likely]]
+    return c;
+  return ClaimSlow(*state_, size, deadline);
 }
 Result BroadcastPublisher::commit() {
   state_->Commit(state_->claim_size, /*publish=*/true);
@@ -618,7 +695,7 @@ void BroadcastPublisher::flush() { state_->Publish(); }
 void BroadcastPublisher::abort() { state_->claimed = false; }
 
 Result BroadcastPublisher::try_send(std::span<const std::byte> payload) {
-  Claim c = state_->TryClaim(payload.size());
+  Claim c = try_claim(payload.size());
   if (!c.ok()) return c.result;
   if (!payload.empty()) std::memcpy(c.data.data(), payload.data(), payload.size());
   state_->Commit(payload.size(), /*publish=*/true);
@@ -665,18 +742,24 @@ BroadcastSubscriber::BroadcastSubscriber(BroadcastSubscriber&&) noexcept = defau
 BroadcastSubscriber& BroadcastSubscriber::operator=(BroadcastSubscriber&&) noexcept = default;
 BroadcastSubscriber::~BroadcastSubscriber() = default;
 
-Frame BroadcastSubscriber::try_read() { return state_->TryRead(); }
+Frame BroadcastSubscriber::try_read() {
+  Frame f = state_->TryReadFast();
+  if (f.result != Result::kWouldBlock) [[likely]]
+    return f;
+  return TryReadSlow(*state_);
+}
 Frame BroadcastSubscriber::read(absl::Time deadline) {
-  return state_->endpoint->Wait(
-      state_->ring.control->data_ready,
-      deadline, [&]() __attribute__((always_inline)) { return state_->TryRead(); });
+  Frame f = state_->TryReadFast();
+  if (f.result != Result::kWouldBlock) [[likely]]
+    return f;
+  return ReadSlow(*state_, deadline);
 }
 Result BroadcastSubscriber::release() { return state_->Release(); }
 Result BroadcastSubscriber::release_deferred() { return state_->Release(/*publish=*/false); }
 bool BroadcastSubscriber::intact() const { return state_->Intact(); }
 
 Received BroadcastSubscriber::try_receive(std::span<std::byte> buffer) {
-  return state_->Receive(state_->TryRead(), buffer);
+  return state_->Receive(try_read(), buffer);
 }
 Received BroadcastSubscriber::receive(std::span<std::byte> buffer, absl::Time deadline) {
   for (;;) {

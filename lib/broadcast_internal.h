@@ -81,6 +81,10 @@ struct BroadcastPublisherState {
   // store-forwarding stall (about half of TryRead's samples, most of TryClaim's; as in
   // lib/spsc.cc, and before SLP vectorisation was turned off in lib/meson.build).
   [[gnu::always_inline]] inline Claim TryClaim(std::size_t size);
+  // TryClaimFast: TryClaim's common case (room below the tail, no wrap, not blocked, open) with
+  // no call, so claim() saves no callee-saved registers; anything else returns kWouldBlock with
+  // nothing changed, and the caller runs TryClaim (lib/spsc.cc's TryClaimFast says why).
+  [[gnu::always_inline]] inline Claim TryClaimFast(std::size_t size);
   void Commit(std::size_t size, bool publish);
   void Publish();
   void Close();
@@ -118,6 +122,10 @@ struct BroadcastSubscriberState {
   BroadcastSubscriberState(std::unique_ptr<Endpoint> ep, StartAt start);
   ~BroadcastSubscriberState();
   [[gnu::always_inline]] inline Frame TryRead();  // see TryClaim
+  // TryReadFast: TryRead's common case (a flagless frame below the cached write position, no lap
+  // pending, in sequence), with no call; anything else returns kWouldBlock with nothing changed,
+  // and the caller runs TryRead, which decides.
+  [[gnu::always_inline]] inline Frame TryReadFast();
   // Release ends the hold on the read frame; `publish` false defers publishing the cursor
   // (release_deferred).
   Result Release(bool publish = true);
