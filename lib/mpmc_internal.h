@@ -154,6 +154,14 @@ struct MpmcConsumerState {
   // memory, the frame was reloaded 16 bytes at a time over narrower stores (a store-forwarding
   // stall that took most of read()'s time).
   [[gnu::always_inline]] inline Frame TryRead();
+  // TryReadFast: TryRead's common case — a committed frame at the head, taken by our CAS [C4] —
+  // with no call on the way (see MpmcProducerState::TryClaimFast). It returns kWouldBlock before
+  // [C4] for anything else, or after a lost CAS with the announcement [C3] left for TryRead,
+  // which the caller runs next, to replace or clear.
+  [[gnu::always_inline]] inline Frame TryReadFast();
+  // FreeCorrupted frees a slot taken at [C4] whose header is impossible; out of line, and
+  // returning nothing, so TryReadFast builds every result in place.
+  [[gnu::noinline]] void FreeCorrupted(std::uint64_t t) { FreeSlot(t); }
   void Release();
   Frame Held() const { return {Result::kOk, held_redelivered, held_data, held_ticket}; }
   void Announce(std::uint64_t t) {
