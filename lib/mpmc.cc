@@ -221,9 +221,15 @@ struct MpmcProducerState {
   [[gnu::always_inline]] Claim TryClaim(std::size_t size) {
     // Acquire: pairs with [P8]; a claim racing the end is caught by [P4] below.
     if (finished || ring.control->closed.load(std::memory_order_acquire) != kOpen) {
+      // An announcement TryClaimFast left after a lost CAS must not outlive this call: a stale
+      // claim on a ticket would keep consumers from abandoning it if its owner died (see [X1]).
+      Unannounce();
       return {Result::kClosed, {}, 0};
     }
-    if (size > ring.max_frame) return {Result::kTooLarge, {}, 0};
+    if (size > ring.max_frame) {
+      Unannounce();
+      return {Result::kTooLarge, {}, 0};
+    }
     if (claimed) Abort();  // a second claim replaces an uncommitted one
     // Relaxed: only a hint; the CAS [P3] decides.
     std::uint64_t pos = ring.control->write_position.load(std::memory_order_relaxed);

@@ -364,16 +364,19 @@ struct SpscConsumerState {
     // A subset of DecodeFrameAt (spsc_frame.h): a frame without flags, its length loaded once,
     // within max_frame and the end of the data area (the published region, position + capacity,
     // holds it then). Everything else — padding, flags, a bad length — goes to TryRead.
-    std::uint32_t words[2];  // FrameHeader::length, FrameHeader::flags
-    std::memcpy(words, ring.data + offset, sizeof(words));
-    const std::uint64_t bytes = FrameBytes(words[0]);
-    if (words[1] != 0 || words[0] > ring.max_frame || bytes > ring.capacity - offset) {
+    // The header is copied whole, as DecodeFrameAt does: a sequence that no longer matches the
+    // ready word (the peer rewrote the header since [C1]) goes to TryRead, which reports it.
+    FrameHeader header;
+    std::memcpy(&header, ring.data + offset, sizeof(header));
+    const std::uint64_t bytes = FrameBytes(header.length);
+    if (header.sequence != word || header.flags != 0 || header.length > ring.max_frame ||
+        bytes > ring.capacity - offset) {
       return {Result::kWouldBlock, false, {}, 0};
     }
     DecodedFrame frame;
     frame.kind = DecodedFrame::Kind::kFrame;
     frame.payload_offset = offset + sizeof(FrameHeader);
-    frame.length = words[0];
+    frame.length = header.length;
     frame.sequence = word & ~kFrameLapBit;
     frame.next_position = position + bytes;
     return Take(frame);
