@@ -649,37 +649,20 @@ BroadcastPublisher::BroadcastPublisher(BroadcastPublisher&&) noexcept = default;
 BroadcastPublisher& BroadcastPublisher::operator=(BroadcastPublisher&&) noexcept = default;
 BroadcastPublisher::~BroadcastPublisher() = default;
 
-namespace {
-// The paths of claim(), try_claim(), read() and try_read() that are not the common case, out of
-// line (see TryClaimFast and TryReadFast).
-[[gnu::noinline]] Claim TryClaimSlow(internal::BroadcastPublisherState& s, std::size_t size) {
-  return s.TryClaim(size);
-}
-[[gnu::noinline]] Claim ClaimSlow(internal::BroadcastPublisherState& s, std::size_t size,
-                                  absl::Time deadline) {
-  return s.endpoint->Wait(
-      s.ring.control->space_ready,
-      deadline, [&]() __attribute__((always_inline)) { return s.TryClaim(size); });
-}
-[[gnu::noinline]] Frame TryReadSlow(internal::BroadcastSubscriberState& s) { return s.TryRead(); }
-[[gnu::noinline]] Frame ReadSlow(internal::BroadcastSubscriberState& s, absl::Time deadline) {
-  return s.endpoint->Wait(
-      s.ring.control->data_ready,
-      deadline, [&]() __attribute__((always_inline)) { return s.TryRead(); });
-}
-}  // namespace
-
 Claim BroadcastPublisher::try_claim(std::size_t size) {
   Claim c = state_->TryClaimFast(size);
   if (c.result != Result::kWouldBlock) [[likely]]
     return c;
-  return TryClaimSlow(*state_, size);
+  return internal::PollOutOfLine(
+      *state_, [size](auto& s) __attribute__((always_inline)) { return s.TryClaim(size); });
 }
 Claim BroadcastPublisher::claim(std::size_t size, absl::Time deadline) {
   Claim c = state_->TryClaimFast(size);
   if (c.result != Result::kWouldBlock) [[likely]]
     return c;
-  return ClaimSlow(*state_, size, deadline);
+  return internal::WaitOutOfLine<&internal::ControlBlock::space_ready>(
+      *state_,
+      deadline, [size](auto& s) __attribute__((always_inline)) { return s.TryClaim(size); });
 }
 Result BroadcastPublisher::commit() {
   state_->Commit(state_->claim_size, /*publish=*/true);
@@ -746,13 +729,15 @@ Frame BroadcastSubscriber::try_read() {
   Frame f = state_->TryReadFast();
   if (f.result != Result::kWouldBlock) [[likely]]
     return f;
-  return TryReadSlow(*state_);
+  return internal::PollOutOfLine(
+      *state_, [](auto& s) __attribute__((always_inline)) { return s.TryRead(); });
 }
 Frame BroadcastSubscriber::read(absl::Time deadline) {
   Frame f = state_->TryReadFast();
   if (f.result != Result::kWouldBlock) [[likely]]
     return f;
-  return ReadSlow(*state_, deadline);
+  return internal::WaitOutOfLine<&internal::ControlBlock::data_ready>(
+      *state_, deadline, [](auto& s) __attribute__((always_inline)) { return s.TryRead(); });
 }
 Result BroadcastSubscriber::release() { return state_->Release(); }
 Result BroadcastSubscriber::release_deferred() { return state_->Release(/*publish=*/false); }

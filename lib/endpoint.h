@@ -169,6 +169,25 @@ auto Endpoint::Wait(WakeWord& wake, absl::Time deadline, Poll&& poll) -> decltyp
   return r;
 }
 
+// The paths of the rings' claim()/try_claim()/read()/try_read() that are not the common case:
+// each of those first runs its ring's inlined TryClaimFast/TryReadFast, which makes no call (so
+// the public function saves no callee-saved registers, see lib/spsc.cc), and only otherwise
+// calls one of these. Out of line, so neither the full poll nor the wait loop is inlined there.
+// PollOutOfLine polls once; WaitOutOfLine waits on the wake word kWake as Endpoint::Wait does.
+// `poll` takes the ring's state (SpscProducerState, MpmcConsumerState, ...), so the slow call
+// passes no more than the state and the poll's own arguments.
+template <typename State, typename Poll>
+[[gnu::noinline]] auto PollOutOfLine(State& state, Poll poll) -> decltype(poll(state)) {
+  return poll(state);
+}
+template <WakeWord ControlBlock::*kWake, typename State, typename Poll>
+[[gnu::noinline]] auto WaitOutOfLine(State& state, absl::Time deadline, Poll poll)
+    -> decltype(poll(state)) {
+  return state.endpoint->Wait(
+      state.ring.control->*kWake,
+      deadline, [&]() __attribute__((always_inline)) { return poll(state); });
+}
+
 template <typename Poll, typename R>
 void Endpoint::WaitSlow(WakeWord& wake, absl::Time deadline, Poll& poll, R& r) {
   if (mode_ != WaitMode::kBlock) {

@@ -201,11 +201,17 @@ struct MpmcProducerState {
             pos, pos + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
       return {Result::kWouldBlock, {}, 0};
     }
+    return Won(pos, size);
+  }
+
+  // Won records ticket `pos`, just won by our CAS [P3], as the outstanding claim and returns it —
+  // unless the stream ended meanwhile ([P4] seq_cst: see [E2]): a claim that lands after the end
+  // is given up.
+  [[gnu::always_inline]] Claim Won(std::uint64_t pos, std::size_t size) {
     claimed = true;
     ticket = pos;
     claim_size = size;
     announced = false;
-    // [P4] seq_cst, as in TryClaim.
     if (ring.control->closed.load(std::memory_order_seq_cst) != kOpen) {
       AbortLate();
       return {Result::kClosed, {}, 0};
@@ -213,9 +219,9 @@ struct MpmcProducerState {
     return {Result::kOk, std::span<std::byte>(ring.payload(pos), size), pos};
   }
 
-  // AbortLate gives up a claim won after the stream ended (see [E2]). Out of line and returning
-  // nothing: a Claim returned from a call here was merged with the fast path's result on the
-  // stack and reloaded 16 bytes at a time — a store-forwarding stall on every claim.
+  // AbortLate is Abort out of line and returning nothing: a Claim returned from a call in Won was
+  // merged with the fast path's result on the stack and reloaded 16 bytes at a time — a
+  // store-forwarding stall on every claim.
   [[gnu::noinline]] void AbortLate() { Abort(); }
 
   [[gnu::always_inline]] Claim TryClaim(std::size_t size) {
@@ -244,16 +250,7 @@ struct MpmcProducerState {
         // [P3] seq_cst: release for [P2] (pairs with [X1]); seq_cst for the end race [E2].
         if (ring.control->write_position.compare_exchange_strong(
                 pos, pos + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
-          claimed = true;
-          ticket = pos;
-          claim_size = size;
-          announced = false;
-          // [P4] seq_cst: see [E2]. A claim that lands after the end is given up.
-          if (ring.control->closed.load(std::memory_order_seq_cst) != kOpen) {
-            Abort();
-            return {Result::kClosed, {}, 0};
-          }
-          return {Result::kOk, std::span<std::byte>(ring.payload(pos), size), pos};
+          return Won(pos, size);  // [P4] there
         }
         continue;  // `pos` now holds the current write_position
       }
@@ -355,14 +352,6 @@ MpmcConsumerState::MpmcConsumerState(std::unique_ptr<Endpoint> ep, const Endpoin
   }
 }
 
-Frame MpmcConsumerState::FrameAt(std::uint64_t t) const {
-  const MpmcSlotHeader* slot = ring.slot(t);
-  const std::uint64_t sequence = slot->sequence;
-  const std::uint32_t length = slot->length;
-  if (sequence != t || length > ring.max_frame) return {Result::kCorrupted, false, {}, 0};
-  return {Result::kOk, false, std::span<const std::byte>(ring.payload(t), length), t};
-}
-
 void MpmcConsumerState::FreeSlot(std::uint64_t t) {
   // [C5] release: pairs with [P1] and [E3]; we are done reading the slot.
   ring.slot(t)->turn.store(t + ring.capacity, std::memory_order_release);
@@ -378,21 +367,8 @@ void MpmcConsumerState::FreeSlot(std::uint64_t t) {
   }
 }
 
-Frame MpmcConsumerState::Hold(std::uint64_t t, Frame f, bool redelivered) {
-  holding = true;
-  held_ticket = t;  // == f.sequence (FrameAt)
-  held_data = f.data;
-  held_redelivered = redelivered;
-  announced = false;
-  stall.Reset();
-  if (recheck_key != kNoTicket) StopRechecking();
-  // From the arguments, not Held(): a reload of held_data just stored stalled (see spsc.cc).
-  return {Result::kOk, redelivered, f.data, t};
-}
-
 inline Frame MpmcConsumerState::TryReadFast() {
   if (holding) return Held();
-  if (recheck_key != kNoTicket) return {Result::kWouldBlock, false, {}, 0};  // Hold's call
   // [C1] and [C2] acquire, as in TryRead.
   std::uint64_t read = ring.control->read_position.load(std::memory_order_acquire);
   MpmcSlotHeader* slot = ring.slot(read);
@@ -405,23 +381,20 @@ inline Frame MpmcConsumerState::TryReadFast() {
           read, read + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
     return {Result::kWouldBlock, false, {}, 0};
   }
-  __builtin_prefetch(slot, 1, 3);  // as in TryRead
-  // FrameAt, inline.
-  const std::uint64_t sequence = slot->sequence;
-  const std::uint32_t length = slot->length;
-  if (sequence != read || length > ring.max_frame) {
-    FreeCorrupted(read);
+  return TakeCommitted(read);
+}
+
+inline Frame MpmcConsumerState::TakeCommitted(std::uint64_t t) {
+  // Ask for the slot's first line for writing now: release() stores its turn [C5] and then
+  // Notify's exchange waits for that store, so taking the line from the producer's cache here
+  // overlaps the caller's reading of the frame instead of delaying the release.
+  __builtin_prefetch(ring.slot(t), 1, 3);
+  const Frame f = FrameAt(t);
+  if (!f.ok()) {
+    FreeSlot(t);
     return {Result::kCorrupted, false, {}, 0};
   }
-  // Hold, inline (recheck_key was checked above).
-  const std::span<const std::byte> data(ring.payload(read), length);
-  holding = true;
-  held_ticket = read;
-  held_data = data;
-  held_redelivered = false;
-  announced = false;
-  stall.Reset();
-  return {Result::kOk, false, data, read};
+  return Hold(t, f, /*redelivered=*/false);
 }
 
 // TryRead, the fast path: take the committed (or abandoned) ticket at the head, or report that
@@ -445,16 +418,7 @@ inline Frame MpmcConsumerState::TryRead() {
         stall.Reset();
         continue;
       }
-      // Ask for the slot's first line for writing now: release() stores its turn [C5] and then
-      // Notify's exchange waits for that store, so taking the line from the producer's cache
-      // here overlaps the caller's reading of the frame instead of delaying the release.
-      __builtin_prefetch(ring.slot(read), 1, 3);
-      const Frame f = FrameAt(read);
-      if (!f.ok()) {
-        FreeSlot(read);
-        return f;
-      }
-      return Hold(read, f, /*redelivered=*/false);
+      return TakeCommitted(read);
     }
     Unannounce();
     Step out = Step::Retry();
@@ -513,32 +477,21 @@ MpmcProducer::MpmcProducer(MpmcProducer&&) noexcept = default;
 MpmcProducer& MpmcProducer::operator=(MpmcProducer&&) noexcept = default;
 MpmcProducer::~MpmcProducer() = default;
 
-namespace {
-// The paths of claim() and try_claim() that are not the common case, out of line (see
-// TryClaimFast).
-[[gnu::noinline]] Claim TryClaimSlow(internal::MpmcProducerState& s, std::size_t size) {
-  return s.TryClaim(size);
-}
-[[gnu::noinline]] Claim ClaimSlow(internal::MpmcProducerState& s, std::size_t size,
-                                  absl::Time deadline) {
-  return s.endpoint->Wait(
-      s.ring.control->space_ready,
-      deadline, [&]() __attribute__((always_inline)) { return s.TryClaim(size); });
-}
-}  // namespace
-
 Claim MpmcProducer::try_claim(std::size_t size) {
   Claim c = state_->TryClaimFast(size);
   if (c.result != Result::kWouldBlock) [[likely]]
     return c;
-  return TryClaimSlow(*state_, size);
+  return internal::PollOutOfLine(
+      *state_, [size](auto& s) __attribute__((always_inline)) { return s.TryClaim(size); });
 }
 
 Claim MpmcProducer::claim(std::size_t size, absl::Time deadline) {
   Claim c = state_->TryClaimFast(size);
   if (c.result != Result::kWouldBlock) [[likely]]
     return c;
-  return ClaimSlow(*state_, size, deadline);
+  return internal::WaitOutOfLine<&internal::ControlBlock::space_ready>(
+      *state_,
+      deadline, [size](auto& s) __attribute__((always_inline)) { return s.TryClaim(size); });
 }
 
 Result MpmcProducer::commit() { return state_->Commit(state_->claim_size); }
@@ -582,29 +535,20 @@ MpmcConsumer::MpmcConsumer(MpmcConsumer&&) noexcept = default;
 MpmcConsumer& MpmcConsumer::operator=(MpmcConsumer&&) noexcept = default;
 MpmcConsumer::~MpmcConsumer() = default;
 
-namespace {
-// The paths of read() and try_read() that are not the common case, out of line (see
-// TryReadFast).
-[[gnu::noinline]] Frame TryReadSlow(internal::MpmcConsumerState& s) { return s.TryRead(); }
-[[gnu::noinline]] Frame ReadSlow(internal::MpmcConsumerState& s, absl::Time deadline) {
-  return s.endpoint->Wait(
-      s.ring.control->data_ready,
-      deadline, [&]() __attribute__((always_inline)) { return s.TryRead(); });
-}
-}  // namespace
-
 Frame MpmcConsumer::try_read() {
   Frame f = state_->TryReadFast();
   if (f.result != Result::kWouldBlock) [[likely]]
     return f;
-  return TryReadSlow(*state_);
+  return internal::PollOutOfLine(
+      *state_, [](auto& s) __attribute__((always_inline)) { return s.TryRead(); });
 }
 
 Frame MpmcConsumer::read(absl::Time deadline) {
   Frame f = state_->TryReadFast();
   if (f.result != Result::kWouldBlock) [[likely]]
     return f;
-  return ReadSlow(*state_, deadline);
+  return internal::WaitOutOfLine<&internal::ControlBlock::data_ready>(
+      *state_, deadline, [](auto& s) __attribute__((always_inline)) { return s.TryRead(); });
 }
 
 void MpmcConsumer::release() { state_->Release(); }

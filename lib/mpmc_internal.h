@@ -159,9 +159,9 @@ struct MpmcConsumerState {
   // [C4] for anything else, or after a lost CAS with the announcement [C3] left for TryRead,
   // which the caller runs next, to replace or clear.
   [[gnu::always_inline]] inline Frame TryReadFast();
-  // FreeCorrupted frees a slot taken at [C4] whose header is impossible; out of line, and
-  // returning nothing, so TryReadFast builds every result in place.
-  [[gnu::noinline]] void FreeCorrupted(std::uint64_t t) { FreeSlot(t); }
+  // TakeCommitted holds the committed frame of ticket t, just taken at [C4] (kCorrupted, the slot
+  // freed, if its header is impossible). Makes no call on the way to a frame.
+  [[gnu::always_inline]] inline Frame TakeCommitted(std::uint64_t t);
   void Release();
   Frame Held() const { return {Result::kOk, held_redelivered, held_data, held_ticket}; }
   void Announce(std::uint64_t t) {
@@ -176,10 +176,27 @@ struct MpmcConsumerState {
     self->held_ticket.store(kNoTicket, std::memory_order_relaxed);
   }
   // FrameAt reads slot t's header once and bounds it.
-  Frame FrameAt(std::uint64_t t) const;
+  Frame FrameAt(std::uint64_t t) const {
+    const MpmcSlotHeader* slot = ring.slot(t);
+    const std::uint64_t sequence = slot->sequence;
+    const std::uint32_t length = slot->length;
+    if (sequence != t || length > ring.max_frame) return {Result::kCorrupted, false, {}, 0};
+    return {Result::kOk, false, std::span<const std::byte>(ring.payload(t), length), t};
+  }
   // FreeSlot releases ticket t's slot for ticket t + capacity ([C5], [C6]) and wakes sleepers.
   void FreeSlot(std::uint64_t t);
-  Frame Hold(std::uint64_t t, Frame f, bool redelivered);
+  // Hold makes f (ticket t's frame, from FrameAt) the held frame and returns it (from the
+  // arguments, not Held(): a reload of held_data just stored stalled, see lib/spsc.cc).
+  Frame Hold(std::uint64_t t, Frame f, bool redelivered) {
+    holding = true;
+    held_ticket = t;  // == f.sequence (FrameAt)
+    held_data = f.data;
+    held_redelivered = redelivered;
+    announced = false;
+    stall.Reset();
+    if (recheck_key != kNoTicket) StopRechecking();
+    return {Result::kOk, redelivered, f.data, t};
+  }
   // RecheckSoon: the consumer waits in state `key` for something only a death may bring about
   // (nobody wakes it then): cap its sleeps at kHolderRecheck while it stays in that state.
   void RecheckSoon(std::uint64_t key) {

@@ -521,38 +521,21 @@ SpscProducer::SpscProducer(SpscProducer&&) noexcept = default;
 SpscProducer& SpscProducer::operator=(SpscProducer&&) noexcept = default;
 SpscProducer::~SpscProducer() = default;
 
-namespace {
-// The paths of claim(), try_claim(), read() and try_read() that are not the common case, out of
-// line (see TryClaimFast and TryReadFast).
-[[gnu::noinline]] Claim TryClaimSlow(internal::SpscProducerState& s, std::size_t size) {
-  return s.TryClaim(size);
-}
-[[gnu::noinline]] Frame TryReadSlow(internal::SpscConsumerState& s) { return s.TryRead(); }
-[[gnu::noinline]] Claim ClaimSlow(internal::SpscProducerState& s, std::size_t size,
-                                  absl::Time deadline) {
-  return s.endpoint->Wait(
-      s.ring.control->space_ready,
-      deadline, [&]() __attribute__((always_inline)) { return s.TryClaim(size); });
-}
-[[gnu::noinline]] Frame ReadSlow(internal::SpscConsumerState& s, absl::Time deadline) {
-  return s.endpoint->Wait(
-      s.ring.control->data_ready,
-      deadline, [&]() __attribute__((always_inline)) { return s.TryRead(); });
-}
-}  // namespace
-
 Claim SpscProducer::try_claim(std::size_t size) {
   Claim c = state_->TryClaimFast(size);
   if (c.result != Result::kWouldBlock) [[likely]]
     return c;
-  return TryClaimSlow(*state_, size);
+  return internal::PollOutOfLine(
+      *state_, [size](auto& s) __attribute__((always_inline)) { return s.TryClaim(size); });
 }
 
 Claim SpscProducer::claim(std::size_t size, absl::Time deadline) {
   Claim c = state_->TryClaimFast(size);
   if (c.result != Result::kWouldBlock) [[likely]]
     return c;
-  return ClaimSlow(*state_, size, deadline);
+  return internal::WaitOutOfLine<&internal::ControlBlock::space_ready>(
+      *state_,
+      deadline, [size](auto& s) __attribute__((always_inline)) { return s.TryClaim(size); });
 }
 
 Result SpscProducer::commit() {
@@ -608,14 +591,16 @@ Frame SpscConsumer::try_read() {
   Frame f = state_->TryReadFast();
   if (f.result != Result::kWouldBlock) [[likely]]
     return f;
-  return TryReadSlow(*state_);
+  return internal::PollOutOfLine(
+      *state_, [](auto& s) __attribute__((always_inline)) { return s.TryRead(); });
 }
 
 Frame SpscConsumer::read(absl::Time deadline) {
   Frame f = state_->TryReadFast();
   if (f.result != Result::kWouldBlock) [[likely]]
     return f;
-  return ReadSlow(*state_, deadline);
+  return internal::WaitOutOfLine<&internal::ControlBlock::data_ready>(
+      *state_, deadline, [](auto& s) __attribute__((always_inline)) { return s.TryRead(); });
 }
 
 void SpscConsumer::release() { state_->Release(); }
